@@ -1,0 +1,136 @@
+// The `ambit` command: parses flags and calls components. No logic of its own beyond that.
+import { parseArgs } from 'node:util';
+import { errorMessage } from '../common/errors.js';
+
+const USAGE = `ambit — an ambient (sidecar-less) service mesh
+
+Usage:
+  ambit up DIR [--state DIR] [--log-format text|json]     run the mesh described by DIR until Ctrl-C
+  ambit demo [DIR]                                         start the quickstart mesh, send traffic, explain it
+  ambit exec --pod NS/NAME [--state DIR] -- CMD [ARGS...]  run CMD with its traffic entering the mesh as that pod
+  ambit echo [--host IP] [--port N]                        HTTP echo server (host defaults to $POD_IP)
+  ambit controlplane --config DIR --state DIR [--listen HOST:PORT]
+  ambit node --name NODE --ip IP --state DIR --controlplane HOST:PORT [--cert-ttl SECONDS]
+
+State (CA root, node tokens, mesh.json) lives in --state, default ./.ambit.
+Logs: AMBIT_LOG_LEVEL=debug|info|warn.`;
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case 'up':
+      return (await import('./up.js')).up(rest);
+    case 'demo':
+      return (await import('./demo.js')).demo(rest);
+    case 'exec':
+      return (await import('./exec.js')).exec(rest);
+    case 'echo':
+      return echo(rest);
+    case 'controlplane':
+      return controlplane(rest);
+    case 'node':
+      return node(rest);
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      console.log(USAGE);
+      return cmd === undefined ? 2 : 0;
+    default:
+      console.error(`ambit: unknown command ${JSON.stringify(cmd)}\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+async function echo(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { host: { type: 'string' }, port: { type: 'string', default: '8080' } } });
+  const host = values.host ?? process.env.POD_IP ?? '127.0.0.1';
+  const pod = process.env.POD_NAME ? `${process.env.POD_NAMESPACE ?? 'default'}/${process.env.POD_NAME}` : `echo@${host}`;
+  const { startEcho } = await import('./echo.js');
+  await startEcho({ host, port: Number(values.port), pod });
+  console.log(JSON.stringify({ level: 30, time: new Date().toISOString(), msg: 'echo listening', addr: `${host}:${values.port}`, pod }));
+  await untilSignal();
+  return 0;
+}
+
+async function controlplane(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      config: { type: 'string' },
+      state: { type: 'string', default: '.ambit' },
+      listen: { type: 'string', default: '127.0.0.1:15012' },
+      'trust-domain': { type: 'string' },
+      'root-cert': { type: 'string' },
+      'root-key': { type: 'string' },
+    },
+  });
+  if (!values.config) throw new UsageError('controlplane needs --config DIR');
+  const { ControlPlane } = await import('../controlplane/server.js');
+  const cp = new ControlPlane({
+    configDir: values.config,
+    stateDir: values.state,
+    listen: values.listen,
+    trustDomain: values['trust-domain'],
+    rootCertFile: values['root-cert'],
+    rootKeyFile: values['root-key'],
+  });
+  await cp.start();
+  process.send?.({ type: 'ready' });
+  await untilSignal();
+  await cp.stop();
+  return 0;
+}
+
+async function node(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      name: { type: 'string' },
+      ip: { type: 'string' },
+      state: { type: 'string', default: '.ambit' },
+      controlplane: { type: 'string', default: '127.0.0.1:15012' },
+      'cert-ttl': { type: 'string' },
+      'trust-domain': { type: 'string' },
+      'key-algorithm': { type: 'string' },
+    },
+  });
+  if (!values.name || !values.ip) throw new UsageError('node needs --name NODE and --ip IP');
+  const alg = values['key-algorithm'];
+  if (alg && alg !== 'ECDSA_P256' && alg !== 'RSA_2048') throw new UsageError('--key-algorithm must be ECDSA_P256 or RSA_2048');
+  const { NodeProxy } = await import('../node/proxy.js');
+  const proxy = new NodeProxy({
+    nodeName: values.name,
+    nodeIp: values.ip,
+    controlPlane: values.controlplane,
+    stateDir: values.state,
+    certTtlSeconds: values['cert-ttl'] ? Number(values['cert-ttl']) : undefined,
+    trustDomain: values['trust-domain'],
+    keyAlgorithm: alg as 'ECDSA_P256' | 'RSA_2048' | undefined,
+  });
+  await proxy.start();
+  process.send?.({ type: 'ready' });
+  await untilSignal();
+  await proxy.stop();
+  return 0;
+}
+
+export class UsageError extends Error {}
+
+/** Resolves on SIGINT/SIGTERM (or when the parent of an IPC child goes away). */
+export function untilSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+    process.once('disconnect', () => resolve());
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => {
+    console.error(`ambit: ${err instanceof UsageError ? err.message : errorMessage(err)}`);
+    if (!(err instanceof UsageError) && process.env.AMBIT_DEBUG) console.error(err);
+    process.exit(err instanceof UsageError ? 2 : 1);
+  },
+);

@@ -1,0 +1,244 @@
+// Runs a whole mesh on this machine from a folder of manifests (local mode): the control plane
+// and one node proxy per Node object, each in its own child process (so tests can kill and
+// restart one), plus the app command of every pod that names one. Used by `ambit up`,
+// `ambit demo` and the integration tests.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, writeFile, chmod } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { loadDirectory } from '../config/load.js';
+import {
+  ANNOTATION_LOCAL_COMMAND,
+  DATAPLANE_MODE_AMBIENT,
+  LABEL_DATAPLANE_MODE,
+  type KubeResource,
+  type Namespace,
+  type Node,
+  type Pod,
+} from '../config/types.js';
+import { ensureNodeToken } from '../controlplane/node-auth.js';
+import { SOCKS5_PORT } from '../hbone/constants.js';
+
+export const AMBIT_BIN = fileURLToPath(new URL('../../bin/ambit.js', import.meta.url));
+
+export interface MeshOptions {
+  configDir: string;
+  stateDir: string;
+  /** Control plane xDS+CA address; default 127.0.0.1:15012. */
+  controlPlaneAddr?: string;
+  /** Every log line of every child, with the component that wrote it. */
+  onLog?: (component: string, line: string) => void;
+  env?: Record<string, string>;
+  certTtlSeconds?: number;
+  startApps?: boolean;
+  readyTimeoutMs?: number;
+}
+
+export interface MeshNode {
+  name: string;
+  ip: string;
+}
+export interface MeshPod {
+  namespace: string;
+  name: string;
+  ip: string;
+  node: string;
+  ambient: boolean;
+  /** SOCKS5 entry into the mesh as this pod (ambient pods only). */
+  socks?: string;
+  command?: string;
+}
+export interface MeshDescription {
+  controlPlane: string;
+  stateDir: string;
+  nodes: MeshNode[];
+  pods: MeshPod[];
+}
+
+interface Child {
+  name: string;
+  args: string[];
+  proc?: ChildProcess;
+  exited?: Promise<number | null>;
+}
+
+export class Mesh {
+  private readonly children = new Map<string, Child>();
+  private stopping = false;
+
+  private constructor(
+    private readonly opts: MeshOptions,
+    readonly description: MeshDescription,
+    readonly configErrors: string[],
+  ) {}
+
+  static async start(opts: MeshOptions): Promise<Mesh> {
+    const { objects, errors } = await loadDirectory(opts.configDir);
+    const desc = describeMesh(objects, opts);
+    const mesh = new Mesh(opts, desc, errors.map(String));
+    await mkdir(path.join(opts.stateDir, 'bin'), { recursive: true });
+    await writeShim(opts.stateDir);
+    for (const n of desc.nodes) await ensureNodeToken(opts.stateDir, n.name);
+    try {
+      await mesh.spawnChild('controlplane', [
+        'controlplane',
+        '--config', opts.configDir,
+        '--state', opts.stateDir,
+        '--listen', desc.controlPlane,
+      ]);
+      await Promise.all(
+        desc.nodes.map((n) =>
+          mesh.spawnChild(`node/${n.name}`, [
+            'node',
+            '--name', n.name,
+            '--ip', n.ip,
+            '--state', opts.stateDir,
+            '--controlplane', desc.controlPlane,
+            ...(opts.certTtlSeconds ? ['--cert-ttl', String(opts.certTtlSeconds)] : []),
+          ]),
+        ),
+      );
+      if (opts.startApps !== false) {
+        for (const p of desc.pods) if (p.command) mesh.spawnApp(p);
+      }
+    } catch (err) {
+      await mesh.stop();
+      throw err;
+    }
+    await writeFile(path.join(opts.stateDir, 'mesh.json'), JSON.stringify(desc, null, 2));
+    return mesh;
+  }
+
+  /** Kills one component ("controlplane", "node/<name>", "app/<ns>/<pod>") and waits for it to exit. */
+  async kill(name: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const c = this.children.get(name);
+    if (!c?.proc) throw new Error(`no running component ${name}`);
+    c.proc.kill(signal);
+    await c.exited;
+    c.proc = undefined;
+  }
+
+  /** Starts a killed component again with the same arguments and waits until it is ready. */
+  async restart(name: string): Promise<void> {
+    const c = this.children.get(name);
+    if (!c) throw new Error(`unknown component ${name}`);
+    if (c.proc) await this.kill(name, 'SIGTERM');
+    await this.spawnChild(name, c.args);
+  }
+
+  pid(name: string): number | undefined {
+    return this.children.get(name)?.proc?.pid;
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    const running = [...this.children.values()].filter((c) => c.proc);
+    for (const c of running) c.proc!.kill('SIGTERM');
+    const deadline = setTimeout(() => running.forEach((c) => c.proc?.kill('SIGKILL')), 5000);
+    await Promise.all(running.map((c) => c.exited));
+    clearTimeout(deadline);
+  }
+
+  private spawnChild(name: string, args: string[], readyTimeoutMs = this.opts.readyTimeoutMs ?? 30_000): Promise<void> {
+    const proc = spawn(process.execPath, [AMBIT_BIN, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      env: { ...process.env, ...this.opts.env },
+    });
+    const child: Child = this.children.get(name) ?? { name, args };
+    child.proc = proc;
+    child.exited = new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
+    this.children.set(name, child);
+    this.pipeLogs(name, proc);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${name} did not become ready within ${readyTimeoutMs} ms`)), readyTimeoutMs);
+      proc.on('message', (m: { type?: string }) => {
+        if (m?.type === 'ready') {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      proc.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        if (!this.stopping) this.opts.onLog?.('ambit', JSON.stringify({ level: 40, msg: `${name} exited`, code, signal }));
+        reject(new Error(`${name} exited (code ${code}, signal ${signal}) before it was ready`));
+      });
+    });
+  }
+
+  private spawnApp(p: MeshPod): void {
+    const name = `app/${p.namespace}/${p.name}`;
+    const proc = spawn('/bin/sh', ['-c', p.command!], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        ...process.env,
+        ...this.opts.env,
+        PATH: `${path.join(this.opts.stateDir, 'bin')}:${process.env.PATH ?? ''}`,
+        POD_IP: p.ip,
+        POD_NAME: p.name,
+        POD_NAMESPACE: p.namespace,
+      },
+    });
+    this.children.set(name, { name, args: [], proc, exited: new Promise((r) => proc.once('exit', (c) => r(c))) });
+    this.pipeLogs(name, proc);
+  }
+
+  private pipeLogs(name: string, proc: ChildProcess): void {
+    const sink = this.opts.onLog ?? (() => {});
+    for (const stream of [proc.stdout, proc.stderr]) {
+      if (!stream) continue;
+      createInterface({ input: stream }).on('line', (line) => sink(name, line));
+    }
+  }
+}
+
+/** Nodes, pods and addresses of a manifest set, as `ambit up` lays them out. */
+export function describeMesh(objects: KubeResource[], opts: Pick<MeshOptions, 'controlPlaneAddr' | 'stateDir'>): MeshDescription {
+  const namespaces = new Map<string, Namespace>();
+  const nodes: MeshNode[] = [];
+  const pods: MeshPod[] = [];
+  for (const o of objects) if (o.kind === 'Namespace') namespaces.set(o.metadata.name, o);
+  for (const o of objects) {
+    if (o.kind === 'Node') {
+      const ip = nodeIp(o);
+      if (ip) nodes.push({ name: o.metadata.name, ip });
+    }
+  }
+  for (const o of objects) {
+    if (o.kind !== 'Pod') continue;
+    const pod = o as Pod;
+    const ip = pod.status?.podIP;
+    if (!ip || !pod.spec.nodeName) continue;
+    const ns = pod.metadata.namespace ?? 'default';
+    const ambient = isAmbient(pod, namespaces.get(ns));
+    pods.push({
+      namespace: ns,
+      name: pod.metadata.name,
+      ip,
+      node: pod.spec.nodeName,
+      ambient,
+      socks: ambient ? `${ip}:${SOCKS5_PORT}` : undefined,
+      command: pod.metadata.annotations?.[ANNOTATION_LOCAL_COMMAND],
+    });
+  }
+  return { controlPlane: opts.controlPlaneAddr ?? '127.0.0.1:15012', stateDir: opts.stateDir, nodes, pods };
+}
+
+function nodeIp(n: Node): string | undefined {
+  const addrs = n.status?.addresses ?? [];
+  return (addrs.find((a) => a.type === 'InternalIP') ?? addrs[0])?.address;
+}
+
+function isAmbient(pod: Pod, ns: Namespace | undefined): boolean {
+  const podMode = pod.metadata.labels?.[LABEL_DATAPLANE_MODE];
+  if (podMode === 'none') return false;
+  if (podMode === DATAPLANE_MODE_AMBIENT) return true;
+  return ns?.metadata.labels?.[LABEL_DATAPLANE_MODE] === DATAPLANE_MODE_AMBIENT;
+}
+
+/** `ambit` on the PATH of app commands, whatever way ambit itself was installed. */
+async function writeShim(stateDir: string): Promise<void> {
+  const shim = path.join(stateDir, 'bin', 'ambit');
+  await writeFile(shim, `#!/bin/sh\nexec "${process.execPath}" "${AMBIT_BIN}" "$@"\n`);
+  await chmod(shim, 0o755);
+}

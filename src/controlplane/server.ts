@@ -1,0 +1,121 @@
+// The control plane process, wired in one readable place:
+//  1. the mesh CA (root created on first start, kept in the state directory);
+//  2. the config source (a watched folder of manifests) feeding the ambient index;
+//  3. one gRPC server over TLS (serving certificate from the mesh CA) carrying Delta ADS and
+//     the CA service, on 15012.
+import grpc from '@grpc/grpc-js';
+import type { Logger } from '../common/log.js';
+import { componentLogger } from '../common/log.js';
+import { parseSocketAddr } from '../common/addr.js';
+import { FileSource } from '../config/file-source.js';
+import type { ConfigSource } from '../config/types.js';
+import { adsServiceDefinition, caServiceDefinition } from '../xds/proto.js';
+import { DEFAULT_TRUST_DOMAIN } from '../xds/resources.js';
+import type { KeyAlgorithm } from '../identity/keys.js';
+import { MeshCa } from './ca.js';
+import { createCaHandlers } from './ca-server.js';
+import { LocalNodeAuthenticator } from './node-auth.js';
+import { AmbientIndex } from './ambient-index.js';
+import { DeltaXdsServer } from './xds-server.js';
+
+export const CONTROL_PLANE_SERVER_NAME = 'istiod.istio-system.svc';
+
+export interface ControlPlaneOptions {
+  configDir: string;
+  stateDir: string;
+  /** "host:port" to serve xDS and the CA on. */
+  listen: string;
+  trustDomain?: string;
+  rootCertFile?: string;
+  rootKeyFile?: string;
+  keyAlgorithm?: KeyAlgorithm;
+  logger?: Logger;
+}
+
+export class ControlPlane {
+  private readonly log: Logger;
+  private server?: grpc.Server;
+  private source?: ConfigSource;
+  index?: AmbientIndex;
+  xds?: DeltaXdsServer;
+  ca?: MeshCa;
+
+  constructor(private readonly opts: ControlPlaneOptions) {
+    this.log = opts.logger ?? componentLogger('controlplane');
+  }
+
+  async start(): Promise<{ port: number }> {
+    const o = this.opts;
+    const trustDomain = o.trustDomain ?? DEFAULT_TRUST_DOMAIN;
+    const listen = parseSocketAddr(o.listen);
+    if (!listen) throw new Error(`--listen ${JSON.stringify(o.listen)} is not host:port`);
+    this.log.info({ config: o.configDir, state: o.stateDir, listen: o.listen, trustDomain }, 'control plane starting');
+
+    // 1. CA
+    this.ca = await MeshCa.loadOrCreate({
+      stateDir: o.stateDir,
+      trustDomain,
+      rootCertFile: o.rootCertFile,
+      rootKeyFile: o.rootKeyFile,
+      keyAlgorithm: o.keyAlgorithm,
+      logger: this.log.child({ part: 'ca' }),
+    });
+
+    // 2. config → index
+    this.index = new AmbientIndex({ trustDomain });
+    const source = new FileSource({ dir: o.configDir, logger: this.log.child({ part: 'config' }) });
+    this.source = source;
+    await source.start();
+    this.index.rebuild(source.snapshot());
+    source.onChange((change, snapshot) => this.index!.apply(change, snapshot));
+    for (const e of source.errors()) this.log.warn({ error: String(e) }, 'invalid manifest skipped');
+
+    // 3. gRPC: ADS + CA over TLS
+    const auth = new LocalNodeAuthenticator(o.stateDir);
+    this.xds = new DeltaXdsServer({
+      index: this.index,
+      logger: this.log.child({ part: 'xds' }),
+      authenticate: (md) => auth.authenticate(md),
+    });
+    const serving = await this.ca.issueServingCert({ dnsNames: [CONTROL_PLANE_SERVER_NAME, 'localhost'], ips: [listen.host] });
+    this.server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
+    this.server.addService(adsServiceDefinition, this.xds.handlers());
+    this.server.addService(
+      caServiceDefinition,
+      createCaHandlers({
+        ca: this.ca,
+        authenticate: (md) => auth.authenticate(md),
+        identitiesOnNode: (node) => this.index!.identitiesOnNode(node),
+        logger: this.log.child({ part: 'ca' }),
+      }),
+    );
+    const creds = grpc.ServerCredentials.createSsl(
+      null,
+      [{ private_key: Buffer.from(serving.keyPem), cert_chain: Buffer.from(serving.certChainPem) }],
+      false,
+    );
+    const port = await new Promise<number>((resolve, reject) =>
+      this.server!.bindAsync(o.listen, creds, (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    this.log.info(
+      { listen: o.listen, workloads: this.index.workloads().length, services: this.index.services().length },
+      'control plane ready',
+    );
+    return { port };
+  }
+
+  async stop(): Promise<void> {
+    await this.source?.stop();
+    await new Promise<void>((resolve) => {
+      if (!this.server) return resolve();
+      const timer = setTimeout(() => {
+        this.server?.forceShutdown();
+        resolve();
+      }, 2000);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}

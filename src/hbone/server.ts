@@ -1,0 +1,148 @@
+// HBONE server: one per local pod on podIP:15008. Terminates mutual TLS with the pod's own
+// certificate, accepts HTTP/2 CONNECT streams, validates them, and hands each valid tunnel to
+// the caller (node/inbound.ts), which decides policy and connects to the app. Protocol errors
+// are answered here: 400 for a malformed request, and connection close for non-TLS or non-h2.
+import http2 from 'node:http2';
+import type { ServerHttp2Stream, IncomingHttpHeaders, Http2Session, SecureServerOptions } from 'node:http2';
+import type { TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
+import type { Logger } from '../common/log.js';
+import { parseSocketAddr, type HostPort, type Ip } from '../common/addr.js';
+import { ConnectionTracker, drainServer } from '../common/drain.js';
+import { serverTlsOptions, peerSpiffeId, trustDomainOf, describeLeaf, type TlsIdentity } from './tls.js';
+import {
+  FORBIDDEN_TARGET_PORTS,
+  H2_CONNECTION_WINDOW,
+  H2_MAX_FRAME_SIZE,
+  H2_SERVER_HEADER_LIST,
+  H2_SERVER_MAX_STREAMS,
+  H2_STREAM_WINDOW,
+} from './constants.js';
+
+/** A validated CONNECT stream, before it is answered. */
+export interface InboundTunnel {
+  stream: ServerHttp2Stream;
+  /** Target from :authority, already checked to be this pod's IP. */
+  target: HostPort & { host: Ip };
+  /** SPIFFE id proven by the client certificate. */
+  peerIdentity: string;
+  /** TCP peer of the HBONE connection (the source node proxy, bound to the source pod IP). */
+  peerAddr: HostPort;
+  headers: IncomingHttpHeaders;
+}
+
+export interface HboneServerOptions {
+  podIp: Ip;
+  port: number;
+  identity: TlsIdentity;
+  trustDomain: string;
+  logger: Logger;
+  onTunnel(tunnel: InboundTunnel): void;
+}
+
+export class HboneServer {
+  private readonly server: http2.Http2SecureServer;
+  private readonly sessions = new ConnectionTracker();
+  private readonly log: Logger;
+
+  constructor(private readonly opts: HboneServerOptions) {
+    this.log = opts.logger.child({ listener: 'hbone', addr: `${opts.podIp}:${opts.port}` });
+    const options: SecureServerOptions = {
+      ...serverTlsOptions(opts.identity),
+      allowHTTP1: false,
+      maxSessionMemory: 64,
+      settings: {
+        enablePush: false,
+        initialWindowSize: H2_STREAM_WINDOW,
+        maxFrameSize: H2_MAX_FRAME_SIZE,
+        maxConcurrentStreams: H2_SERVER_MAX_STREAMS,
+        maxHeaderListSize: H2_SERVER_HEADER_LIST,
+      },
+      unknownProtocolTimeout: 1000,
+    };
+    this.server = http2.createSecureServer(options);
+    this.server.on('session', (s) => this.onSession(s));
+    this.server.on('stream', (stream, headers) => this.onStream(stream, headers));
+    this.server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
+      this.log.warn({ 'src.addr': `${socket.remoteAddress}:${socket.remotePort}`, err: err.message }, 'hbone: TLS handshake failed');
+      socket.destroy();
+    });
+    this.server.on('unknownProtocol', (socket: Socket) => {
+      this.log.warn({ 'src.addr': `${socket.remoteAddress}:${socket.remotePort}` }, 'hbone: client did not negotiate ALPN h2; closing');
+      socket.destroy();
+    });
+  }
+
+  /** Binds; rejects if the address is unavailable so start-up fails loudly. */
+  async start(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ host: this.opts.podIp, port: this.opts.port, backlog: 1024 }, () => {
+        this.server.off('error', reject);
+        this.server.on('error', (err) => this.log.error({ err: err.message }, 'hbone: server error'));
+        resolve();
+      });
+    });
+    this.log.info({ identity: this.opts.identity.spiffeId, ...describeLeaf(this.opts.identity) }, 'hbone: listening');
+  }
+
+  address(): HostPort {
+    return { host: this.opts.podIp, port: this.opts.port };
+  }
+
+  /** Certificate rotation: new handshakes use the new certificate, open sessions are untouched. */
+  setIdentity(identity: TlsIdentity): void {
+    this.server.setSecureContext(serverTlsOptions(identity));
+    this.log.info({ identity: identity.spiffeId, ...describeLeaf(identity) }, 'hbone: certificate updated');
+  }
+
+  async stop(graceMs = 5000): Promise<void> {
+    for (const s of this.sessionsList) s.close();
+    await drainServer(this.server, this.sessions, graceMs);
+  }
+
+  private readonly sessionsList = new Set<Http2Session>();
+
+  private onSession(session: Http2Session): void {
+    const socket = session.socket as TLSSocket;
+    const peer = peerSpiffeId(socket);
+    if (!peer || trustDomainOf(peer) !== this.opts.trustDomain) {
+      this.log.warn(
+        { 'src.addr': `${socket.remoteAddress}:${socket.remotePort}`, 'src.identity': peer ?? null },
+        `hbone: client identity not in trust domain ${this.opts.trustDomain}; closing`,
+      );
+      session.destroy();
+      return;
+    }
+    socket.setNoDelay(true);
+    session.setLocalWindowSize(H2_CONNECTION_WINDOW);
+    this.sessions.track(session);
+    this.sessionsList.add(session);
+    session.once('close', () => this.sessionsList.delete(session));
+    session.on('error', (err) => this.log.debug({ err: err.message }, 'hbone: session error'));
+  }
+
+  private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+    stream.on('error', () => {}); // resets are normal; the splice reports them
+    const socket = stream.session?.socket as TLSSocket | undefined;
+    const peerIdentity = socket ? peerSpiffeId(socket) : undefined;
+    if (!socket || !peerIdentity) {
+      stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    const peerAddr = { host: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
+    const reject = (status: number, reason: string) => {
+      this.log.warn({ 'src.identity': peerIdentity, 'src.addr': `${peerAddr.host}:${peerAddr.port}`, status, reason }, 'hbone: request refused');
+      if (!stream.destroyed && !stream.headersSent) stream.respond({ ':status': status }, { endStream: true });
+    };
+    if (headers[':method'] !== 'CONNECT') return reject(400, `method ${String(headers[':method'])} is not CONNECT`);
+    const authority = headers[':authority'];
+    const target = typeof authority === 'string' ? parseSocketAddr(authority) : undefined;
+    if (!target) return reject(400, `malformed :authority ${JSON.stringify(authority)}`);
+    if (target.host !== this.opts.podIp) {
+      return reject(400, `:authority ${authority} is not this pod (${this.opts.podIp}); refusing to forward`);
+    }
+    if (FORBIDDEN_TARGET_PORTS.has(target.port)) return reject(400, `port ${target.port} is a proxy port`);
+    this.opts.onTunnel({ stream, target, peerIdentity, peerAddr, headers });
+  }
+}

@@ -1,0 +1,161 @@
+// Outbound: a local pod's connection, from the SOCKS5 request to the final record.
+// resolve the target → buildRoute (pure) → open an HBONE tunnel as the source pod's identity,
+// or plain TCP for destinations outside the mesh → answer the client → splice → record once.
+import net from 'node:net';
+import { lookup } from 'node:dns/promises';
+import type { Socket } from 'node:net';
+import type { Logger } from '../common/log.js';
+import { AmbitError, errorMessage, isAmbitError, type ErrorCode } from '../common/errors.js';
+import { formatSocketAddr, type HostPort, type Ip } from '../common/addr.js';
+import type { HbonePool } from '../hbone/pool.js';
+import type { TlsIdentity } from '../hbone/tls.js';
+import { spiffeIdOf, type Workload } from '../xds/resources.js';
+import type { ProxyState } from './state.js';
+import { buildRoute, resolveServiceName, type EndpointPicker, type Route } from './route.js';
+import { SOCKS_REPLY, type SocksReplyCode, type SocksRequest, type SocksTarget } from './socks5.js';
+import { splice } from './splice.js';
+
+export interface OutboundDeps {
+  state: ProxyState;
+  pool: HbonePool;
+  /** The current certificate for a local workload's identity. */
+  certificateFor(w: Workload): Promise<TlsIdentity>;
+  pick: EndpointPicker;
+  logger: Logger;
+}
+
+export class Outbound {
+  private readonly log: Logger;
+  constructor(private readonly deps: OutboundDeps) {
+    this.log = deps.logger.child({ direction: 'outbound' });
+  }
+
+  async handle(source: Workload, req: SocksRequest): Promise<void> {
+    const start = Date.now();
+    const client = req.socket;
+    const srcIp = source.addresses[0]!;
+    const fields: Record<string, unknown> = {
+      'src.addr': `${client.remoteAddress}:${client.remotePort}`,
+      'src.workload': source.name,
+      'src.namespace': source.namespace,
+      'src.identity': spiffeIdOf(source),
+      'dst.target': `${req.target.host}:${req.target.port}`,
+    };
+    let upstream: Socket | import('node:http2').ClientHttp2Stream;
+    let route: Route;
+    try {
+      const target = await this.resolve(source, req.target);
+      route = buildRoute(target, this.deps.state, this.deps.pick);
+      describeRoute(route, fields);
+      upstream = await this.open(route, source, srcIp, client);
+    } catch (err) {
+      const code = replyFor(err);
+      fields.error = errorMessage(err);
+      this.log.warn({ ...fields, 'socks.reply': code, duration_ms: Date.now() - start }, 'connection failed');
+      req.reply(code);
+      return;
+    }
+    req.reply(SOCKS_REPLY.succeeded);
+    client.resume();
+    const result = await splice(client, upstream);
+    this.log.info(
+      {
+        ...fields,
+        bytes_sent: client.bytesRead,
+        bytes_recv: client.bytesWritten,
+        duration_ms: Date.now() - start,
+        ...(result.error ? { error: result.error.message } : {}),
+      },
+      'connection complete',
+    );
+  }
+
+  private async resolve(source: Workload, target: SocksTarget): Promise<HostPort & { host: Ip }> {
+    if (target.kind === 'ip') return target;
+    const svc = resolveServiceName(target.host, source.namespace, this.deps.state);
+    const vip = svc?.addresses[0]?.address;
+    if (vip) return { host: vip, port: target.port };
+    try {
+      const { address } = await lookup(target.host, { family: 4 });
+      return { host: address as Ip, port: target.port };
+    } catch {
+      throw new AmbitError('ROUTE_UNKNOWN_HOST', `unknown host ${target.host}: not a mesh service and not in DNS`);
+    }
+  }
+
+  private async open(route: Route, source: Workload, srcIp: Ip, client: Socket) {
+    switch (route.kind) {
+      case 'reject':
+        throw new AmbitError(route.code === 'ROUTE_NO_ENDPOINT' ? 'ROUTE_NO_ENDPOINT' : 'HBONE_POLICY_DENIED', route.reason);
+      case 'hbone': {
+        const cert = await this.deps.certificateFor(source);
+        return this.deps.pool.connect({
+          source: cert,
+          sourceIp: srcIp,
+          clientAddr: { host: client.remoteAddress ?? srcIp, port: client.remotePort ?? 0 },
+          hboneAddr: route.hboneAddr,
+          expectedIdentity: route.expectedIdentity,
+          authority: route.authority,
+        });
+      }
+      case 'passthrough':
+        return connectTcp(route.addr, srcIp);
+    }
+  }
+}
+
+/** Plain TCP, bound to the source pod's IP so the far end sees who connects. */
+export function connectTcp(addr: HostPort, localAddress?: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: addr.host, port: addr.port, localAddress, allowHalfOpen: true, noDelay: true });
+    const timer = setTimeout(() => s.destroy(new AmbitError('HBONE_TIMEOUT', `connect to ${formatSocketAddr(addr.host, addr.port)} timed out`)), 10_000);
+    s.once('connect', () => {
+      clearTimeout(timer);
+      s.removeAllListeners('error');
+      resolve(s);
+    });
+    s.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+function describeRoute(route: Route, fields: Record<string, unknown>): void {
+  fields.route = route.kind;
+  if (route.kind === 'hbone') {
+    fields['dst.hbone_addr'] = `${route.hboneAddr.host}:${route.hboneAddr.port}`;
+    fields['dst.addr'] = route.authority;
+    fields['dst.workload'] = route.endpoint.name;
+    fields['dst.identity'] = route.expectedIdentity;
+    if (route.service) fields['dst.service'] = route.service.hostname;
+  } else if (route.kind === 'passthrough') {
+    fields['dst.addr'] = formatSocketAddr(route.addr.host, route.addr.port);
+    if (route.service) fields['dst.service'] = route.service.hostname;
+  }
+}
+
+const REPLY_BY_CODE: Partial<Record<ErrorCode, SocksReplyCode>> = {
+  ROUTE_UNKNOWN_HOST: SOCKS_REPLY.hostUnreachable,
+  ROUTE_NO_ENDPOINT: SOCKS_REPLY.hostUnreachable,
+  HBONE_POLICY_DENIED: SOCKS_REPLY.notAllowed,
+  HBONE_UPSTREAM_FAILED: SOCKS_REPLY.connectionRefused,
+  HBONE_CONNECT_REFUSED: SOCKS_REPLY.connectionRefused,
+  HBONE_TIMEOUT: SOCKS_REPLY.hostUnreachable,
+};
+
+/** One place maps failures to what the client sees. */
+export function replyFor(err: unknown): SocksReplyCode {
+  if (isAmbitError(err)) return REPLY_BY_CODE[err.code] ?? SOCKS_REPLY.generalFailure;
+  switch ((err as NodeJS.ErrnoException).code) {
+    case 'ECONNREFUSED':
+      return SOCKS_REPLY.connectionRefused;
+    case 'ENETUNREACH':
+      return SOCKS_REPLY.networkUnreachable;
+    case 'EHOSTUNREACH':
+    case 'ETIMEDOUT':
+      return SOCKS_REPLY.hostUnreachable;
+    default:
+      return SOCKS_REPLY.generalFailure;
+  }
+}

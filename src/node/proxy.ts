@@ -1,0 +1,282 @@
+// The node proxy process, wired in one readable place. Order matters:
+//  1. read the trust root and this node's token from the state directory;
+//  2. certificate manager (CSRs to the control plane's CA);
+//  3. xDS client → ProxyState (keeps the last config while the control plane is away);
+//  4. per local ambient pod: HBONE listener podIP:15008 and SOCKS5 listener podIP:15080;
+//  5. readiness on nodeIP:15021.
+import http from 'node:http';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import grpc from '@grpc/grpc-js';
+import type { Logger } from '../common/log.js';
+import { componentLogger } from '../common/log.js';
+import { errorMessage } from '../common/errors.js';
+import type { Ip } from '../common/addr.js';
+import { HbonePool } from '../hbone/pool.js';
+import { HboneServer } from '../hbone/server.js';
+import { HBONE_PORT, READINESS_PORT, SOCKS5_PORT } from '../hbone/constants.js';
+import type { TlsIdentity } from '../hbone/tls.js';
+import { CaClient } from '../identity/ca-client.js';
+import { CertificateManager, type WorkloadCert } from '../identity/cert-manager.js';
+import type { KeyAlgorithm } from '../identity/keys.js';
+import { XdsClient } from '../xds/client.js';
+import { TYPE_ADDRESS, TYPE_AUTHORIZATION } from '../xds/proto.js';
+import { decodeAddress, spiffeIdOf, DEFAULT_TRUST_DOMAIN, type Address, type Workload } from '../xds/resources.js';
+import { ProxyState } from './state.js';
+import { Outbound } from './outbound.js';
+import { Inbound } from './inbound.js';
+import { Socks5Listener } from './socks5.js';
+import { roundRobin } from './route.js';
+
+export interface NodeProxyOptions {
+  nodeName: string;
+  nodeIp: string;
+  /** Control plane gRPC address (xDS + CA), "host:port". */
+  controlPlane: string;
+  /** Holds ca/root-cert.pem and nodes/<node>.token (local mode). */
+  stateDir: string;
+  trustDomain?: string;
+  certTtlSeconds?: number;
+  keyAlgorithm?: KeyAlgorithm;
+  /** TLS name the control plane's serving certificate carries. */
+  controlPlaneServerName?: string;
+  ports?: { hbone?: number; socks5?: number; readiness?: number };
+  logger?: Logger;
+}
+
+interface PodListeners {
+  workload: Workload;
+  spiffeId: string;
+  hbone: HboneServer;
+  socks: Socks5Listener;
+}
+
+export class NodeProxy {
+  readonly state = new ProxyState();
+  private readonly log: Logger;
+  private readonly pods = new Map<string, PodListeners>();
+  private readonly failed = new Map<string, string>();
+  private certs!: CertificateManager;
+  private ca!: CaClient;
+  private xds!: XdsClient;
+  private pool!: HbonePool;
+  private outbound!: Outbound;
+  private inbound!: Inbound;
+  private readiness?: http.Server;
+  private xdsReady = false;
+  private reconciling: Promise<void> = Promise.resolve();
+  private reconcileQueued = false;
+  private retryTimer?: NodeJS.Timeout;
+  private stopped = false;
+
+  constructor(private readonly opts: NodeProxyOptions) {
+    this.log = opts.logger ?? componentLogger('node', { node: opts.nodeName });
+  }
+
+  get trustDomain(): string {
+    return this.opts.trustDomain ?? DEFAULT_TRUST_DOMAIN;
+  }
+
+  async start(): Promise<void> {
+    const o = this.opts;
+    this.log.info(
+      { node: o.nodeName, nodeIp: o.nodeIp, controlPlane: o.controlPlane, trustDomain: this.trustDomain, stateDir: o.stateDir },
+      'node proxy starting',
+    );
+    // 1. trust root and node token
+    const rootPem = await readFile(path.join(o.stateDir, 'ca', 'root-cert.pem'), 'utf8');
+    const token = (await readFile(path.join(o.stateDir, 'nodes', `${o.nodeName}.token`), 'utf8')).trim();
+    const serverName = o.controlPlaneServerName ?? 'istiod.istio-system.svc';
+
+    // 2. certificates
+    this.ca = new CaClient({ address: o.controlPlane, rootCertPem: rootPem, token, serverName });
+    this.certs = new CertificateManager({
+      requestCertificate: (csr, ttl) => this.ca.createCertificate(csr, ttl),
+      keyAlgorithm: o.keyAlgorithm,
+      ttlSeconds: o.certTtlSeconds,
+      logger: this.log.child({ part: 'certs' }),
+    });
+    this.certs.on('rotated', (cert: WorkloadCert) => this.onRotated(cert));
+
+    // 3. data path parts, then xDS
+    this.pool = new HbonePool(this.log.child({ part: 'pool' }));
+    this.outbound = new Outbound({
+      state: this.state,
+      pool: this.pool,
+      certificateFor: (w) => this.certificateFor(w),
+      pick: roundRobin(),
+      logger: this.log,
+    });
+    this.inbound = new Inbound(this.state, this.log);
+    this.state.on('change', () => this.scheduleReconcile());
+
+    this.xds = new XdsClient({
+      address: o.controlPlane,
+      credentials: grpc.credentials.createSsl(Buffer.from(rootPem)),
+      channelOptions: { 'grpc.ssl_target_name_override': serverName, 'grpc.default_authority': serverName },
+      metadata: () => {
+        const md = new grpc.Metadata();
+        md.set('authorization', `Bearer ${token}`);
+        return md;
+      },
+      node: { id: `ambit~${o.nodeIp}~${o.nodeName}~${this.trustDomain}`, metadata: { NODE_NAME: o.nodeName } },
+      types: [
+        {
+          typeUrl: TYPE_ADDRESS,
+          decode: (name: string, bytes: Uint8Array) => decodeAddress(name, bytes),
+          apply: (upserted: Map<string, Address>, removed: string[]) => this.state.applyAddresses(upserted, removed),
+        },
+        { typeUrl: TYPE_AUTHORIZATION, decode: () => null, apply: () => {} },
+      ],
+      logger: this.log.child({ part: 'xds' }),
+    });
+    this.xds.start();
+
+    // 5. readiness (before xDS is ready, so probes can see "not ready yet")
+    await this.startReadiness();
+    await this.xds.ready();
+    this.xdsReady = true;
+    await this.reconcileNow();
+    this.log.info({ pods: [...this.pods.values()].map((p) => `${p.workload.namespace}/${p.workload.name}`) }, 'node proxy ready');
+  }
+
+  /** True once xDS has synced and every local ambient pod has its listeners. */
+  isReady(): { ready: boolean; reason?: string } {
+    if (!this.xdsReady) return { ready: false, reason: 'waiting for the first xDS response' };
+    if (this.failed.size > 0) return { ready: false, reason: [...this.failed.values()].join('; ') };
+    return { ready: true };
+  }
+
+  localPods(): { uid: string; name: string; namespace: string; ip: string; identity: string }[] {
+    return [...this.pods.entries()].map(([uid, p]) => ({
+      uid,
+      name: p.workload.name,
+      namespace: p.workload.namespace,
+      ip: p.workload.addresses[0]!,
+      identity: p.spiffeId,
+    }));
+  }
+
+  poolStats() {
+    return this.pool.stats();
+  }
+
+  certificates(): WorkloadCert[] {
+    return this.certs.list();
+  }
+
+  async stop(graceMs = 2000): Promise<void> {
+    this.stopped = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.xds?.stop();
+    this.pool?.close();
+    await Promise.all([...this.pods.values()].map((p) => Promise.all([p.hbone.stop(graceMs), p.socks.stop(graceMs)])));
+    this.pods.clear();
+    this.certs?.stop();
+    this.ca?.close();
+    await new Promise<void>((r) => (this.readiness ? this.readiness.close(() => r()) : r()));
+    this.log.info('node proxy stopped');
+  }
+
+  private certificateFor(w: Workload): Promise<TlsIdentity> {
+    return this.certs.get({ trustDomain: w.trustDomain, namespace: w.namespace, serviceAccount: w.serviceAccount });
+  }
+
+  private onRotated(cert: WorkloadCert): void {
+    for (const p of this.pods.values()) if (p.spiffeId === cert.spiffeId) p.hbone.setIdentity(cert);
+  }
+
+  private scheduleReconcile(): void {
+    if (!this.xdsReady || this.reconcileQueued || this.stopped) return;
+    this.reconcileQueued = true;
+    this.reconciling = this.reconciling.then(() => {
+      this.reconcileQueued = false;
+      return this.reconcileOnce();
+    });
+  }
+
+  private reconcileNow(): Promise<void> {
+    this.reconciling = this.reconciling.then(() => this.reconcileOnce());
+    return this.reconciling;
+  }
+
+  /** Brings the per-pod listeners in line with the local ambient workloads in the state. */
+  private async reconcileOnce(): Promise<void> {
+    if (this.stopped) return;
+    const desired = new Map<string, Workload>();
+    for (const w of this.state.allWorkloads()) {
+      if (w.node === this.opts.nodeName && w.tunnelProtocol === 'HBONE' && w.addresses.length > 0) desired.set(w.uid, w);
+    }
+    for (const [uid, p] of this.pods) {
+      const w = desired.get(uid);
+      if (!w || w.addresses[0] !== p.workload.addresses[0] || spiffeIdOf(w) !== p.spiffeId) {
+        this.pods.delete(uid);
+        await Promise.all([p.hbone.stop(1000), p.socks.stop(1000)]);
+        this.log.info({ pod: `${p.workload.namespace}/${p.workload.name}` }, 'pod removed from the mesh on this node');
+      } else {
+        p.workload = w;
+      }
+    }
+    const identitiesInUse = new Set([...desired.values()].map(spiffeIdOf));
+    for (const c of this.certs.list()) if (!identitiesInUse.has(c.spiffeId)) this.certs.forget(c.identity);
+    this.failed.clear();
+    await Promise.all(
+      [...desired.values()].filter((w) => !this.pods.has(w.uid)).map((w) => this.addPod(w)),
+    );
+    if (this.failed.size > 0 && !this.retryTimer) {
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = undefined;
+        this.scheduleReconcile();
+      }, 2000);
+      this.retryTimer.unref();
+    }
+  }
+
+  private async addPod(w: Workload): Promise<void> {
+    const pod = `${w.namespace}/${w.name}`;
+    const ip = w.addresses[0] as Ip;
+    const ports = this.opts.ports ?? {};
+    try {
+      const cert = await this.certificateFor(w);
+      const hbone = new HboneServer({
+        podIp: ip,
+        port: ports.hbone ?? HBONE_PORT,
+        identity: cert,
+        trustDomain: this.trustDomain,
+        logger: this.log.child({ pod }),
+        onTunnel: (t) => void this.inbound.handle(t, this.state.workload(w.uid) ?? w),
+      });
+      const socks = new Socks5Listener({ host: ip, port: ports.socks5 ?? SOCKS5_PORT }, this.log.child({ pod }), (req) => {
+        void this.outbound.handle(this.state.workload(w.uid) ?? w, req);
+      });
+      await hbone.start();
+      try {
+        await socks.start();
+      } catch (err) {
+        await hbone.stop(0);
+        throw err;
+      }
+      this.pods.set(w.uid, { workload: w, spiffeId: cert.spiffeId, hbone, socks });
+      this.log.info({ pod, ip, identity: cert.spiffeId }, 'pod added to the mesh on this node');
+    } catch (err) {
+      this.failed.set(w.uid, `${pod}: ${errorMessage(err)}`);
+      this.log.error({ pod, ip, err: errorMessage(err) }, 'could not set up pod listeners; will retry');
+    }
+  }
+
+  private async startReadiness(): Promise<void> {
+    const port = this.opts.ports?.readiness ?? READINESS_PORT;
+    this.readiness = http.createServer((req, res) => {
+      if (req.url !== '/healthz/ready') {
+        res.writeHead(404).end('not found\n');
+        return;
+      }
+      const r = this.isReady();
+      res.writeHead(r.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(r.ready ? 'ready\n' : `not ready: ${r.reason}\n`);
+    });
+    await new Promise<void>((resolve, reject) => {
+      this.readiness!.once('error', reject);
+      this.readiness!.listen(port, this.opts.nodeIp, () => resolve());
+    });
+  }
+}

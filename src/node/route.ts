@@ -1,0 +1,115 @@
+// Decide, then do: the pure outbound routing decision. Given the source workload, a target
+// (IP or name, and port) and the proxy state, return where the connection goes. No I/O here;
+// node/outbound.ts carries the decision out. Order follows ztunnel's build_request: a service
+// VIP picks a healthy endpoint; an endpoint in the mesh (HBONE) gets a tunnel to its :15008
+// with its identity expected; a known workload outside the mesh and any unknown IP get plain
+// TCP (passthrough).
+import { formatSocketAddr, type HostPort, type Ip, type SocketAddr } from '../common/addr.js';
+import { FORBIDDEN_TARGET_PORTS, HBONE_PORT } from '../hbone/constants.js';
+import { spiffeIdOf, type Service, type Workload } from '../xds/resources.js';
+import type { ProxyState } from './state.js';
+
+export type Route =
+  | {
+      kind: 'hbone';
+      endpoint: Workload;
+      service?: Service;
+      /** Where the tunnel goes: the endpoint's HBONE listener. */
+      hboneAddr: HostPort;
+      /** CONNECT :authority: endpoint IP and target port. */
+      authority: SocketAddr;
+      expectedIdentity: string;
+    }
+  | { kind: 'passthrough'; addr: HostPort & { host: Ip }; endpoint?: Workload; service?: Service }
+  | { kind: 'reject'; code: 'ROUTE_NO_ENDPOINT' | 'ROUTE_FORBIDDEN_PORT'; reason: string };
+
+/** Picks one endpoint among candidates; round robin in production, deterministic in tests. */
+export type EndpointPicker = (service: Service, candidates: readonly Workload[]) => Workload;
+
+export function buildRoute(target: HostPort & { host: Ip }, state: ProxyState, pick: EndpointPicker): Route {
+  if (FORBIDDEN_TARGET_PORTS.has(target.port)) {
+    return { kind: 'reject', code: 'ROUTE_FORBIDDEN_PORT', reason: `port ${target.port} is a mesh proxy port` };
+  }
+  const service = state.serviceByAddress(target.host);
+  if (service) {
+    const healthy = state
+      .endpointsOf(service)
+      .filter((w) => w.status === 'HEALTHY' && w.addresses.length > 0 && servesPort(w, service, target.port));
+    if (healthy.length === 0) {
+      return {
+        kind: 'reject',
+        code: 'ROUTE_NO_ENDPOINT',
+        reason: `service ${service.hostname} has no healthy endpoint for port ${target.port}`,
+      };
+    }
+    const endpoint = pick(service, healthy);
+    return toEndpoint(endpoint, targetPortFor(endpoint, service, target.port), service);
+  }
+  const workload = state.workloadByAddress(target.host);
+  if (workload) return toEndpoint(workload, target.port, undefined, target.host);
+  return { kind: 'passthrough', addr: target };
+}
+
+function toEndpoint(w: Workload, port: number, service?: Service, ip: Ip = w.addresses[0]!): Route {
+  if (w.tunnelProtocol === 'HBONE') {
+    return {
+      kind: 'hbone',
+      endpoint: w,
+      service,
+      hboneAddr: { host: ip, port: HBONE_PORT },
+      authority: formatSocketAddr(ip, port),
+      expectedIdentity: spiffeIdOf(w),
+    };
+  }
+  return { kind: 'passthrough', addr: { host: ip, port }, endpoint: w, service };
+}
+
+function servesPort(w: Workload, s: Service, port: number): boolean {
+  const key = `${s.namespace}/${s.hostname}`;
+  const ports = w.services[key];
+  // A service that declares no ports forwards every port as is.
+  if (s.ports.length === 0) return true;
+  return s.ports.some((p) => p.servicePort === port) && (ports === undefined || ports.length === 0 || ports.some((p) => p.servicePort === port));
+}
+
+/** The workload's own mapping wins (named target ports resolve per pod), then the service's. */
+function targetPortFor(w: Workload, s: Service, servicePort: number): number {
+  const own = w.services[`${s.namespace}/${s.hostname}`]?.find((p) => p.servicePort === servicePort);
+  if (own?.targetPort) return own.targetPort;
+  const svc = s.ports.find((p) => p.servicePort === servicePort);
+  return svc?.targetPort || servicePort;
+}
+
+/**
+ * Mesh DNS names for a service, as a pod in `sourceNamespace` may write them:
+ * "svc.ns.svc.cluster.local", "svc.ns.svc", "svc.ns", and "svc" (in the source's namespace).
+ */
+export function resolveServiceName(
+  name: string,
+  sourceNamespace: string,
+  state: ProxyState,
+  clusterDomain = 'cluster.local',
+): Service | undefined {
+  const host = name.toLowerCase().replace(/\.$/, '');
+  const candidates = [host];
+  const parts = host.split('.');
+  if (parts.length === 1) candidates.push(`${host}.${sourceNamespace}.svc.${clusterDomain}`);
+  if (parts.length === 2) candidates.push(`${host}.svc.${clusterDomain}`);
+  if (parts.length === 3 && parts[2] === 'svc') candidates.push(`${host}.${clusterDomain}`);
+  for (const c of candidates) {
+    const s = state.serviceByHostname(c);
+    if (s) return s;
+  }
+  return undefined;
+}
+
+/** Round robin per service, over whatever healthy set is current. */
+export function roundRobin(): EndpointPicker {
+  const next = new Map<string, number>();
+  return (service, candidates) => {
+    const key = `${service.namespace}/${service.hostname}`;
+    const i = next.get(key) ?? 0;
+    next.set(key, (i + 1) % 1_000_000);
+    return candidates[i % candidates.length]!;
+  };
+}
