@@ -17,7 +17,10 @@ const timing = quick ? { warmupMs: 300, durationMs: 1000 } : { warmupMs: 1000, d
 const { Mesh } = await import(path.join(here, '..', 'dist', 'cli', 'mesh-runner.js'));
 
 const O = 60; // loopback range 127.0.60.0/24
-const NODE1 = `127.0.${O}.1`, NODE2 = `127.0.${O}.2`, CLIENT = `127.0.${O}.10`, SERVER = `127.0.${O}.11`;
+const NODE1 = `127.0.${O}.1`,
+  NODE2 = `127.0.${O}.2`,
+  CLIENT = `127.0.${O}.10`,
+  SERVER = `127.0.${O}.11`;
 const manifests = `
 apiVersion: v1
 kind: Namespace
@@ -52,7 +55,9 @@ function progress(msg) {
 
 function loadgen(opts) {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [path.join(here, 'lib', 'loadgen.mjs'), JSON.stringify(opts)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = spawn(process.execPath, [path.join(here, 'lib', 'loadgen.mjs'), JSON.stringify(opts)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let out = '';
     p.stdout.on('data', (c) => (out += c));
     const timer = setTimeout(() => p.kill('SIGKILL'), opts.warmupMs + opts.durationMs + 30_000);
@@ -98,16 +103,36 @@ async function l4() {
   await mkdir(path.join(root, 'config'));
   await writeFile(path.join(root, 'config', 'bench.yaml'), manifests);
   progress('starting the mesh (control plane + 2 node proxies)');
-  const mesh = await Mesh.start({ configDir: path.join(root, 'config'), stateDir: path.join(root, 'state'), controlPlaneAddr: `127.0.${O}.5:15012`, env: { AMBIT_LOG_LEVEL: 'warn' } });
+  const mesh = await Mesh.start({
+    configDir: path.join(root, 'config'),
+    stateDir: path.join(root, 'state'),
+    controlPlaneAddr: `127.0.${O}.5:15012`,
+    env: { AMBIT_LOG_LEVEL: 'warn' },
+  });
   const app = fork(path.join(here, 'lib', 'app.mjs'), [SERVER, '8080', '9000'], { stdio: 'inherit' });
   await new Promise((r) => app.once('message', r));
   const socks = { host: CLIENT, port: 15080 };
   const rows = {};
   try {
-    for (const [label, extra] of [['direct', {}], ['ambit (2 node proxies)', { socks }]]) {
+    for (const [label, extra] of [
+      ['direct', {}],
+      ['ambit (2 node proxies)', { socks }],
+    ]) {
       rows[label] = {
-        bulk1: await measure(`${label}: bulk, 1 stream`, mesh, { mode: 'bulk', host: SERVER, port: 9000, streams: 1, ...extra }),
-        rps50: await measure(`${label}: HTTP/1.1, 50 keep-alive connections`, mesh, { mode: 'rps', host: SERVER, port: 8080, connections: 50, ...extra }),
+        bulk1: await measure(`${label}: bulk, 1 stream`, mesh, {
+          mode: 'bulk',
+          host: SERVER,
+          port: 9000,
+          streams: 1,
+          ...extra,
+        }),
+        rps50: await measure(`${label}: HTTP/1.1, 50 keep-alive connections`, mesh, {
+          mode: 'rps',
+          host: SERVER,
+          port: 8080,
+          connections: 50,
+          ...extra,
+        }),
       };
     }
   } finally {
@@ -138,7 +163,10 @@ function table(rows) {
     const rr = median(a.rps50.map((x) => x.rps)) / median(d.rps50.map((x) => x.rps));
     const p50 = median(a.rps50.map((x) => x.p50)) - median(d.rps50.map((x) => x.p50));
     const p99 = median(a.rps50.map((x) => x.p99)) - median(d.rps50.map((x) => x.p99));
-    lines.push('', `ratio ambit/direct: throughput ${thr.toFixed(2)}×, req/s ${rr.toFixed(2)}×; added latency p50 +${p50.toFixed(2)} ms, p99 +${p99.toFixed(2)} ms`);
+    lines.push(
+      '',
+      `ratio ambit/direct: throughput ${thr.toFixed(2)}×, req/s ${rr.toFixed(2)}×; added latency p50 +${p50.toFixed(2)} ms, p99 +${p99.toFixed(2)} ms`,
+    );
   }
   return lines.join('\n');
 }
@@ -156,7 +184,10 @@ if (!process.env.AMBIT_BENCH_NO_WRITE) {
   const stamp = started.toISOString().slice(0, 10);
   await mkdir(path.join(here, 'results'), { recursive: true });
   const base = path.join(here, 'results', `${stamp}-${suite}${quick ? '-quick' : ''}`);
-  await writeFile(`${base}.json`, JSON.stringify({ suite, quick, started, machine, timing, runs: RUNS, rows }, null, 2));
+  await writeFile(
+    `${base}.json`,
+    JSON.stringify({ suite, quick, started, machine, timing, runs: RUNS, rows }, null, 2),
+  );
   await writeFile(`${base}.md`, md);
   progress(`wrote ${path.relative(process.cwd(), base)}.{json,md}`);
 }

@@ -65,44 +65,46 @@ async function rps() {
   let stop = false;
   let count = 0;
   await Promise.all(
-    conns.map(
-      (s) =>
-        new Promise((resolve) => {
-          let pending = '';
-          let t0 = 0n;
-          const send = () => {
-            if (stop) return resolve();
-            t0 = process.hrtime.bigint();
-            s.write(req);
-          };
-          s.on('data', (c) => {
-            pending += c.toString('latin1');
-            // Responses have a fixed 64-byte body; one full response ends with it.
-            const head = pending.indexOf('\r\n\r\n');
-            if (head < 0) return;
-            const len = Number(/content-length: (\d+)/i.exec(pending.slice(0, head))?.[1] ?? 0);
-            if (pending.length < head + 4 + len) return;
-            pending = pending.slice(head + 4 + len);
-            if (measuring) {
-              lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
-              count++;
-            }
+    conns
+      .map(
+        (s) =>
+          new Promise((resolve) => {
+            let pending = '';
+            let t0 = 0n;
+            const send = () => {
+              if (stop) return resolve();
+              t0 = process.hrtime.bigint();
+              s.write(req);
+            };
+            s.on('data', (c) => {
+              pending += c.toString('latin1');
+              // Responses have a fixed 64-byte body; one full response ends with it.
+              const head = pending.indexOf('\r\n\r\n');
+              if (head < 0) return;
+              const len = Number(/content-length: (\d+)/i.exec(pending.slice(0, head))?.[1] ?? 0);
+              if (pending.length < head + 4 + len) return;
+              pending = pending.slice(head + 4 + len);
+              if (measuring) {
+                lat.push(Number(process.hrtime.bigint() - t0) / 1e6);
+                count++;
+              }
+              send();
+            });
+            s.on('error', () => resolve());
             send();
-          });
-          s.on('error', () => resolve());
-          send();
-        }),
-    ).concat(
-      (async () => {
-        await new Promise((r) => setTimeout(r, o.warmupMs));
-        measuring = true;
-        const t0 = process.hrtime.bigint();
-        await new Promise((r) => setTimeout(r, o.durationMs));
-        measuring = false;
-        stop = true;
-        globalThis.__secs = Number(process.hrtime.bigint() - t0) / 1e9;
-      })(),
-    ),
+          }),
+      )
+      .concat(
+        (async () => {
+          await new Promise((r) => setTimeout(r, o.warmupMs));
+          measuring = true;
+          const t0 = process.hrtime.bigint();
+          await new Promise((r) => setTimeout(r, o.durationMs));
+          measuring = false;
+          stop = true;
+          globalThis.__secs = Number(process.hrtime.bigint() - t0) / 1e9;
+        })(),
+      ),
   );
   for (const s of conns) s.destroy();
   lat.sort((a, b) => a - b);

@@ -30,13 +30,28 @@ export async function exec(argv: string[]): Promise<number> {
   }
   const [ns, name] = pod.split('/') as [string, string];
   const p = desc.pods.find((x) => x.namespace === ns && x.name === name);
-  if (!p) throw new UsageError(`pod ${pod} is not in the mesh's manifests (known: ${desc.pods.map((x) => `${x.namespace}/${x.name}`).join(', ')})`);
-  const env: NodeJS.ProcessEnv = { ...process.env, POD_IP: p.ip, POD_NAME: p.name, POD_NAMESPACE: p.namespace };
+  if (!p)
+    throw new UsageError(
+      `pod ${pod} is not in the mesh's manifests (known: ${desc.pods.map((x) => `${x.namespace}/${x.name}`).join(', ')})`,
+    );
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    POD_IP: p.ip,
+    POD_NAME: p.name,
+    POD_NAMESPACE: p.namespace,
+  };
   delete env.NO_PROXY;
   delete env.no_proxy;
   if (p.socks) {
     const proxy = `socks5h://${p.socks}`;
-    Object.assign(env, { ALL_PROXY: proxy, all_proxy: proxy, HTTP_PROXY: proxy, http_proxy: proxy, HTTPS_PROXY: proxy, https_proxy: proxy });
+    Object.assign(env, {
+      ALL_PROXY: proxy,
+      all_proxy: proxy,
+      HTTP_PROXY: proxy,
+      http_proxy: proxy,
+      HTTPS_PROXY: proxy,
+      https_proxy: proxy,
+    });
   } else {
     console.error(`ambit: pod ${pod} is not in an ambient namespace; its traffic does not enter the mesh`);
   }

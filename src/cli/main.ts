@@ -43,12 +43,25 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function echo(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { host: { type: 'string' }, port: { type: 'string', default: '8080' } } });
+  const { values } = parseArgs({
+    args,
+    options: { host: { type: 'string' }, port: { type: 'string', default: '8080' } },
+  });
   const host = values.host ?? process.env.POD_IP ?? '127.0.0.1';
-  const pod = process.env.POD_NAME ? `${process.env.POD_NAMESPACE ?? 'default'}/${process.env.POD_NAME}` : `echo@${host}`;
+  const pod = process.env.POD_NAME
+    ? `${process.env.POD_NAMESPACE ?? 'default'}/${process.env.POD_NAME}`
+    : `echo@${host}`;
   const { startEcho } = await import('./echo.js');
   await startEcho({ host, port: Number(values.port), pod });
-  console.log(JSON.stringify({ level: 30, time: new Date().toISOString(), msg: 'echo listening', addr: `${host}:${values.port}`, pod }));
+  console.log(
+    JSON.stringify({
+      level: 30,
+      time: new Date().toISOString(),
+      msg: 'echo listening',
+      addr: `${host}:${values.port}`,
+      pod,
+    }),
+  );
   await untilSignal();
   return 0;
 }
@@ -97,7 +110,8 @@ async function node(args: string[]): Promise<number> {
   });
   if (!values.name || !values.ip) throw new UsageError('node needs --name NODE and --ip IP');
   const alg = values['key-algorithm'];
-  if (alg && alg !== 'ECDSA_P256' && alg !== 'RSA_2048') throw new UsageError('--key-algorithm must be ECDSA_P256 or RSA_2048');
+  if (alg && alg !== 'ECDSA_P256' && alg !== 'RSA_2048')
+    throw new UsageError('--key-algorithm must be ECDSA_P256 or RSA_2048');
   const { NodeProxy } = await import('../node/proxy.js');
   const proxy = new NodeProxy({
     nodeName: values.name,

@@ -7,6 +7,7 @@ import { mkdir, writeFile, chmod } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import net from 'node:net';
 import { loadDirectory } from '../config/load.js';
 import {
   ANNOTATION_LOCAL_COMMAND,
@@ -48,6 +49,8 @@ export interface MeshPod {
   /** SOCKS5 entry into the mesh as this pod (ambient pods only). */
   socks?: string;
   command?: string;
+  /** containerPorts the app is expected to listen on; `up` waits for them. */
+  ports: number[];
 }
 export interface MeshDescription {
   controlPlane: string;
@@ -83,24 +86,33 @@ export class Mesh {
     try {
       await mesh.spawnChild('controlplane', [
         'controlplane',
-        '--config', opts.configDir,
-        '--state', opts.stateDir,
-        '--listen', desc.controlPlane,
+        '--config',
+        opts.configDir,
+        '--state',
+        opts.stateDir,
+        '--listen',
+        desc.controlPlane,
       ]);
       await Promise.all(
         desc.nodes.map((n) =>
           mesh.spawnChild(`node/${n.name}`, [
             'node',
-            '--name', n.name,
-            '--ip', n.ip,
-            '--state', opts.stateDir,
-            '--controlplane', desc.controlPlane,
+            '--name',
+            n.name,
+            '--ip',
+            n.ip,
+            '--state',
+            opts.stateDir,
+            '--controlplane',
+            desc.controlPlane,
             ...(opts.certTtlSeconds ? ['--cert-ttl', String(opts.certTtlSeconds)] : []),
           ]),
         ),
       );
       if (opts.startApps !== false) {
-        for (const p of desc.pods) if (p.command) mesh.spawnApp(p);
+        const apps = desc.pods.filter((p) => p.command);
+        for (const p of apps) mesh.spawnApp(p);
+        await Promise.all(apps.flatMap((p) => p.ports.map((port) => waitForPort(p.ip, port, 10_000))));
       }
     } catch (err) {
       await mesh.stop();
@@ -140,7 +152,11 @@ export class Mesh {
     clearTimeout(deadline);
   }
 
-  private spawnChild(name: string, args: string[], readyTimeoutMs = this.opts.readyTimeoutMs ?? 30_000): Promise<void> {
+  private spawnChild(
+    name: string,
+    args: string[],
+    readyTimeoutMs = this.opts.readyTimeoutMs ?? 30_000,
+  ): Promise<void> {
     const proc = spawn(process.execPath, [AMBIT_BIN, ...args], {
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       env: { ...process.env, ...this.opts.env },
@@ -151,7 +167,10 @@ export class Mesh {
     this.children.set(name, child);
     this.pipeLogs(name, proc);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${name} did not become ready within ${readyTimeoutMs} ms`)), readyTimeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`${name} did not become ready within ${readyTimeoutMs} ms`)),
+        readyTimeoutMs,
+      );
       proc.on('message', (m: { type?: string }) => {
         if (m?.type === 'ready') {
           clearTimeout(timer);
@@ -160,7 +179,8 @@ export class Mesh {
       });
       proc.once('exit', (code, signal) => {
         clearTimeout(timer);
-        if (!this.stopping) this.opts.onLog?.('ambit', JSON.stringify({ level: 40, msg: `${name} exited`, code, signal }));
+        if (!this.stopping)
+          this.opts.onLog?.('ambit', JSON.stringify({ level: 40, msg: `${name} exited`, code, signal }));
         reject(new Error(`${name} exited (code ${code}, signal ${signal}) before it was ready`));
       });
     });
@@ -168,7 +188,8 @@ export class Mesh {
 
   private spawnApp(p: MeshPod): void {
     const name = `app/${p.namespace}/${p.name}`;
-    const proc = spawn('/bin/sh', ['-c', p.command!], {
+    // `exec` so the app replaces the shell and our signals reach it.
+    const proc = spawn('/bin/sh', ['-c', `exec ${p.command!}`], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {
         ...process.env,
@@ -179,7 +200,12 @@ export class Mesh {
         POD_NAMESPACE: p.namespace,
       },
     });
-    this.children.set(name, { name, args: [], proc, exited: new Promise((r) => proc.once('exit', (c) => r(c))) });
+    this.children.set(name, {
+      name,
+      args: [],
+      proc,
+      exited: new Promise((r) => proc.once('exit', (c) => r(c))),
+    });
     this.pipeLogs(name, proc);
   }
 
@@ -193,7 +219,10 @@ export class Mesh {
 }
 
 /** Nodes, pods and addresses of a manifest set, as `ambit up` lays them out. */
-export function describeMesh(objects: KubeResource[], opts: Pick<MeshOptions, 'controlPlaneAddr' | 'stateDir'>): MeshDescription {
+export function describeMesh(
+  objects: KubeResource[],
+  opts: Pick<MeshOptions, 'controlPlaneAddr' | 'stateDir'>,
+): MeshDescription {
   const namespaces = new Map<string, Namespace>();
   const nodes: MeshNode[] = [];
   const pods: MeshPod[] = [];
@@ -219,6 +248,7 @@ export function describeMesh(objects: KubeResource[], opts: Pick<MeshOptions, 'c
       ambient,
       socks: ambient ? `${ip}:${SOCKS5_PORT}` : undefined,
       command: pod.metadata.annotations?.[ANNOTATION_LOCAL_COMMAND],
+      ports: (pod.spec.containers ?? []).flatMap((c) => (c.ports ?? []).map((p) => p.containerPort)),
     });
   }
   return { controlPlane: opts.controlPlaneAddr ?? '127.0.0.1:15012', stateDir: opts.stateDir, nodes, pods };
@@ -234,6 +264,22 @@ function isAmbient(pod: Pod, ns: Namespace | undefined): boolean {
   if (podMode === 'none') return false;
   if (podMode === DATAPLANE_MODE_AMBIENT) return true;
   return ns?.metadata.labels?.[LABEL_DATAPLANE_MODE] === DATAPLANE_MODE_AMBIENT;
+}
+
+/** Resolves once something accepts TCP on host:port, or after the deadline (the app may be slow; not fatal). */
+async function waitForPort(host: string, port: number, deadlineMs: number): Promise<void> {
+  const end = Date.now() + deadlineMs;
+  while (Date.now() < end) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect({ host, port }, () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 /** `ambit` on the PATH of app commands, whatever way ambit itself was installed. */

@@ -13,7 +13,12 @@ export class SocksError extends Error {
 }
 
 /** Connects through the SOCKS5 proxy at `proxy` to host:port (host may be a name or an IP). */
-export function socksConnect(proxy: { host: string; port: number }, host: string, port: number, timeoutMs = 15_000): Promise<Socket> {
+export function socksConnect(
+  proxy: { host: string; port: number },
+  host: string,
+  port: number,
+  timeoutMs = 15_000,
+): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ host: proxy.host, port: proxy.port, noDelay: true, allowHalfOpen: true });
     const timer = setTimeout(() => s.destroy(new Error('SOCKS5 handshake timed out')), timeoutMs);
@@ -36,7 +41,8 @@ export function socksConnect(proxy: { host: string; port: number }, host: string
         const ip = net.isIPv4(host) ? 1 : net.isIPv6(host) ? 4 : 3;
         let addr: Buffer;
         if (ip === 1) addr = Buffer.from([1, ...host.split('.').map(Number)]);
-        else if (ip === 3) addr = Buffer.concat([Buffer.from([3, Buffer.byteLength(host)]), Buffer.from(host)]);
+        else if (ip === 3)
+          addr = Buffer.concat([Buffer.from([3, Buffer.byteLength(host)]), Buffer.from(host)]);
         else {
           const b = Buffer.alloc(17);
           b[0] = 4;
@@ -44,7 +50,9 @@ export function socksConnect(proxy: { host: string; port: number }, host: string
           const [h = '', t = ''] = full.includes('::') ? full.split('::') : [full, ''];
           const hs = h ? h.split(':') : [];
           const ts = t ? t.split(':') : [];
-          [...hs, ...Array(8 - hs.length - ts.length).fill('0'), ...ts].forEach((g, i) => b.writeUInt16BE(parseInt(g, 16), 1 + i * 2));
+          [...hs, ...Array(8 - hs.length - ts.length).fill('0'), ...ts].forEach((g, i) =>
+            b.writeUInt16BE(parseInt(g, 16), 1 + i * 2),
+          );
           addr = b;
         }
         const p = Buffer.alloc(2);
@@ -54,7 +62,8 @@ export function socksConnect(proxy: { host: string; port: number }, host: string
       if (stage === 1) {
         if (buf.length < 10) return;
         const rep = buf[1]!;
-        if (rep !== 0x00) return fail(new SocksError(rep, `SOCKS5 reply ${rep} (${SOCKS_REPLY_TEXT[rep] ?? 'unknown'})`));
+        if (rep !== 0x00)
+          return fail(new SocksError(rep, `SOCKS5 reply ${rep} (${SOCKS_REPLY_TEXT[rep] ?? 'unknown'})`));
         clearTimeout(timer);
         s.off('data', onData);
         s.off('error', fail);

@@ -31,7 +31,9 @@ export async function up(args: string[]): Promise<number> {
   const client = ambient[0];
   console.log(
     `ambit: mesh ready — control plane ${d.controlPlane}, ${d.nodes.length} node proxies, ${d.pods.length} pods (${ambient.length} in ambient). ` +
-      (client ? `Try: npx ambit exec --pod ${client.namespace}/${client.name} -- curl -s http://<service>.<namespace>:<port>/` : ''),
+      (client
+        ? `Try: npx ambit exec --pod ${client.namespace}/${client.name} -- curl -s http://<service>.<namespace>:<port>/`
+        : ''),
   );
   await untilSignal();
   console.log('ambit: stopping');

@@ -74,7 +74,7 @@ export function ipFromBytes(b: Uint8Array): Ip | undefined {
     // Compress the longest run of zero groups, as the canonical text form does.
     let best = -1;
     let bestLen = 0;
-    for (let i = 0; i < 8; ) {
+    for (let i = 0; i < 8;) {
       if (parts[i] !== '0') {
         i++;
         continue;

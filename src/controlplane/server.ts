@@ -49,7 +49,10 @@ export class ControlPlane {
     const trustDomain = o.trustDomain ?? DEFAULT_TRUST_DOMAIN;
     const listen = parseSocketAddr(o.listen);
     if (!listen) throw new Error(`--listen ${JSON.stringify(o.listen)} is not host:port`);
-    this.log.info({ config: o.configDir, state: o.stateDir, listen: o.listen, trustDomain }, 'control plane starting');
+    this.log.info(
+      { config: o.configDir, state: o.stateDir, listen: o.listen, trustDomain },
+      'control plane starting',
+    );
 
     // 1. CA
     this.ca = await MeshCa.loadOrCreate({
@@ -77,7 +80,10 @@ export class ControlPlane {
       logger: this.log.child({ part: 'xds' }),
       authenticate: (md) => auth.authenticate(md),
     });
-    const serving = await this.ca.issueServingCert({ dnsNames: [CONTROL_PLANE_SERVER_NAME, 'localhost'], ips: [listen.host] });
+    const serving = await this.ca.issueServingCert({
+      dnsNames: [CONTROL_PLANE_SERVER_NAME, 'localhost'],
+      ips: [listen.host],
+    });
     this.server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
     this.server.addService(adsServiceDefinition, this.xds.handlers());
     this.server.addService(

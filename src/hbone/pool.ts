@@ -84,7 +84,10 @@ export class HbonePool {
       stream = ps.session.request(connectHeaders(req), { endStream: false });
     } catch (err) {
       this.release(ps);
-      throw new AmbitError('HBONE_CONNECT_REFUSED', `could not open a stream to ${req.authority}: ${errorMessage(err)}`);
+      throw new AmbitError(
+        'HBONE_CONNECT_REFUSED',
+        `could not open a stream to ${req.authority}: ${errorMessage(err)}`,
+      );
     }
     stream.once('close', () => this.release(ps));
     return await awaitResponse(stream, req);
@@ -132,15 +135,24 @@ export class HbonePool {
   private release(ps: PooledSession): void {
     ps.active--;
     if (ps.active === 0 && ps.state === 'Ready') {
-      ps.idleTimer = setTimeout(() => this.transition(ps, 'Draining'), this.opts.idleMs ?? POOL_IDLE_TIMEOUT_MS);
+      ps.idleTimer = setTimeout(
+        () => this.transition(ps, 'Draining'),
+        this.opts.idleMs ?? POOL_IDLE_TIMEOUT_MS,
+      );
       ps.idleTimer.unref();
     }
   }
 
   private async dial(req: TunnelRequest, key: string, ks: KeyState): Promise<PooledSession> {
     const id = this.nextId++;
-    const log = this.logger.child({ conn: id, 'dst.hbone_addr': `${req.hboneAddr.host}:${req.hboneAddr.port}` });
-    log.debug({ 'src.identity': req.source.spiffeId, 'dst.identity': req.expectedIdentity }, 'hbone pool: -> Connecting');
+    const log = this.logger.child({
+      conn: id,
+      'dst.hbone_addr': `${req.hboneAddr.host}:${req.hboneAddr.port}`,
+    });
+    log.debug(
+      { 'src.identity': req.source.spiffeId, 'dst.identity': req.expectedIdentity },
+      'hbone pool: -> Connecting',
+    );
     this.handshakes++;
     const socket = await tlsConnect(req);
     const session = http2.connect(`https://${formatSocketAddr(req.hboneAddr.host, req.hboneAddr.port)}`, {
@@ -153,9 +165,18 @@ export class HbonePool {
         maxHeaderListSize: H2_CLIENT_HEADER_LIST,
       },
     });
-    const ps: PooledSession = { id, session, state: 'Connecting', active: 0, maxStreams: this.opts.maxStreams ?? POOL_MAX_STREAMS_PER_CONNECTION };
+    const ps: PooledSession = {
+      id,
+      session,
+      state: 'Connecting',
+      active: 0,
+      maxStreams: this.opts.maxStreams ?? POOL_MAX_STREAMS_PER_CONNECTION,
+    };
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new AmbitError('HBONE_TIMEOUT', 'HTTP/2 settings not received within 10 s')), CONNECT_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => reject(new AmbitError('HBONE_TIMEOUT', 'HTTP/2 settings not received within 10 s')),
+        CONNECT_TIMEOUT_MS,
+      );
       session.once('remoteSettings', (settings) => {
         clearTimeout(timer);
         ps.maxStreams = Math.min(ps.maxStreams, settings.maxConcurrentStreams ?? Infinity);
@@ -163,7 +184,12 @@ export class HbonePool {
       });
       session.once('error', (err) => {
         clearTimeout(timer);
-        reject(new AmbitError('HBONE_TLS_FAILURE', `HTTP/2 handshake with ${req.hboneAddr.host} failed: ${err.message}`));
+        reject(
+          new AmbitError(
+            'HBONE_TLS_FAILURE',
+            `HTTP/2 handshake with ${req.hboneAddr.host} failed: ${err.message}`,
+          ),
+        );
       });
     }).catch((err) => {
       session.destroy();
@@ -218,7 +244,12 @@ export class HbonePool {
 
 function tlsConnect(req: TunnelRequest): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
-    const tcp = net.connect({ host: req.hboneAddr.host, port: req.hboneAddr.port, localAddress: req.sourceIp, noDelay: true });
+    const tcp = net.connect({
+      host: req.hboneAddr.host,
+      port: req.hboneAddr.port,
+      localAddress: req.sourceIp,
+      noDelay: true,
+    });
     const socket = tls.connect({ socket: tcp, ...clientTlsOptions(req.source, req.expectedIdentity) });
     const timer = setTimeout(() => {
       socket.destroy();
@@ -243,8 +274,15 @@ function tlsConnect(req: TunnelRequest): Promise<tls.TLSSocket> {
       tcp.destroy();
       if (err instanceof AmbitError) return reject(err);
       const code = (err as NodeJS.ErrnoException).code;
-      const kind = code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' ? 'HBONE_CONNECT_REFUSED' : 'HBONE_TLS_FAILURE';
-      reject(new AmbitError(kind, `HBONE connect to ${req.hboneAddr.host}:${req.hboneAddr.port} failed: ${err.message}`, { cause: err }));
+      const kind =
+        code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' ? 'HBONE_CONNECT_REFUSED' : 'HBONE_TLS_FAILURE';
+      reject(
+        new AmbitError(
+          kind,
+          `HBONE connect to ${req.hboneAddr.host}:${req.hboneAddr.port} failed: ${err.message}`,
+          { cause: err },
+        ),
+      );
     };
     socket.once('error', onError);
     tcp.once('error', onError);
@@ -271,7 +309,9 @@ function awaitResponse(stream: ClientHttp2Stream, req: TunnelRequest): Promise<C
       reject(new AmbitError('HBONE_CONNECT_REFUSED', `CONNECT ${req.authority} failed: ${err.message}`));
     };
     stream.once('error', onError);
-    stream.once('close', () => onError(new Error(`stream closed before a response (code ${stream.rstCode})`)));
+    stream.once('close', () =>
+      onError(new Error(`stream closed before a response (code ${stream.rstCode})`)),
+    );
     stream.once('response', (headers) => {
       clearTimeout(timer);
       stream.off('error', onError);
@@ -279,7 +319,12 @@ function awaitResponse(stream: ClientHttp2Stream, req: TunnelRequest): Promise<C
       const status = Number(headers[':status']);
       if (status === 200) return resolve(stream);
       stream.close();
-      const code = status === 401 || status === 403 ? 'HBONE_POLICY_DENIED' : status === 503 ? 'HBONE_UPSTREAM_FAILED' : 'HBONE_BAD_REQUEST';
+      const code =
+        status === 401 || status === 403
+          ? 'HBONE_POLICY_DENIED'
+          : status === 503
+            ? 'HBONE_UPSTREAM_FAILED'
+            : 'HBONE_BAD_REQUEST';
       reject(new AmbitError(code, `CONNECT ${req.authority} answered ${status}`));
     });
   });

@@ -61,14 +61,21 @@ export class HboneServer {
       unknownProtocolTimeout: 1000,
     };
     this.server = http2.createSecureServer(options);
+    this.server.on('connection', (socket: Socket) => socket.setNoDelay(true));
     this.server.on('session', (s) => this.onSession(s));
     this.server.on('stream', (stream, headers) => this.onStream(stream, headers));
     this.server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
-      this.log.warn({ 'src.addr': `${socket.remoteAddress}:${socket.remotePort}`, err: err.message }, 'hbone: TLS handshake failed');
+      this.log.warn(
+        { 'src.addr': `${socket.remoteAddress}:${socket.remotePort}`, err: err.message },
+        'hbone: TLS handshake failed',
+      );
       socket.destroy();
     });
     this.server.on('unknownProtocol', (socket: Socket) => {
-      this.log.warn({ 'src.addr': `${socket.remoteAddress}:${socket.remotePort}` }, 'hbone: client did not negotiate ALPN h2; closing');
+      this.log.warn(
+        { 'src.addr': `${socket.remoteAddress}:${socket.remotePort}` },
+        'hbone: client did not negotiate ALPN h2; closing',
+      );
       socket.destroy();
     });
   }
@@ -83,7 +90,10 @@ export class HboneServer {
         resolve();
       });
     });
-    this.log.info({ identity: this.opts.identity.spiffeId, ...describeLeaf(this.opts.identity) }, 'hbone: listening');
+    this.log.info(
+      { identity: this.opts.identity.spiffeId, ...describeLeaf(this.opts.identity) },
+      'hbone: listening',
+    );
   }
 
   address(): HostPort {
@@ -114,7 +124,6 @@ export class HboneServer {
       session.destroy();
       return;
     }
-    socket.setNoDelay(true);
     session.setLocalWindowSize(H2_CONNECTION_WINDOW);
     this.sessions.track(session);
     this.sessionsList.add(session);
@@ -132,10 +141,15 @@ export class HboneServer {
     }
     const peerAddr = { host: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
     const reject = (status: number, reason: string) => {
-      this.log.warn({ 'src.identity': peerIdentity, 'src.addr': `${peerAddr.host}:${peerAddr.port}`, status, reason }, 'hbone: request refused');
-      if (!stream.destroyed && !stream.headersSent) stream.respond({ ':status': status }, { endStream: true });
+      this.log.warn(
+        { 'src.identity': peerIdentity, 'src.addr': `${peerAddr.host}:${peerAddr.port}`, status, reason },
+        'hbone: request refused',
+      );
+      if (!stream.destroyed && !stream.headersSent)
+        stream.respond({ ':status': status }, { endStream: true });
     };
-    if (headers[':method'] !== 'CONNECT') return reject(400, `method ${String(headers[':method'])} is not CONNECT`);
+    if (headers[':method'] !== 'CONNECT')
+      return reject(400, `method ${String(headers[':method'])} is not CONNECT`);
     const authority = headers[':authority'];
     const target = typeof authority === 'string' ? parseSocketAddr(authority) : undefined;
     if (!target) return reject(400, `malformed :authority ${JSON.stringify(authority)}`);

@@ -42,7 +42,10 @@ export class Inbound {
         throw err;
       });
     } catch (err) {
-      this.log.warn({ ...fields, status: 503, error: errorMessage(err), duration_ms: Date.now() - start }, 'connection failed: app refused');
+      this.log.warn(
+        { ...fields, status: 503, error: errorMessage(err), duration_ms: Date.now() - start },
+        'connection failed: app refused',
+      );
       if (!stream.destroyed) stream.respond({ ':status': 503 }, { endStream: true });
       return;
     }

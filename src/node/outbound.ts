@@ -4,6 +4,7 @@
 import net from 'node:net';
 import { lookup } from 'node:dns/promises';
 import type { Socket } from 'node:net';
+import type { ClientHttp2Stream } from 'node:http2';
 import type { Logger } from '../common/log.js';
 import { AmbitError, errorMessage, isAmbitError, type ErrorCode } from '../common/errors.js';
 import { formatSocketAddr, type HostPort, type Ip } from '../common/addr.js';
@@ -41,7 +42,7 @@ export class Outbound {
       'src.identity': spiffeIdOf(source),
       'dst.target': `${req.target.host}:${req.target.port}`,
     };
-    let upstream: Socket | import('node:http2').ClientHttp2Stream;
+    let upstream: Socket | ClientHttp2Stream;
     let route: Route;
     try {
       const target = await this.resolve(source, req.target);
@@ -79,14 +80,20 @@ export class Outbound {
       const { address } = await lookup(target.host, { family: 4 });
       return { host: address as Ip, port: target.port };
     } catch {
-      throw new AmbitError('ROUTE_UNKNOWN_HOST', `unknown host ${target.host}: not a mesh service and not in DNS`);
+      throw new AmbitError(
+        'ROUTE_UNKNOWN_HOST',
+        `unknown host ${target.host}: not a mesh service and not in DNS`,
+      );
     }
   }
 
   private async open(route: Route, source: Workload, srcIp: Ip, client: Socket) {
     switch (route.kind) {
       case 'reject':
-        throw new AmbitError(route.code === 'ROUTE_NO_ENDPOINT' ? 'ROUTE_NO_ENDPOINT' : 'HBONE_POLICY_DENIED', route.reason);
+        throw new AmbitError(
+          route.code === 'ROUTE_NO_ENDPOINT' ? 'ROUTE_NO_ENDPOINT' : 'HBONE_POLICY_DENIED',
+          route.reason,
+        );
       case 'hbone': {
         const cert = await this.deps.certificateFor(source);
         return this.deps.pool.connect({
@@ -107,8 +114,20 @@ export class Outbound {
 /** Plain TCP, bound to the source pod's IP so the far end sees who connects. */
 export function connectTcp(addr: HostPort, localAddress?: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = net.connect({ host: addr.host, port: addr.port, localAddress, allowHalfOpen: true, noDelay: true });
-    const timer = setTimeout(() => s.destroy(new AmbitError('HBONE_TIMEOUT', `connect to ${formatSocketAddr(addr.host, addr.port)} timed out`)), 10_000);
+    const s = net.connect({
+      host: addr.host,
+      port: addr.port,
+      localAddress,
+      allowHalfOpen: true,
+      noDelay: true,
+    });
+    const timer = setTimeout(
+      () =>
+        s.destroy(
+          new AmbitError('HBONE_TIMEOUT', `connect to ${formatSocketAddr(addr.host, addr.port)} timed out`),
+        ),
+      10_000,
+    );
     s.once('connect', () => {
       clearTimeout(timer);
       s.removeAllListeners('error');

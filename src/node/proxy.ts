@@ -21,7 +21,13 @@ import { CertificateManager, type WorkloadCert } from '../identity/cert-manager.
 import type { KeyAlgorithm } from '../identity/keys.js';
 import { XdsClient } from '../xds/client.js';
 import { TYPE_ADDRESS, TYPE_AUTHORIZATION } from '../xds/proto.js';
-import { decodeAddress, spiffeIdOf, DEFAULT_TRUST_DOMAIN, type Address, type Workload } from '../xds/resources.js';
+import {
+  decodeAddress,
+  spiffeIdOf,
+  DEFAULT_TRUST_DOMAIN,
+  type Address,
+  type Workload,
+} from '../xds/resources.js';
 import { ProxyState } from './state.js';
 import { Outbound } from './outbound.js';
 import { Inbound } from './inbound.js';
@@ -80,7 +86,13 @@ export class NodeProxy {
   async start(): Promise<void> {
     const o = this.opts;
     this.log.info(
-      { node: o.nodeName, nodeIp: o.nodeIp, controlPlane: o.controlPlane, trustDomain: this.trustDomain, stateDir: o.stateDir },
+      {
+        node: o.nodeName,
+        nodeIp: o.nodeIp,
+        controlPlane: o.controlPlane,
+        trustDomain: this.trustDomain,
+        stateDir: o.stateDir,
+      },
       'node proxy starting',
     );
     // 1. trust root and node token
@@ -119,12 +131,16 @@ export class NodeProxy {
         md.set('authorization', `Bearer ${token}`);
         return md;
       },
-      node: { id: `ambit~${o.nodeIp}~${o.nodeName}~${this.trustDomain}`, metadata: { NODE_NAME: o.nodeName } },
+      node: {
+        id: `ambit~${o.nodeIp}~${o.nodeName}~${this.trustDomain}`,
+        metadata: { NODE_NAME: o.nodeName },
+      },
       types: [
         {
           typeUrl: TYPE_ADDRESS,
           decode: (name: string, bytes: Uint8Array) => decodeAddress(name, bytes),
-          apply: (upserted: Map<string, Address>, removed: string[]) => this.state.applyAddresses(upserted, removed),
+          apply: (upserted: Map<string, Address>, removed: string[]) =>
+            this.state.applyAddresses(upserted, removed),
         },
         { typeUrl: TYPE_AUTHORIZATION, decode: () => null, apply: () => {} },
       ],
@@ -137,7 +153,10 @@ export class NodeProxy {
     await this.xds.ready();
     this.xdsReady = true;
     await this.reconcileNow();
-    this.log.info({ pods: [...this.pods.values()].map((p) => `${p.workload.namespace}/${p.workload.name}`) }, 'node proxy ready');
+    this.log.info(
+      { pods: [...this.pods.values()].map((p) => `${p.workload.namespace}/${p.workload.name}`) },
+      'node proxy ready',
+    );
   }
 
   /** True once xDS has synced and every local ambient pod has its listeners. */
@@ -170,7 +189,9 @@ export class NodeProxy {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.xds?.stop();
     this.pool?.close();
-    await Promise.all([...this.pods.values()].map((p) => Promise.all([p.hbone.stop(graceMs), p.socks.stop(graceMs)])));
+    await Promise.all(
+      [...this.pods.values()].map((p) => Promise.all([p.hbone.stop(graceMs), p.socks.stop(graceMs)])),
+    );
     this.pods.clear();
     this.certs?.stop();
     this.ca?.close();
@@ -179,7 +200,11 @@ export class NodeProxy {
   }
 
   private certificateFor(w: Workload): Promise<TlsIdentity> {
-    return this.certs.get({ trustDomain: w.trustDomain, namespace: w.namespace, serviceAccount: w.serviceAccount });
+    return this.certs.get({
+      trustDomain: w.trustDomain,
+      namespace: w.namespace,
+      serviceAccount: w.serviceAccount,
+    });
   }
 
   private onRotated(cert: WorkloadCert): void {
@@ -205,14 +230,18 @@ export class NodeProxy {
     if (this.stopped) return;
     const desired = new Map<string, Workload>();
     for (const w of this.state.allWorkloads()) {
-      if (w.node === this.opts.nodeName && w.tunnelProtocol === 'HBONE' && w.addresses.length > 0) desired.set(w.uid, w);
+      if (w.node === this.opts.nodeName && w.tunnelProtocol === 'HBONE' && w.addresses.length > 0)
+        desired.set(w.uid, w);
     }
     for (const [uid, p] of this.pods) {
       const w = desired.get(uid);
       if (!w || w.addresses[0] !== p.workload.addresses[0] || spiffeIdOf(w) !== p.spiffeId) {
         this.pods.delete(uid);
         await Promise.all([p.hbone.stop(1000), p.socks.stop(1000)]);
-        this.log.info({ pod: `${p.workload.namespace}/${p.workload.name}` }, 'pod removed from the mesh on this node');
+        this.log.info(
+          { pod: `${p.workload.namespace}/${p.workload.name}` },
+          'pod removed from the mesh on this node',
+        );
       } else {
         p.workload = w;
       }
@@ -220,9 +249,7 @@ export class NodeProxy {
     const identitiesInUse = new Set([...desired.values()].map(spiffeIdOf));
     for (const c of this.certs.list()) if (!identitiesInUse.has(c.spiffeId)) this.certs.forget(c.identity);
     this.failed.clear();
-    await Promise.all(
-      [...desired.values()].filter((w) => !this.pods.has(w.uid)).map((w) => this.addPod(w)),
-    );
+    await Promise.all([...desired.values()].filter((w) => !this.pods.has(w.uid)).map((w) => this.addPod(w)));
     if (this.failed.size > 0 && !this.retryTimer) {
       this.retryTimer = setTimeout(() => {
         this.retryTimer = undefined;
@@ -246,9 +273,13 @@ export class NodeProxy {
         logger: this.log.child({ pod }),
         onTunnel: (t) => void this.inbound.handle(t, this.state.workload(w.uid) ?? w),
       });
-      const socks = new Socks5Listener({ host: ip, port: ports.socks5 ?? SOCKS5_PORT }, this.log.child({ pod }), (req) => {
-        void this.outbound.handle(this.state.workload(w.uid) ?? w, req);
-      });
+      const socks = new Socks5Listener(
+        { host: ip, port: ports.socks5 ?? SOCKS5_PORT },
+        this.log.child({ pod }),
+        (req) => {
+          void this.outbound.handle(this.state.workload(w.uid) ?? w, req);
+        },
+      );
       await hbone.start();
       try {
         await socks.start();
@@ -272,7 +303,9 @@ export class NodeProxy {
         return;
       }
       const r = this.isReady();
-      res.writeHead(r.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(r.ready ? 'ready\n' : `not ready: ${r.reason}\n`);
+      res
+        .writeHead(r.ready ? 200 : 503, { 'content-type': 'text/plain' })
+        .end(r.ready ? 'ready\n' : `not ready: ${r.reason}\n`);
     });
     await new Promise<void>((resolve, reject) => {
       this.readiness!.once('error', reject);

@@ -28,7 +28,11 @@ export type EndpointPicker = (service: Service, candidates: readonly Workload[])
 
 export function buildRoute(target: HostPort & { host: Ip }, state: ProxyState, pick: EndpointPicker): Route {
   if (FORBIDDEN_TARGET_PORTS.has(target.port)) {
-    return { kind: 'reject', code: 'ROUTE_FORBIDDEN_PORT', reason: `port ${target.port} is a mesh proxy port` };
+    return {
+      kind: 'reject',
+      code: 'ROUTE_FORBIDDEN_PORT',
+      reason: `port ${target.port} is a mesh proxy port`,
+    };
   }
   const service = state.serviceByAddress(target.host);
   if (service) {
@@ -69,7 +73,10 @@ function servesPort(w: Workload, s: Service, port: number): boolean {
   const ports = w.services[key];
   // A service that declares no ports forwards every port as is.
   if (s.ports.length === 0) return true;
-  return s.ports.some((p) => p.servicePort === port) && (ports === undefined || ports.length === 0 || ports.some((p) => p.servicePort === port));
+  return (
+    s.ports.some((p) => p.servicePort === port) &&
+    (ports === undefined || ports.length === 0 || ports.some((p) => p.servicePort === port))
+  );
 }
 
 /** The workload's own mapping wins (named target ports resolve per pod), then the service's. */

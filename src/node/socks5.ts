@@ -21,7 +21,8 @@ export const SOCKS_REPLY = {
 } as const;
 export type SocksReplyCode = (typeof SOCKS_REPLY)[keyof typeof SOCKS_REPLY];
 
-export type SocksTarget = { kind: 'ip'; host: Ip; port: number } | { kind: 'name'; host: string; port: number };
+export type SocksTarget =
+  { kind: 'ip'; host: Ip; port: number } | { kind: 'name'; host: string; port: number };
 
 export interface SocksRequest {
   socket: Socket;
@@ -123,14 +124,13 @@ export class Socks5Listener {
 }
 
 type Parsed =
-  | 'incomplete'
-  | { error: string; reply: SocksReplyCode }
-  | { target: SocksTarget; length: number };
+  'incomplete' | { error: string; reply: SocksReplyCode } | { target: SocksTarget; length: number };
 
 /** Parses a SOCKS5 request: VER CMD RSV ATYP DST.ADDR DST.PORT. */
 export function parseRequest(buf: Buffer): Parsed {
   if (buf.length < 4) return 'incomplete';
-  if (buf[0] !== 0x05) return { error: `request version ${buf[0]} is not 5`, reply: SOCKS_REPLY.generalFailure };
+  if (buf[0] !== 0x05)
+    return { error: `request version ${buf[0]} is not 5`, reply: SOCKS_REPLY.generalFailure };
   const cmd = buf[1]!;
   const atyp = buf[3]!;
   let host: string;

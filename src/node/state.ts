@@ -91,7 +91,8 @@ export class ProxyState extends EventEmitter {
     const s = this.services.get(name);
     if (s) {
       this.services.delete(name);
-      for (const a of s.addresses) if (this.serviceByVip.get(a.address) === s) this.serviceByVip.delete(a.address);
+      for (const a of s.addresses)
+        if (this.serviceByVip.get(a.address) === s) this.serviceByVip.delete(a.address);
       if (this.serviceByHost.get(s.hostname) === s) this.serviceByHost.delete(s.hostname);
     }
   }

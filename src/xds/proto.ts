@@ -11,6 +11,12 @@ export const TYPE_ADDRESS = 'type.googleapis.com/istio.workload.Address';
 export const TYPE_AUTHORIZATION = 'type.googleapis.com/istio.security.Authorization';
 
 const root = new protobuf.Root();
+// protobufjs serves google/protobuf/* from bundled JSON, where Any's field is spelled `type_url`;
+// every other field here is camelCase, and a camelCase `typeUrl` would be silently dropped on the
+// wire. Re-register Any with the same field numbers and a camelCase name.
+protobuf.common('any', {
+  Any: { fields: { typeUrl: { type: 'string', id: 1 }, value: { type: 'bytes', id: 2 } } },
+});
 root.resolvePath = (_origin, target) => (target.startsWith('google/') ? target : PROTO_DIR + target);
 root.loadSync(['discovery.proto', 'workload.proto', 'authorization.proto', 'ca.proto'], { keepCase: false });
 root.resolveAll();

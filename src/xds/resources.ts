@@ -144,11 +144,12 @@ function invalid(name: string, why: string): AmbitError {
 
 function checkPorts(name: string, ports: WirePort[]): PortMapping[] {
   return ports.map((p) => {
-    if (!(p.servicePort >= 1 && p.servicePort <= 65535)) throw invalid(name, `service_port ${p.servicePort} out of range`);
-    // target_port 0 means "same as service port" in the workload API.
-    const targetPort = p.targetPort || p.servicePort;
-    if (targetPort > 65535) throw invalid(name, `target_port ${p.targetPort} out of range`);
-    return { servicePort: p.servicePort, targetPort, appProtocol: p.appProtocol };
+    if (!(p.servicePort >= 1 && p.servicePort <= 65535))
+      throw invalid(name, `service_port ${p.servicePort} out of range`);
+    // target_port 0 on a Service means "resolved per workload" (a named targetPort): keep it, the
+    // router reads the workload's own mapping first (node/route.ts targetPortFor).
+    if (p.targetPort > 65535) throw invalid(name, `target_port ${p.targetPort} out of range`);
+    return { servicePort: p.servicePort, targetPort: p.targetPort, appProtocol: p.appProtocol };
   });
 }
 

@@ -2,7 +2,7 @@
 // manifests. Loopback range 127.0.42.0/24.
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import net from 'node:net';
+import type net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestMesh, closeServer, tcpEcho } from '../support/mesh.js';
 
@@ -71,7 +71,14 @@ describe('mesh lifecycle', () => {
       `apiVersion: v1\nkind: Pod\nmetadata: {name: late, namespace: demo, labels: {app: late}}\nspec: {nodeName: node-2, serviceAccountName: late}\nstatus: {podIP: ${m.ip(20)}}\n`,
     );
     await m.mesh.restart('controlplane');
-    await m.waitForLog((l) => l.component === 'node/node-2' && l.rec.msg === 'pod added to the mesh on this node' && l.rec.pod === 'demo/late', 15_000, from);
+    await m.waitForLog(
+      (l) =>
+        l.component === 'node/node-2' &&
+        l.rec.msg === 'pod added to the mesh on this node' &&
+        l.rec.pod === 'demo/late',
+      15_000,
+      from,
+    );
     servers.push(await tcpEcho(m.ip(20), 7000));
     expect(await reachable(m.ip(20), 7000, 10_000)).toBe(true);
 
@@ -87,7 +94,11 @@ describe('mesh lifecycle', () => {
       `apiVersion: v1\nkind: Pod\nmetadata: {name: added, namespace: demo, labels: {app: echo}}\nspec: {nodeName: node-1, serviceAccountName: added}\nstatus: {podIP: ${ip}}\n`,
     );
     servers.push(await tcpEcho(ip, 7000));
-    const added = await m.waitForLog((l) => l.rec.msg === 'pod added to the mesh on this node' && l.rec.pod === 'demo/added', 10_000, from);
+    const added = await m.waitForLog(
+      (l) => l.rec.msg === 'pod added to the mesh on this node' && l.rec.pod === 'demo/added',
+      10_000,
+      from,
+    );
     expect(added.component).toBe('node/node-1');
     expect(added.rec.identity).toBe('spiffe://cluster.local/ns/demo/sa/added');
     expect(await reachable(ip, 7000, 5_000)).toBe(true);

@@ -29,15 +29,24 @@ afterAll(async () => {
   await m.stop();
 });
 
-async function httpGet(host: string, port: number, path = '/'): Promise<{ status: number; body: Record<string, unknown>; localPort: number }> {
+async function httpGet(
+  host: string,
+  port: number,
+  path = '/',
+): Promise<{ status: number; body: Record<string, unknown>; clientAddr: string }> {
   const socket = await m.socks(SLEEP, host, port);
-  const localPort = socket.localPort!;
+  const clientAddr = `${socket.localAddress}:${socket.localPort}`;
   return new Promise((resolve, reject) => {
-    const req = http.request({ host, port, path, createConnection: () => socket, headers: { connection: 'close' } }, (res) => {
-      let data = '';
-      res.on('data', (c) => (data += c));
-      res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(data) as Record<string, unknown>, localPort }));
-    });
+    const req = http.request(
+      { host, port, path, createConnection: () => socket, headers: { connection: 'close' } },
+      (res) => {
+        let data = '';
+        res.on('data', (c) => (data += c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode!, body: JSON.parse(data) as Record<string, unknown>, clientAddr }),
+        );
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -53,7 +62,10 @@ describe('the L4 path through two node proxies', () => {
     expect(['demo/echo-v1', 'demo/echo-v2']).toContain(r.body.pod);
     expect(r.body.path).toBe('/by-name');
     const inbound = await m.waitForLog(
-      (l) => l.rec.direction === 'inbound' && l.rec.msg === 'connection complete' && l.rec['src.addr'] === `${SLEEP}:${r.localPort}`,
+      (l) =>
+        l.rec.direction === 'inbound' &&
+        l.rec.msg === 'connection complete' &&
+        l.rec['src.addr'] === r.clientAddr,
       10_000,
       from,
     );
@@ -81,7 +93,14 @@ describe('the L4 path through two node proxies', () => {
     const from = m.logs.length;
     const r = await httpGet(PLAIN, 8080);
     expect(r.body.pod).toBe('legacy/plain');
-    const out = await m.waitForLog((l) => l.rec.direction === 'outbound' && l.rec.msg === 'connection complete' && l.rec['dst.addr'] === `${PLAIN}:8080`, 10_000, from);
+    const out = await m.waitForLog(
+      (l) =>
+        l.rec.direction === 'outbound' &&
+        l.rec.msg === 'connection complete' &&
+        l.rec['dst.addr'] === `${PLAIN}:8080`,
+      10_000,
+      from,
+    );
     expect(out.rec.route).toBe('passthrough');
   });
 
@@ -98,21 +117,25 @@ describe('the L4 path through two node proxies', () => {
   it.each([
     ['1 MiB', 1 << 20],
     ['100 MiB', 100 << 20],
-  ])('carries %s byte-exact in both directions', async (_name, size) => {
-    const data = randomBytes(1 << 20);
-    const s = await m.socks(SLEEP, ECHO_V2, 7000);
-    const got = readAll(s);
-    const hash = createHash('sha256');
-    for (let sent = 0; sent < size; sent += data.length) {
-      const chunk = data.subarray(0, Math.min(data.length, size - sent));
-      hash.update(chunk);
-      if (!s.write(chunk)) await new Promise((r) => s.once('drain', r));
-    }
-    s.end();
-    const back = await got;
-    expect(back.length).toBe(size);
-    expect(sha(back)).toBe(hash.digest('hex'));
-  }, 120_000);
+  ])(
+    'carries %s byte-exact in both directions',
+    async (_name, size) => {
+      const data = randomBytes(1 << 20);
+      const s = await m.socks(SLEEP, ECHO_V2, 7000);
+      const got = readAll(s);
+      const hash = createHash('sha256');
+      for (let sent = 0; sent < size; sent += data.length) {
+        const chunk = data.subarray(0, Math.min(data.length, size - sent));
+        hash.update(chunk);
+        if (!s.write(chunk)) await new Promise((r) => s.once('drain', r));
+      }
+      s.end();
+      const back = await got;
+      expect(back.length).toBe(size);
+      expect(sha(back)).toBe(hash.digest('hex'));
+    },
+    120_000,
+  );
 
   it('passes a half-close through: the app can still answer after the client sent FIN', async () => {
     // An app that replies only after it has read the client's whole request (FIN).
@@ -154,7 +177,12 @@ describe('the L4 path through two node proxies', () => {
     for (const s of sockets) s.destroy();
     const dials = m.logs
       .slice(from)
-      .filter((l) => l.component === 'node/node-1' && l.rec.msg === 'hbone pool: -> Connecting' && l.rec['dst.hbone_addr'] === `${ECHO_V1}:15008`);
+      .filter(
+        (l) =>
+          l.component === 'node/node-1' &&
+          l.rec.msg === 'hbone pool: -> Connecting' &&
+          l.rec['dst.hbone_addr'] === `${ECHO_V1}:15008`,
+      );
     expect(dials.length).toBeLessThanOrEqual(Math.ceil(N / 100));
     expect(dials.length).toBeGreaterThanOrEqual(1);
   }, 60_000);

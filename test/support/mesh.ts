@@ -22,7 +22,14 @@ export interface TestMeshOptions {
 
 /** The quickstart's shape, moved to the test's range; no app commands (tests bind their own apps). */
 export function manifests(o: number): string {
-  const pod = (name: string, ns: string, node: string, ip: number, labels: Record<string, string>, sa?: string) => `
+  const pod = (
+    name: string,
+    ns: string,
+    node: string,
+    ip: number,
+    labels: Record<string, string>,
+    sa?: string,
+  ) => `
 apiVersion: v1
 kind: Pod
 metadata:
@@ -68,7 +75,8 @@ export class TestMesh {
     this.stateDir = path.join(this.root, 'state');
     await mkdir(this.configDir);
     await writeFile(path.join(this.configDir, 'mesh.yaml'), manifests(this.opts.octet));
-    if (this.opts.extraManifests) await writeFile(path.join(this.configDir, 'extra.yaml'), this.opts.extraManifests);
+    if (this.opts.extraManifests)
+      await writeFile(path.join(this.configDir, 'extra.yaml'), this.opts.extraManifests);
     const options: MeshOptions = {
       configDir: this.configDir,
       stateDir: this.stateDir,

@@ -8,10 +8,18 @@ describe('socket address parsing', () => {
     ['10.1.2.3:65535', { host: '10.1.2.3', port: 65535 }],
   ])('parses %s', (s, want) => expect(parseSocketAddr(s)).toEqual(want));
 
-  it.each(['', 'echo:80', '127.0.0.1', '127.0.0.1:0', '127.0.0.1:65536', '127.0.0.1:8o', '::1:80', '[::1]80', '1.2.3.4:80:90', '[zz]:1'])(
-    'rejects %j',
-    (s) => expect(parseSocketAddr(s)).toBeUndefined(),
-  );
+  it.each([
+    '',
+    'echo:80',
+    '127.0.0.1',
+    '127.0.0.1:0',
+    '127.0.0.1:65536',
+    '127.0.0.1:8o',
+    '::1:80',
+    '[::1]80',
+    '1.2.3.4:80:90',
+    '[zz]:1',
+  ])('rejects %j', (s) => expect(parseSocketAddr(s)).toBeUndefined());
 });
 
 describe('IP bytes', () => {

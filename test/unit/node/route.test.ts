@@ -64,7 +64,11 @@ describe('buildRoute', () => {
   });
 
   it('rejects a service with no healthy endpoint', () => {
-    const r = buildRoute(target('127.0.100.1', 80), stateWith(workload('a', '127.0.10.2', { status: 'UNHEALTHY' })), first);
+    const r = buildRoute(
+      target('127.0.100.1', 80),
+      stateWith(workload('a', '127.0.10.2', { status: 'UNHEALTHY' })),
+      first,
+    );
     expect(r).toMatchObject({ kind: 'reject', code: 'ROUTE_NO_ENDPOINT' });
   });
 
@@ -74,26 +78,43 @@ describe('buildRoute', () => {
   });
 
   it('uses the per-pod target port when the workload carries one (named ports)', () => {
-    const w = workload('a', '127.0.10.2', { services: { 'demo/echo.demo.svc.cluster.local': [{ servicePort: 80, targetPort: 9090 }] } });
-    expect(buildRoute(target('127.0.100.1', 80), stateWith(w), first)).toMatchObject({ authority: '127.0.10.2:9090' });
+    const w = workload('a', '127.0.10.2', {
+      services: { 'demo/echo.demo.svc.cluster.local': [{ servicePort: 80, targetPort: 9090 }] },
+    });
+    expect(buildRoute(target('127.0.100.1', 80), stateWith(w), first)).toMatchObject({
+      authority: '127.0.10.2:9090',
+    });
   });
 
   it('tunnels a pod IP in the mesh directly to that pod on the same port', () => {
     const r = buildRoute(target('127.0.10.2', 9000), stateWith(workload('a', '127.0.10.2')), first);
-    expect(r).toMatchObject({ kind: 'hbone', authority: '127.0.10.2:9000', hboneAddr: { host: '127.0.10.2', port: 15008 } });
+    expect(r).toMatchObject({
+      kind: 'hbone',
+      authority: '127.0.10.2:9000',
+      hboneAddr: { host: '127.0.10.2', port: 15008 },
+    });
   });
 
   it('passes a workload outside the mesh through as plain TCP', () => {
-    const r = buildRoute(target('127.0.10.4', 8080), stateWith(workload('plain', '127.0.10.4', { tunnelProtocol: 'NONE' })), first);
+    const r = buildRoute(
+      target('127.0.10.4', 8080),
+      stateWith(workload('plain', '127.0.10.4', { tunnelProtocol: 'NONE' })),
+      first,
+    );
     expect(r).toMatchObject({ kind: 'passthrough', addr: { host: '127.0.10.4', port: 8080 } });
   });
 
   it('passes an unknown IP through', () => {
-    expect(buildRoute(target('127.9.9.9', 80), stateWith(), first)).toEqual({ kind: 'passthrough', addr: target('127.9.9.9', 80) });
+    expect(buildRoute(target('127.9.9.9', 80), stateWith(), first)).toEqual({
+      kind: 'passthrough',
+      addr: target('127.9.9.9', 80),
+    });
   });
 
   it.each([15001, 15006, 15008])('refuses proxy port %d as a destination', (port) => {
-    expect(buildRoute(target('127.0.10.2', port), stateWith(workload('a', '127.0.10.2')), first)).toMatchObject({ kind: 'reject' });
+    expect(
+      buildRoute(target('127.0.10.2', port), stateWith(workload('a', '127.0.10.2')), first),
+    ).toMatchObject({ kind: 'reject' });
   });
 
   it('round robin alternates between endpoints', () => {

@@ -3,11 +3,20 @@ import { parseRequest, SOCKS_REPLY } from '../../../src/node/socks5.js';
 
 const req = (...bytes: number[]) => Buffer.from(bytes);
 const domain = (name: string, port: number) =>
-  Buffer.concat([Buffer.from([5, 1, 0, 3, name.length]), Buffer.from(name), Buffer.from([port >> 8, port & 255])]);
+  Buffer.concat([
+    Buffer.from([5, 1, 0, 3, name.length]),
+    Buffer.from(name),
+    Buffer.from([port >> 8, port & 255]),
+  ]);
 
 describe('SOCKS5 request parsing', () => {
   it.each([
-    ['IPv4 CONNECT', req(5, 1, 0, 1, 127, 0, 10, 2, 0x1f, 0x90), { kind: 'ip', host: '127.0.10.2', port: 8080 }, 10],
+    [
+      'IPv4 CONNECT',
+      req(5, 1, 0, 1, 127, 0, 10, 2, 0x1f, 0x90),
+      { kind: 'ip', host: '127.0.10.2', port: 8080 },
+      10,
+    ],
     ['domain CONNECT', domain('echo.demo', 8080), { kind: 'name', host: 'echo.demo', port: 8080 }, 7 + 9],
     [
       'IPv6 CONNECT',
