@@ -157,7 +157,11 @@ export class Mesh {
     args: string[],
     readyTimeoutMs = this.opts.readyTimeoutMs ?? 30_000,
   ): Promise<void> {
-    const proc = spawn(process.execPath, [AMBIT_BIN, ...args], {
+    // AMBIT_NODE_ARGS passes flags to the node binary itself (e.g. --cpu-prof for profiling).
+    const nodeArgs = (this.opts.env?.AMBIT_NODE_ARGS ?? process.env.AMBIT_NODE_ARGS ?? '')
+      .split(' ')
+      .filter(Boolean);
+    const proc = spawn(process.execPath, [...nodeArgs, AMBIT_BIN, ...args], {
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       env: { ...process.env, ...this.opts.env },
     });

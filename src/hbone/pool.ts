@@ -40,6 +40,9 @@ export interface TunnelRequest {
   authority: SocketAddr;
 }
 
+/** Stream buffer: larger than the 16 KiB default so a burst moves in one write (see bench/README.md). */
+const STREAM_HIGH_WATER_MARK = 256 * 1024;
+
 type SessionState = 'Connecting' | 'Ready' | 'Draining' | 'Closed';
 
 interface PooledSession {
@@ -73,7 +76,12 @@ export class HbonePool {
 
   constructor(
     private readonly logger: Logger,
-    private readonly opts: { maxStreams?: number; idleMs?: number } = {},
+    private readonly opts: {
+      maxStreams?: number;
+      idleMs?: number;
+      pingIntervalMs?: number;
+      pingTimeoutMs?: number;
+    } = {},
   ) {}
 
   /** Opens a CONNECT stream; resolves once the server answered 200 (it has reached the app). */
@@ -81,7 +89,10 @@ export class HbonePool {
     const ps = await this.acquire(req);
     let stream: ClientHttp2Stream;
     try {
-      stream = ps.session.request(connectHeaders(req), { endStream: false });
+      stream = ps.session.request(connectHeaders(req), {
+        endStream: false,
+        highWaterMark: STREAM_HIGH_WATER_MARK,
+      } as http2.ClientSessionRequestOptions);
     } catch (err) {
       this.release(ps);
       throw new AmbitError(
@@ -90,6 +101,8 @@ export class HbonePool {
       );
     }
     stream.once('close', () => this.release(ps));
+    // Errors are reported through awaitResponse and then the splice; a late one must not crash us.
+    stream.on('error', () => {});
     return await awaitResponse(stream, req);
   }
 
@@ -203,7 +216,7 @@ export class HbonePool {
       ks.sessions = ks.sessions.filter((s) => s !== ps);
       if (ks.sessions.length === 0 && !ks.dialing) this.keys.delete(key);
     });
-    ps.pingTimer = setInterval(() => this.ping(ps, log), PING_INTERVAL_MS);
+    ps.pingTimer = setInterval(() => this.ping(ps, log), this.opts.pingIntervalMs ?? PING_INTERVAL_MS);
     ps.pingTimer.unref();
     ks.sessions.push(ps);
     this.transition(ps, 'Ready', log);
@@ -213,8 +226,9 @@ export class HbonePool {
   private ping(ps: PooledSession, log: Logger): void {
     const now = Date.now();
     if (ps.pingSentAt !== undefined) {
-      if (now - ps.pingSentAt > PING_TIMEOUT_MS) {
-        log.warn('hbone pool: peer did not answer HTTP/2 ping for 20 s; closing connection');
+      const timeout = this.opts.pingTimeoutMs ?? PING_TIMEOUT_MS;
+      if (now - ps.pingSentAt > timeout) {
+        log.warn({ timeout_ms: timeout }, 'hbone pool: peer did not answer HTTP/2 ping; closing connection');
         ps.session.destroy();
       }
       return;
@@ -308,14 +322,13 @@ function awaitResponse(stream: ClientHttp2Stream, req: TunnelRequest): Promise<C
       clearTimeout(timer);
       reject(new AmbitError('HBONE_CONNECT_REFUSED', `CONNECT ${req.authority} failed: ${err.message}`));
     };
+    const onClose = () => onError(new Error(`stream closed before a response (code ${stream.rstCode})`));
     stream.once('error', onError);
-    stream.once('close', () =>
-      onError(new Error(`stream closed before a response (code ${stream.rstCode})`)),
-    );
+    stream.once('close', onClose);
     stream.once('response', (headers) => {
       clearTimeout(timer);
       stream.off('error', onError);
-      stream.removeAllListeners('close');
+      stream.off('close', onClose);
       const status = Number(headers[':status']);
       if (status === 200) return resolve(stream);
       stream.close();

@@ -111,16 +111,21 @@ export class Outbound {
   }
 }
 
+/** Larger than the 16 KiB default so one read or write moves a whole TLS-record-sized burst. */
+export const SOCKET_HIGH_WATER_MARK = 256 * 1024;
+
 /** Plain TCP, bound to the source pod's IP so the far end sees who connects. */
 export function connectTcp(addr: HostPort, localAddress?: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
+    // highWaterMark is accepted by net.Socket (it is a Duplex option) though @types/node omits it.
     const s = net.connect({
       host: addr.host,
       port: addr.port,
       localAddress,
       allowHalfOpen: true,
       noDelay: true,
-    });
+      highWaterMark: SOCKET_HIGH_WATER_MARK,
+    } as net.NetConnectOpts);
     const timer = setTimeout(
       () =>
         s.destroy(

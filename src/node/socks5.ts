@@ -45,7 +45,9 @@ export class Socks5Listener {
     private readonly onRequest: (req: SocksRequest) => void,
   ) {
     this.log = logger.child({ listener: 'socks5', addr: `${addr.host}:${addr.port}` });
-    this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.onConnection(s));
+    this.server = net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: 256 * 1024 }, (s) =>
+      this.onConnection(s),
+    );
   }
 
   async start(): Promise<void> {
