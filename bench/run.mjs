@@ -10,7 +10,9 @@ import { fileURLToPath } from 'node:url';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
-const suite = args.find((a) => !a.startsWith('--')) ?? 'l4';
+const outIdx = args.indexOf('--out');
+const outFile = outIdx >= 0 ? args[outIdx + 1] : undefined;
+const suite = args.find((a, i) => !a.startsWith('--') && args[i - 1] !== '--out') ?? 'l4';
 const RUNS = 3;
 const timing = quick ? { warmupMs: 300, durationMs: 1000 } : { warmupMs: 1000, durationMs: 5000 };
 
@@ -180,7 +182,10 @@ const rows = await l4();
 const machine = { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version, kernel: release() };
 const md = `# ${suite} — ${started.toISOString()}${quick ? ' (quick)' : ''}\n\nmachine: ${machine.cores} cores (${machine.cpu}), Node ${machine.node}, Linux ${machine.kernel}; ${RUNS} runs each, median (min–max); ${timing.durationMs / 1000} s per run after ${timing.warmupMs / 1000} s warm-up.\n\n${table(rows)}\n`;
 console.log('\n' + md);
-if (!process.env.AMBIT_BENCH_NO_WRITE) {
+const result = { suite, quick, started, machine, timing, runs: RUNS, rows };
+if (outFile) {
+  await writeFile(outFile, JSON.stringify(result, null, 2));
+} else {
   const stamp = started.toISOString().slice(0, 10);
   await mkdir(path.join(here, 'results'), { recursive: true });
   const base = path.join(here, 'results', `${stamp}-${suite}${quick ? '-quick' : ''}`);
