@@ -13,7 +13,7 @@ import {
 } from '@grpc/grpc-js';
 import { AmbitError, errorMessage, isAmbitError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { parseCsr } from '../identity/csr.js';
+import { parseCsr } from '../identity/csr-check.js';
 import { type CertRequestMsg, type CertResponseMsg, stringsFromStruct } from '../xds/proto.js';
 import type { MeshCa } from './ca.js';
 

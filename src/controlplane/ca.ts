@@ -14,7 +14,7 @@ import path from 'node:path';
 import type * as X509 from '@peculiar/x509';
 import { AmbitError, errorMessage } from '../common/errors.js';
 import { type Logger, componentLogger } from '../common/log.js';
-import { type ParsedCsr, parseCsr } from '../identity/csr.js';
+import { type ParsedCsr, parseCsr } from '../identity/csr-check.js';
 import {
   type KeyAlgorithm,
   DEFAULT_KEY_ALGORITHM,
@@ -27,8 +27,8 @@ import {
   randomSerialNumber,
   signingAlgorithm,
   toPem,
-  x509,
 } from '../identity/keys.js';
+import { x509 } from '../identity/x509.js';
 import type { SpiffeId } from '../identity/spiffe.js';
 
 export const DEFAULT_MAX_TTL_SECONDS = 7 * 24 * 3600;

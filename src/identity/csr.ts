@@ -1,132 +1,61 @@
-// PKCS#10 certificate signing requests: built by the node proxy for each local identity, checked
-// by the CA. A CSR names exactly one SPIFFE id in a URI SAN and nothing else; the subject is left
-// empty like ztunnel's, which per RFC 5280 §4.2.1.6 makes the SAN extension critical.
-import { type KeyObject, createPublicKey, verify } from 'node:crypto';
-import type * as X509 from '@peculiar/x509';
-import { AmbitError, errorMessage } from '../common/errors.js';
-import { type CryptoKey, type KeyAlgorithm, derChildren, pemToDer, signingAlgorithm, x509 } from './keys.js';
-import { type Identity, type SpiffeId, formatSpiffeId, parseSpiffeId } from './spiffe.js';
-
-/** CSRs are a few hundred bytes; anything far larger is garbage or an attempt to make us parse it. */
-const MAX_CSR_BYTES = 16 * 1024;
-const SAN_OID = '2.5.29.17';
-const ACCEPTED_HASHES = new Set(['SHA-256', 'SHA-384', 'SHA-512']);
+// Building a PKCS#10 CSR in the node proxy, one per local identity. A CSR names exactly one SPIFFE
+// id in a URI SAN and nothing else; the subject is empty like ztunnel's, which per RFC 5280
+// §4.2.1.6 makes the SAN extension critical. Encoded by hand (a few DER structures) so node
+// proxies don't load an X.509 library; the CA checks it with a full parser (csr-check.ts).
+import { KeyObject, sign, webcrypto } from 'node:crypto';
+import { derTlv, toPem } from './keys.js';
+import { type Identity, formatSpiffeId } from './spiffe.js';
 
 export interface CsrKeys {
-  publicKey: CryptoKey;
-  privateKey: CryptoKey;
+  publicKey: webcrypto.CryptoKey;
+  privateKey: webcrypto.CryptoKey;
 }
 
-export interface ParsedCsr {
-  spiffeId: SpiffeId;
-  identity: Identity;
-  /** The requester's public key, as it goes into the certificate. */
-  publicKey: X509.PublicKey;
-  /** The same key as DER SubjectPublicKeyInfo. */
-  spkiDer: Buffer;
-  request: X509.Pkcs10CertificateRequest;
-}
+const OID = {
+  extensionRequest: '1.2.840.113549.1.9.14',
+  subjectAltName: '2.5.29.17',
+  ecdsaWithSha256: '1.2.840.10045.4.3.2',
+  sha256WithRsa: '1.2.840.113549.1.1.11',
+};
 
 /** Builds a PEM CSR for `identity`, signed with SHA-256 by `keys.privateKey` (ECDSA or RSA). */
 export async function createCsr(identity: Identity, keys: CsrKeys): Promise<string> {
-  const spiffeId = formatSpiffeId(identity);
-  const alg: KeyAlgorithm = keys.privateKey.algorithm.name === 'ECDSA' ? 'ECDSA_P256' : 'RSA_2048';
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
-    keys: keys as unknown as Parameters<typeof X509.Pkcs10CertificateRequestGenerator.create>[0]['keys'],
-    signingAlgorithm: signingAlgorithm(alg),
-    extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: spiffeId }], true)],
-  });
-  return csr.toString('pem');
+  const uri = Buffer.from(formatSpiffeId(identity), 'ascii');
+  const spki = Buffer.from(await webcrypto.subtle.exportKey('spki', keys.publicKey));
+  const generalNames = derTlv(0x30, derTlv(0x86, uri)); // [6] IMPLICIT IA5String
+  const sanExtension = derTlv(
+    0x30,
+    derOid(OID.subjectAltName),
+    derTlv(0x01, Buffer.from([0xff])),
+    derTlv(0x04, generalNames),
+  );
+  const attributes = derTlv(
+    0xa0,
+    derTlv(0x30, derOid(OID.extensionRequest), derTlv(0x31, derTlv(0x30, sanExtension))),
+  );
+  const info = derTlv(0x30, derTlv(0x02, Buffer.from([0])), derTlv(0x30), spki, attributes);
+  const ec = keys.privateKey.algorithm.name === 'ECDSA';
+  const algorithm = ec
+    ? derTlv(0x30, derOid(OID.ecdsaWithSha256))
+    : derTlv(0x30, derOid(OID.sha256WithRsa), derTlv(0x05));
+  // The async form of sign() runs on the thread pool: an RSA signature must not stall the proxy.
+  const signature = await new Promise<Buffer>((resolve, reject) =>
+    sign('sha256', info, { key: KeyObject.from(keys.privateKey), dsaEncoding: 'der' }, (err, sig) =>
+      err ? reject(err) : resolve(sig),
+    ),
+  );
+  const csr = derTlv(0x30, info, algorithm, derTlv(0x03, Buffer.from([0]), signature));
+  return toPem(csr, 'CERTIFICATE REQUEST');
 }
 
-/**
- * Parses and checks a PEM CSR: proof of possession (signature), an acceptable key, and exactly one
- * SAN entry that is a SPIFFE URI. Throws AmbitError CA_BAD_CSR naming what is wrong.
- *
- * The signature is checked with node:crypto on the calling thread: an ECDSA verify takes ~0.1 ms,
- * less than the two thread-pool round trips WebCrypto would need, and this runs for every CSR.
- */
-export function parseCsr(pem: string): ParsedCsr {
-  if (typeof pem !== 'string' || pem.length === 0) throw bad('empty CSR');
-  if (pem.length > MAX_CSR_BYTES) throw bad(`CSR of ${pem.length} bytes is larger than ${MAX_CSR_BYTES}`);
-  try {
-    const der = pemToDer(pem, 'CERTIFICATE REQUEST');
-    const request = new x509.Pkcs10CertificateRequest(new Uint8Array(der));
-    // The library decodes lazily, so a malformed part surfaces from these getters.
-    const spki = Buffer.from(request.publicKey.rawData);
-    const key = checkKey(spki);
-    checkSignature(request, derChildren(der)[0]!, key);
-    const spiffeId = spiffeIdFromRequest(request);
-    return {
-      spiffeId,
-      identity: parseSpiffeId(spiffeId)!,
-      publicKey: request.publicKey,
-      spkiDer: spki,
-      request,
-    };
-  } catch (err) {
-    if (err instanceof AmbitError) throw err;
-    throw bad(`cannot decode CSR: ${errorMessage(err)}`);
+/** DER OBJECT IDENTIFIER from dotted text. */
+function derOid(oid: string): Buffer {
+  const [a = 0, b = 0, ...rest] = oid.split('.').map(Number);
+  const bytes = [40 * a + b];
+  for (const n of rest) {
+    const groups = [n & 0x7f];
+    for (let v = Math.floor(n / 128); v > 0; v = Math.floor(v / 128)) groups.unshift((v & 0x7f) | 0x80);
+    bytes.push(...groups);
   }
-}
-
-function checkSignature(
-  request: X509.Pkcs10CertificateRequest,
-  signedPart: Uint8Array,
-  key: KeyObject,
-): void {
-  const alg = request.signatureAlgorithm as { name?: string; hash?: { name?: string } };
-  const hash = alg.hash?.name;
-  if (!hash || !ACCEPTED_HASHES.has(hash)) throw bad(`CSR signature hash ${hash ?? 'unknown'} is not SHA-2`);
-  const family = key.asymmetricKeyType === 'ec' ? 'ECDSA' : 'RSASSA-PKCS1-v1_5';
-  if (alg.name !== family) throw bad(`CSR signature algorithm ${alg.name ?? 'unknown'} does not fit its key`);
-  let ok: boolean;
-  try {
-    // ECDSA signatures in X.509 are DER, node's default; RSA is PKCS#1 v1.5, also the default.
-    ok = verify(hash.replace('-', '').toLowerCase(), signedPart, key, new Uint8Array(request.signature));
-  } catch (err) {
-    throw bad(`cannot verify CSR signature: ${errorMessage(err)}`);
-  }
-  if (!ok) throw bad('CSR signature does not match its public key');
-}
-
-function spiffeIdFromRequest(request: X509.Pkcs10CertificateRequest): SpiffeId {
-  const sans = request.extensions.filter((e) => e.type === SAN_OID);
-  if (sans.length === 0) throw bad('CSR has no subjectAltName');
-  if (sans.length > 1) throw bad(`CSR has ${sans.length} subjectAltName extensions`);
-  // The library's extension factory has already decoded a well-formed SAN; decode it only if not.
-  const ext = sans[0]!;
-  const names = (
-    ext instanceof x509.SubjectAlternativeNameExtension
-      ? ext
-      : new x509.SubjectAlternativeNameExtension(ext.rawData)
-  ).names.items;
-  if (names.length !== 1) {
-    throw bad(`CSR must name exactly one SPIFFE URI, found ${names.length} SAN entries`);
-  }
-  const name = names[0]!;
-  if (name.type !== 'url') throw bad(`CSR SAN is ${name.type}:${name.value}, not a SPIFFE URI`);
-  const identity = parseSpiffeId(name.value);
-  if (!identity) throw bad(`CSR SAN ${JSON.stringify(name.value)} is not spiffe://<td>/ns/<ns>/sa/<sa>`);
-  return formatSpiffeId(identity);
-}
-
-/** Accepts the keys ambit and ztunnel generate (EC P-256/P-384, RSA 2048–4096); refuses weak ones. */
-function checkKey(spki: Buffer): KeyObject {
-  let key: KeyObject;
-  try {
-    key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
-  } catch (err) {
-    throw bad(`cannot read CSR public key: ${errorMessage(err)}`);
-  }
-  const d = key.asymmetricKeyDetails ?? {};
-  if (key.asymmetricKeyType === 'ec' && (d.namedCurve === 'prime256v1' || d.namedCurve === 'secp384r1'))
-    return key;
-  const bits = d.modulusLength ?? 0;
-  if (key.asymmetricKeyType === 'rsa' && bits >= 2048 && bits <= 4096) return key;
-  throw bad(`CSR key ${key.asymmetricKeyType ?? 'unknown'} ${d.namedCurve ?? bits} is not accepted`);
-}
-
-function bad(reason: string): AmbitError {
-  return new AmbitError('CA_BAD_CSR', `bad CSR: ${reason}`);
+  return derTlv(0x06, Buffer.from(bytes));
 }

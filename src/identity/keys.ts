@@ -1,6 +1,5 @@
-// Key pairs for workload certificates and the mesh root, and the one place that loads
-// @peculiar/x509: other modules use the `x509` exported here, never a direct import, because the
-// library needs reflect-metadata loaded and a crypto provider set before first use.
+// Key pairs for workload certificates and the mesh root, and minimal DER reading/writing.
+// This file does not load @peculiar/x509 (see x509.ts): node proxies import it.
 //
 // Generation goes through WebCrypto because Node runs `subtle.generateKey` (and exportKey) as a
 // job on the libuv thread pool: an RSA-2048 key takes 50–200 ms and must not stall the proxy's
@@ -13,13 +12,6 @@ import {
   randomBytes,
   webcrypto,
 } from 'node:crypto';
-// @peculiar/x509 resolves its algorithm plugins through tsyringe, which needs the Reflect
-// metadata API at load time; ES modules evaluate imports in order, so this one comes first.
-import 'reflect-metadata';
-import * as x509lib from '@peculiar/x509';
-
-x509lib.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509lib.cryptoProvider.set>[0]);
-export const x509 = x509lib;
 
 export type CryptoKey = webcrypto.CryptoKey;
 

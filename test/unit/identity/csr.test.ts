@@ -1,8 +1,10 @@
 import { generateKeyPairSync, webcrypto } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { isAmbitError } from '../../../src/common/errors.js';
-import { createCsr, parseCsr } from '../../../src/identity/csr.js';
-import { type KeyAlgorithm, generateKeyPair, x509 } from '../../../src/identity/keys.js';
+import { createCsr } from '../../../src/identity/csr.js';
+import { parseCsr } from '../../../src/identity/csr-check.js';
+import { type KeyAlgorithm, generateKeyPair } from '../../../src/identity/keys.js';
+import { x509 } from '../../../src/identity/x509.js';
 import type { Identity } from '../../../src/identity/spiffe.js';
 
 const alice: Identity = { trustDomain: 'cluster.local', namespace: 'default', serviceAccount: 'alice' };

@@ -10,8 +10,8 @@ import {
   importPrivateKeyPem,
   keyIdentifier,
   pemToDer,
-  x509,
 } from '../../../src/identity/keys.js';
+import { x509 } from '../../../src/identity/x509.js';
 
 describe('generateKeyPair', () => {
   it.each<[KeyAlgorithm, string, Record<string, unknown>]>([

@@ -12,8 +12,8 @@ import {
   generateKeyPair,
   importPrivateKeyPem,
   keyIdentifier,
-  x509,
 } from '../../../src/identity/keys.js';
+import { x509 } from '../../../src/identity/x509.js';
 import { type Identity, type SpiffeId, spiffeIdFromCert } from '../../../src/identity/spiffe.js';
 
 const silent = pino({ level: 'silent' });

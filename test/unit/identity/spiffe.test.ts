@@ -7,7 +7,8 @@ import {
   parseSpiffeId,
   spiffeIdFromCert,
 } from '../../../src/identity/spiffe.js';
-import { generateKeyPair, x509 } from '../../../src/identity/keys.js';
+import { generateKeyPair } from '../../../src/identity/keys.js';
+import { x509 } from '../../../src/identity/x509.js';
 
 const id = (trustDomain: string, namespace: string, serviceAccount: string): Identity => ({
   trustDomain,
