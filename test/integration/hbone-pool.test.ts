@@ -24,6 +24,7 @@ let ca: MeshCa;
 let client: TlsIdentity;
 let server: HboneServer;
 let echo: net.Server;
+const seenHeaders: Record<string, unknown>[] = [];
 
 async function identity(sa: string): Promise<TlsIdentity> {
   const keys = await generateKeyPair('ECDSA_P256');
@@ -53,6 +54,7 @@ beforeAll(async () => {
     trustDomain: 'cluster.local',
     logger: log,
     onTunnel: (t) => {
+      seenHeaders.push(t.headers);
       const app = net.connect(t.target.port, t.target.host, () => {
         t.stream.respond({ ':status': 200 });
         t.stream.pipe(app).pipe(t.stream);
@@ -100,6 +102,21 @@ describe('HBONE pool', () => {
     });
     expect(echoed).toBe('over a pooled stream');
     for (const s of streams) s.destroy();
+    pool.close();
+  });
+
+  it('sends forwarded (the client address) and a fresh W3C traceparent on every CONNECT', async () => {
+    const pool = new HbonePool(log);
+    const from = seenHeaders.length;
+    const a = await pool.connect(request({ clientAddr: { host: CLIENT_IP, port: 4321 } }));
+    const b = await pool.connect(request());
+    const [ha, hb] = seenHeaders.slice(from);
+    expect(ha!.forwarded).toBe(`for="${CLIENT_IP}:4321"`);
+    expect(ha!.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+    expect(hb!.traceparent).not.toBe(ha!.traceparent);
+    expect(ha![':authority']).toBe(`${SERVER}:7000`);
+    a.destroy();
+    b.destroy();
     pool.close();
   });
 
