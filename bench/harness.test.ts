@@ -1,5 +1,5 @@
-// Keeps the benchmark harness working: runs the l4 suite in --quick mode once and checks that it
-// produced sane, non-zero figures for every path. It asserts no speed threshold.
+// Keeps the benchmark harness working: runs the l4 and cost suites in --quick mode once and
+// checks that they produced sane, non-zero figures for every path. It asserts no speed threshold.
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -7,38 +7,62 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
+interface Summary {
+  median: number;
+  min: number;
+  max: number;
+}
+interface Result {
+  machine: { cores: number; node: string };
+  measurements: ({ path: string; test: string; unit: string; runs: number[] } & Summary)[];
+  latency: { path: string; test: string; p50: Summary; p99: Summary; p999: Summary }[];
+  cost: {
+    path: string;
+    vcpuPer1kRps: Summary;
+    rssMbAt1kRps: Summary;
+    idleRssMb: number;
+    rssMbWithIdleTunnels?: number;
+  }[];
+}
+
+const RUN = path.join(path.dirname(fileURLToPath(import.meta.url)), 'run.mjs');
+
+async function runSuite(suite: string): Promise<{ result: Result; stdout: string }> {
+  const out = path.join(await mkdtemp(path.join(tmpdir(), 'ambit-bench-')), `${suite}.json`);
+  const r = spawnSync(process.execPath, [RUN, suite, '--quick', '--out', out], {
+    encoding: 'utf8',
+    timeout: 280_000,
+  });
+  expect(r.status, r.stderr).toBe(0);
+  return { result: JSON.parse(await readFile(out, 'utf8')) as Result, stdout: r.stdout };
+}
+
 describe('bench harness', () => {
-  it('runs the l4 suite quickly and reports non-zero figures for direct and ambit', async () => {
-    const out = path.join(await mkdtemp(path.join(tmpdir(), 'ambit-bench-')), 'l4.json');
-    const r = spawnSync(
-      process.execPath,
-      [path.join(path.dirname(fileURLToPath(import.meta.url)), 'run.mjs'), 'l4', '--quick', '--out', out],
-      { encoding: 'utf8', timeout: 120_000 },
-    );
-    expect(r.status, r.stderr).toBe(0);
-    const result = JSON.parse(await readFile(out, 'utf8')) as {
-      machine: { cores: number };
-      rows: Record<
-        string,
-        {
-          bulk1: { bytesPerSec: number }[];
-          rps50: { rps: number; p50: number; p99: number; proxyCpuSec: number }[];
-        }
-      >;
-    };
+  it('runs the l4 suite quickly with sane figures for every path', async () => {
+    const { result, stdout } = await runSuite('l4');
     expect(result.machine.cores).toBeGreaterThan(0);
-    expect(Object.keys(result.rows)).toEqual(['direct', 'ambit (2 node proxies)']);
-    for (const row of Object.values(result.rows)) {
-      expect(row.bulk1).toHaveLength(3);
-      for (const b of row.bulk1) expect(b.bytesPerSec).toBeGreaterThan(0);
-      for (const q of row.rps50) {
-        expect(q.rps).toBeGreaterThan(0);
-        expect(q.p50).toBeGreaterThan(0);
-        expect(q.p99).toBeGreaterThanOrEqual(q.p50);
-      }
+    const paths = new Set(result.measurements.map((m) => m.path));
+    expect(paths.has('direct') && paths.has('ambit')).toBe(true);
+    for (const m of result.measurements) {
+      expect(m.runs, `${m.path} / ${m.test}`).toHaveLength(3);
+      for (const v of m.runs) expect(v, `${m.path} / ${m.test}`).toBeGreaterThan(0);
+      expect(m.min).toBeLessThanOrEqual(m.median);
+      expect(m.median).toBeLessThanOrEqual(m.max);
     }
-    // The proxies do the work on the ambit path, and none on the direct path.
-    expect(result.rows['ambit (2 node proxies)']!.rps50[0]!.proxyCpuSec).toBeGreaterThan(0);
-    expect(r.stdout).toMatch(/ratio ambit\/direct/);
-  }, 150_000);
+    for (const l of result.latency) {
+      expect(l.p50.median).toBeGreaterThan(0);
+      expect(l.p99.median).toBeGreaterThanOrEqual(l.p50.median);
+      expect(l.p999.median).toBeGreaterThanOrEqual(l.p99.median);
+    }
+    expect(stdout).toMatch(/\| target \| measured \| goal \|/);
+  }, 300_000);
+
+  it('runs the cost suite quickly and reports CPU and memory per proxy', async () => {
+    const { result } = await runSuite('cost');
+    const ambit = result.cost.find((c) => c.path === 'ambit');
+    expect(ambit).toBeDefined();
+    expect(ambit!.vcpuPer1kRps.median).toBeGreaterThan(0);
+    expect(ambit!.rssMbAt1kRps.median).toBeGreaterThan(ambit!.idleRssMb * 0.5);
+    expect(ambit!.rssMbWithIdleTunnels).toBeGreaterThan(0);
+  }, 300_000);
 });

@@ -1,10 +1,12 @@
-// Benchmark backend, in its own process: an HTTP/1.1 server with a small fixed response, and a
-// TCP "source" that streams bytes to whoever connects until they hang up.
-// usage: node app.mjs HOST HTTP_PORT SOURCE_PORT
+// Benchmark backend, in its own process:
+//  - HTTP/1.1 server answering every request with a fixed 64-byte body (keep-alive);
+//  - TCP "source" that streams bytes to whoever connects until they hang up;
+//  - TCP "hold" that accepts connections and keeps them open, idle (for idle-tunnel memory).
+// usage: node app.mjs HOST HTTP_PORT SOURCE_PORT [HOLD_PORT]
 import http from 'node:http';
 import net from 'node:net';
 
-const [host, httpPort, sourcePort] = process.argv.slice(2);
+const [host, httpPort, sourcePort, holdPort] = process.argv.slice(2);
 const body = Buffer.from('x'.repeat(64));
 const server = http.createServer((req, res) => {
   req.resume();
@@ -14,6 +16,8 @@ const server = http.createServer((req, res) => {
   });
 });
 server.keepAliveTimeout = 120_000;
+server.headersTimeout = 0;
+server.requestTimeout = 0;
 const chunk = Buffer.alloc(256 * 1024, 7);
 const source = net.createServer((s) => {
   s.setNoDelay(true);
@@ -24,8 +28,14 @@ const source = net.createServer((s) => {
   s.on('drain', pump);
   pump();
 });
+const hold = net.createServer((s) => s.on('error', () => {}));
+const servers = [[server, httpPort], [source, sourcePort], ...(holdPort ? [[hold, holdPort]] : [])];
 let ready = 0;
-const done = () => ++ready === 2 && process.send?.({ type: 'ready' });
-server.listen(Number(httpPort), host, done);
-source.listen(Number(sourcePort), host, done);
+for (const [srv, port] of servers) {
+  srv.maxConnections = 100_000;
+  srv.listen(
+    { port: Number(port), host, backlog: 4096 },
+    () => ++ready === servers.length && process.send?.({ type: 'ready' }),
+  );
+}
 process.on('disconnect', () => process.exit(0));

@@ -68,7 +68,7 @@ export class FileSource implements ConfigSource {
   constructor(opts: FileSourceOptions) {
     this.dir = opts.dir;
     this.log = opts.logger ?? componentLogger('config', { 'config.dir': opts.dir });
-    this.debounceMs = opts.debounceMs ?? 100;
+    this.debounceMs = opts.debounceMs ?? 30;
     this.pollMs = opts.pollMs ?? 500;
     this.polling = opts.poll ?? false;
   }
