@@ -107,11 +107,12 @@ export class HboneServer {
   }
 
   async stop(graceMs = 5000): Promise<void> {
-    for (const s of this.sessionsList) s.close();
+    for (const s of this.sessionsList.keys()) s.close();
     await drainServer(this.server, this.sessions, graceMs);
   }
 
-  private readonly sessionsList = new Set<Http2Session>();
+  /** Open sessions with what was proven at the handshake: read once, not per stream. */
+  private readonly sessionsList = new Map<Http2Session, { peerIdentity: string; peerAddr: HostPort }>();
 
   private onSession(session: Http2Session): void {
     const socket = session.socket as TLSSocket;
@@ -126,20 +127,22 @@ export class HboneServer {
     }
     session.setLocalWindowSize(H2_CONNECTION_WINDOW);
     this.sessions.track(session);
-    this.sessionsList.add(session);
+    this.sessionsList.set(session, {
+      peerIdentity: peer,
+      peerAddr: { host: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 },
+    });
     session.once('close', () => this.sessionsList.delete(session));
     session.on('error', (err) => this.log.debug({ err: err.message }, 'hbone: session error'));
   }
 
   private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
     stream.on('error', () => {}); // resets are normal; the splice reports them
-    const socket = stream.session?.socket as TLSSocket | undefined;
-    const peerIdentity = socket ? peerSpiffeId(socket) : undefined;
-    if (!socket || !peerIdentity) {
+    const peer = stream.session ? this.sessionsList.get(stream.session) : undefined;
+    if (!peer) {
       stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
       return;
     }
-    const peerAddr = { host: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
+    const { peerIdentity, peerAddr } = peer;
     const reject = (status: number, reason: string) => {
       this.log.warn(
         { 'src.identity': peerIdentity, 'src.addr': `${peerAddr.host}:${peerAddr.port}`, status, reason },
