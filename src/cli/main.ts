@@ -9,7 +9,8 @@ Usage:
   ambit demo [DIR]                                         start the quickstart mesh, send traffic, explain it
   ambit exec --pod NS/NAME [--state DIR] -- CMD [ARGS...]  run CMD with its traffic entering the mesh as that pod
   ambit echo [--host IP] [--port N]                        HTTP echo server (host defaults to $POD_IP)
-  ambit controlplane --config DIR --state DIR [--listen HOST:PORT]
+  ambit controlplane --config DIR --state DIR [--listen HOST:PORT] [--root-namespace NS]
+  ambit authz explain DIR|--server HOST:PORT --from SRC --to DST:PORT   why a connection is allowed or denied
   ambit node --name NODE --ip IP --state DIR --controlplane HOST:PORT [--cert-ttl SECONDS]
 
 State (CA root, node tokens, mesh.json) lives in --state, default ./.ambit.
@@ -30,6 +31,8 @@ async function main(argv: string[]): Promise<number> {
       return controlplane(rest);
     case 'node':
       return node(rest);
+    case 'authz':
+      return (await import('./authz.js')).authz(rest);
     case undefined:
     case '-h':
     case '--help':
@@ -74,6 +77,7 @@ async function controlplane(args: string[]): Promise<number> {
       state: { type: 'string', default: '.ambit' },
       listen: { type: 'string', default: '127.0.0.1:15012' },
       'trust-domain': { type: 'string' },
+      'root-namespace': { type: 'string' },
       'root-cert': { type: 'string' },
       'root-key': { type: 'string' },
     },
@@ -85,6 +89,7 @@ async function controlplane(args: string[]): Promise<number> {
     stateDir: values.state,
     listen: values.listen,
     trustDomain: values['trust-domain'],
+    rootNamespace: values['root-namespace'],
     rootCertFile: values['root-cert'],
     rootKeyFile: values['root-key'],
   });

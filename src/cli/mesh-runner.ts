@@ -11,14 +11,13 @@ import net from 'node:net';
 import { loadDirectory } from '../config/load.js';
 import {
   ANNOTATION_LOCAL_COMMAND,
-  DATAPLANE_MODE_AMBIENT,
-  LABEL_DATAPLANE_MODE,
   type KubeResource,
   type Namespace,
   type Node,
   type Pod,
 } from '../config/types.js';
 import { ensureNodeToken } from '../controlplane/node-auth.js';
+import { isAmbientEnrolled } from '../controlplane/workload-builder.js';
 import { SOCKS5_PORT } from '../hbone/constants.js';
 
 export const AMBIT_BIN = fileURLToPath(new URL('../../bin/ambit.js', import.meta.url));
@@ -243,7 +242,7 @@ export function describeMesh(
     const ip = pod.status?.podIP;
     if (!ip || !pod.spec.nodeName) continue;
     const ns = pod.metadata.namespace ?? 'default';
-    const ambient = isAmbient(pod, namespaces.get(ns));
+    const ambient = isAmbientEnrolled(pod, namespaces.get(ns)) && !pod.spec.hostNetwork;
     pods.push({
       namespace: ns,
       name: pod.metadata.name,
@@ -261,13 +260,6 @@ export function describeMesh(
 function nodeIp(n: Node): string | undefined {
   const addrs = n.status?.addresses ?? [];
   return (addrs.find((a) => a.type === 'InternalIP') ?? addrs[0])?.address;
-}
-
-function isAmbient(pod: Pod, ns: Namespace | undefined): boolean {
-  const podMode = pod.metadata.labels?.[LABEL_DATAPLANE_MODE];
-  if (podMode === 'none') return false;
-  if (podMode === DATAPLANE_MODE_AMBIENT) return true;
-  return ns?.metadata.labels?.[LABEL_DATAPLANE_MODE] === DATAPLANE_MODE_AMBIENT;
 }
 
 /** Resolves once something accepts TCP on host:port, or after the deadline (the app may be slow; not fatal). */

@@ -92,13 +92,23 @@ const portStrings = z.array(
   stringRule((s) => /^\d{1,5}$/.test(s) && isPort(Number(s)), 'must be a port number between 1 and 65535'),
 );
 
+// Istio matches these with "*" only as a whole value, a prefix or a suffix; principals are
+// written without "spiffe://" (cluster.local/ns/NS/sa/SA).
+const wildcardValue = stringRule(
+  (s) => s !== '' && !(s.length > 2 && s.slice(1, -1).includes('*')),
+  'must be non-empty with * only at the start or the end',
+);
+const principalValue = stringRule(
+  (s) => s !== '' && !(s.length > 2 && s.slice(1, -1).includes('*')) && !s.startsWith('spiffe://'),
+  'must be a principal like cluster.local/ns/NS/sa/SA (no spiffe:// prefix), with * only at the start or the end',
+);
 const source = loose({
-  principals: stringList.optional(),
-  notPrincipals: stringList.optional(),
+  principals: z.array(principalValue).optional(),
+  notPrincipals: z.array(principalValue).optional(),
   requestPrincipals: stringList.optional(),
   notRequestPrincipals: stringList.optional(),
-  namespaces: stringList.optional(),
-  notNamespaces: stringList.optional(),
+  namespaces: z.array(wildcardValue).optional(),
+  notNamespaces: z.array(wildcardValue).optional(),
   serviceAccounts: stringList.optional(),
   notServiceAccounts: stringList.optional(),
   ipBlocks: ipList.optional(),

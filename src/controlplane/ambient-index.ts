@@ -3,22 +3,18 @@
 // IP) and holds them encoded and versioned. Changes are applied incrementally: only the objects a
 // change touches are rebuilt, and 'update' names only resources whose bytes changed, so the xDS
 // server pushes true deltas (after istiod's pilot/pkg/serviceregistry/kube/controller/ambient).
-import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { isIP } from 'node:net';
 import {
-  DATAPLANE_MODE_AMBIENT,
-  LABEL_DATAPLANE_MODE,
   type ConfigChange,
   type ConfigSnapshot,
   type KubeResource,
+  type AuthorizationPolicy,
   type Namespace,
   type ObjectMeta,
+  type PeerAuthentication,
   type Pod,
   type Service as KubeService,
-  type ServicePort,
 } from '../config/types.js';
-import type { Ip } from '../common/addr.js';
 import { TYPE_ADDRESS, TYPE_AUTHORIZATION } from '../xds/proto.js';
 import {
   addressAliases,
@@ -27,16 +23,44 @@ import {
   serviceResourceName,
   spiffeIdOf,
   type Address,
-  type AppProtocol,
-  type PortMapping,
   type Service,
   type Workload,
 } from '../xds/resources.js';
+import { authorizationKey, encodeAuthorization, type Authorization } from '../xds/authorization.js';
+import {
+  convertAuthorizationPolicy,
+  convertPeerAuthentication,
+  DEFAULT_ROOT_NAMESPACE,
+  effectivePeerAuthentication,
+  peerAuthenticationKeys,
+  peerAuthnChain,
+  policySelector,
+  selectorPolicyApplies,
+  staticStrictPolicy,
+  type ConvertResult,
+  type EffectivePeerAuthn,
+} from './authz-convert.js';
+import {
+  buildService,
+  buildWorkload,
+  DOMAIN_SUFFIX,
+  isAmbientEnrolled,
+  isTerminal,
+  resourceVersion,
+  selects,
+  workloadUid,
+  type IndexOptions,
+} from './workload-builder.js';
 
-export interface IndexOptions {
-  trustDomain: string;
-  clusterId: string;
-  network: string;
+export type { IndexOptions };
+
+/** What the node proxies will make of one AuthorizationPolicy (for logs, `authz explain`, `ambit ctl`). */
+export interface PolicyStatus {
+  /** "namespace/name" of the AuthorizationPolicy. */
+  key: string;
+  /** Why nothing is sent to node proxies (targetRefs, AUDIT, CUSTOM). */
+  skipped?: string;
+  warnings: string[];
 }
 
 /** One encoded xDS resource as the server sends it. `version` is a short hash of `bytes`. */
@@ -54,172 +78,6 @@ export interface IndexUpdate {
   removed: string[];
 }
 
-const DOMAIN_SUFFIX = 'svc.cluster.local';
-const LABEL_CANONICAL_NAME = ['service.istio.io/canonical-name', 'app.kubernetes.io/name', 'app'];
-const LABEL_CANONICAL_REVISION = [
-  'service.istio.io/canonical-revision',
-  'app.kubernetes.io/version',
-  'version',
-];
-
-// ---- decisions (pure) ----
-
-/** Istio's enrollment rule: namespace label unless the pod opts out, or the pod opts in; never hostNetwork. */
-export function isAmbientEnrolled(pod: Pod, ns: Namespace | undefined): boolean {
-  if (pod.spec.hostNetwork) return false;
-  const podMode = pod.metadata.labels?.[LABEL_DATAPLANE_MODE];
-  if (podMode === DATAPLANE_MODE_AMBIENT) return true;
-  if (podMode === 'none') return false;
-  return ns?.metadata.labels?.[LABEL_DATAPLANE_MODE] === DATAPLANE_MODE_AMBIENT;
-}
-
-/** Terminal pods have released their IP (which may already belong to a new pod), as in Istio. */
-export function isTerminal(pod: Pod): boolean {
-  return pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed';
-}
-
-export function podIps(pod: Pod): Ip[] {
-  const list = pod.status?.podIPs?.map((x) => x.ip) ?? [];
-  if (list.length === 0 && pod.status?.podIP) list.push(pod.status.podIP);
-  return [...new Set(list)].filter((ip) => isIP(ip) !== 0) as Ip[];
-}
-
-function firstLabel(labels: Record<string, string> | undefined, keys: string[]): string | undefined {
-  for (const k of keys) if (labels?.[k]) return labels[k];
-  return undefined;
-}
-
-export function canonicalName(pod: Pod): string {
-  return firstLabel(pod.metadata.labels, LABEL_CANONICAL_NAME) ?? pod.metadata.name;
-}
-
-export function canonicalRevision(pod: Pod): string {
-  return firstLabel(pod.metadata.labels, LABEL_CANONICAL_REVISION) ?? 'latest';
-}
-
-export function podHealth(pod: Pod): Workload['status'] {
-  const phase = pod.status?.phase;
-  if (phase && phase !== 'Running') return 'UNHEALTHY';
-  const ready = pod.status?.conditions?.find((c) => c.type === 'Ready');
-  return ready?.status === 'False' ? 'UNHEALTHY' : 'HEALTHY';
-}
-
-/** Kubernetes semantics: same namespace and a non-empty selector that is a subset of the labels. */
-export function selects(svc: KubeService, pod: Pod): boolean {
-  const sel = svc.spec.selector;
-  if (!sel || svc.metadata.namespace !== pod.metadata.namespace) return false;
-  const entries = Object.entries(sel);
-  return entries.length > 0 && entries.every(([k, v]) => pod.metadata.labels?.[k] === v);
-}
-
-/** Istio's protocol selection: appProtocol first, then the port name's prefix before '-'. */
-export function appProtocolOf(port: ServicePort): AppProtocol | undefined {
-  const explicit = port.appProtocol ? port.appProtocol.toLowerCase() : undefined;
-  const byName = port.name?.toLowerCase().split('-')[0];
-  for (const p of [explicit, byName]) {
-    if (p === 'http') return 'HTTP11';
-    if (p === 'http2' || p === 'kubernetes.io/h2c') return 'HTTP2';
-    if (p === 'grpc') return 'GRPC';
-    if (explicit !== undefined) return undefined; // an explicit appProtocol we don't know wins over the name
-  }
-  return undefined;
-}
-
-/** A numeric targetPort, undefined for a named one; an absent targetPort means the service port. */
-function numericTargetPort(port: ServicePort): number | undefined {
-  const t = port.targetPort;
-  if (t === undefined || t === '') return port.port;
-  if (typeof t === 'number') return t;
-  return /^\d+$/.test(t) ? Number(t) : undefined;
-}
-
-export function hasClusterIp(svc: KubeService): boolean {
-  const ip = svc.spec.clusterIP;
-  return !!ip && ip !== 'None' && isIP(ip) !== 0;
-}
-
-export function serviceHostname(svc: KubeService): string {
-  return `${svc.metadata.name}.${svc.metadata.namespace ?? 'default'}.${DOMAIN_SUFFIX}`;
-}
-
-export function buildService(svc: KubeService, opts: IndexOptions): Service | undefined {
-  if (!hasClusterIp(svc)) return undefined;
-  const ips = svc.spec.clusterIPs?.length ? svc.spec.clusterIPs : [svc.spec.clusterIP!];
-  return {
-    name: svc.metadata.name,
-    namespace: svc.metadata.namespace ?? 'default',
-    hostname: serviceHostname(svc),
-    addresses: ips.filter((ip) => isIP(ip) !== 0).map((ip) => ({ network: opts.network, address: ip as Ip })),
-    // A named targetPort is resolved per pod (Workload.services); the service's own entry says 0.
-    ports: (svc.spec.ports ?? []).map((p) => {
-      const m: PortMapping = { servicePort: p.port, targetPort: numericTargetPort(p) ?? 0 };
-      const proto = appProtocolOf(p);
-      if (proto) m.appProtocol = proto;
-      return m;
-    }),
-    subjectAltNames: [],
-  };
-}
-
-/** The ports `pod` serves for `svc`; a named targetPort the pod lacks drops that port, as in Istio. */
-export function workloadPorts(svc: KubeService, pod: Pod): PortMapping[] {
-  const out: PortMapping[] = [];
-  for (const p of svc.spec.ports ?? []) {
-    let target = numericTargetPort(p);
-    if (target === undefined) {
-      const named = pod.spec.containers?.flatMap((c) => c.ports ?? []).find((cp) => cp.name === p.targetPort);
-      if (!named) continue;
-      target = named.containerPort;
-    }
-    out.push({ servicePort: p.port, targetPort: target });
-  }
-  return out;
-}
-
-export function workloadUid(clusterId: string, namespace: string, name: string): string {
-  return `${clusterId}//Pod/${namespace}/${name}`;
-}
-
-/** The Workload for `pod`, or undefined when it has no usable IP or has terminated. */
-export function buildWorkload(
-  pod: Pod,
-  ns: Namespace | undefined,
-  services: readonly KubeService[],
-  opts: IndexOptions,
-): Workload | undefined {
-  const addresses = podIps(pod);
-  if (addresses.length === 0 || isTerminal(pod)) return undefined;
-  const namespace = pod.metadata.namespace ?? 'default';
-  const svcPorts: Record<string, PortMapping[]> = {};
-  // Sorted so that equal inputs encode to equal bytes (protobuf maps follow key insertion order).
-  const selecting = services.filter((s) => hasClusterIp(s) && selects(s, pod));
-  for (const s of selecting.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))) {
-    svcPorts[`${namespace}/${serviceHostname(s)}`] = workloadPorts(s, pod);
-  }
-  return {
-    uid: workloadUid(opts.clusterId, namespace, pod.metadata.name),
-    name: pod.metadata.name,
-    namespace,
-    addresses,
-    network: opts.network,
-    tunnelProtocol: isAmbientEnrolled(pod, ns) ? 'HBONE' : 'NONE',
-    trustDomain: opts.trustDomain,
-    serviceAccount: pod.spec.serviceAccountName || 'default',
-    node: pod.spec.nodeName ?? '',
-    canonicalName: canonicalName(pod),
-    canonicalRevision: canonicalRevision(pod),
-    workloadName: pod.metadata.name,
-    services: svcPorts,
-    authorizationPolicies: [],
-    status: podHealth(pod),
-    clusterId: opts.clusterId,
-  };
-}
-
-export function resourceVersion(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('base64url').slice(0, 12);
-}
-
 // ---- the incremental index ----
 
 interface PodEntry {
@@ -235,9 +93,21 @@ interface ServiceEntry {
   members: Set<string>;
   service?: Service;
 }
+interface PolicyEntry {
+  obj: AuthorizationPolicy;
+  json: string;
+  result: ConvertResult;
+}
+interface PeerAuthnEntry {
+  obj: PeerAuthentication;
+  json: string;
+}
 interface Dirty {
   pods: Set<string>;
   services: Set<string>;
+  /** AuthorizationPolicy keys to (re)convert or remove. */
+  policies: Set<string>;
+  peerAuthn: boolean;
 }
 interface Changes {
   upserted: Set<string>;
@@ -245,6 +115,9 @@ interface Changes {
 }
 
 const keyOf = (m: Pick<ObjectMeta, 'name' | 'namespace'>) => `${m.namespace ?? 'default'}/${m.name}`;
+const INDEXED_KINDS = new Set(['Namespace', 'Pod', 'Service', 'AuthorizationPolicy', 'PeerAuthentication']);
+const hasMatchLabels = (o: { spec: Record<string, unknown> }) =>
+  Object.keys(policySelector(o) ?? {}).length > 0;
 const labelKey = (ns: string, k: string, v: string) => `${ns}\u0000${k}=${v}`;
 
 function addTo<K, V>(map: Map<K, Set<V>>, k: K, v: V): void {
@@ -271,7 +144,7 @@ function indexPairs(
   }
 }
 
-export class AmbientIndex extends EventEmitter<{ update: [IndexUpdate] }> {
+export class AmbientIndex extends EventEmitter<{ update: [IndexUpdate]; policy: [PolicyStatus] }> {
   readonly opts: IndexOptions;
   private readonly namespaces = new Map<string, Namespace>();
   private readonly pods = new Map<string, PodEntry>();
@@ -282,19 +155,32 @@ export class AmbientIndex extends EventEmitter<{ update: [IndexUpdate] }> {
   private readonly svcsBySelector = new Map<string, Set<string>>();
   private readonly enrolledByNode = new Map<string, Map<string, string>>(); // node → pod key → SPIFFE id
   private readonly nodeOfEnrolled = new Map<string, string>(); // pod key → node, to undo the above
+  private readonly policies = new Map<string, PolicyEntry>();
+  private readonly policiesByNs = new Map<string, Set<string>>(); // selector-scoped only
+  private readonly peerAuthns = new Map<string, PeerAuthnEntry>();
+  private convertedPeerAuthns = new Set<string>(); // resource names currently published for them
   private readonly store = new Map<string, Map<string, XdsResource>>([
     [TYPE_ADDRESS, new Map()],
-    [TYPE_AUTHORIZATION, new Map()], // filled by a later issue; subscribers get an empty answer
+    [TYPE_AUTHORIZATION, new Map()],
   ]);
   private generation = 0;
 
-  constructor(opts: { trustDomain?: string; clusterId?: string; network?: string } = {}) {
+  constructor(
+    opts: { trustDomain?: string; clusterId?: string; network?: string; rootNamespace?: string } = {},
+  ) {
     super();
     this.opts = {
       trustDomain: opts.trustDomain ?? DEFAULT_TRUST_DOMAIN,
       clusterId: opts.clusterId ?? 'Kubernetes',
       network: opts.network ?? '',
+      rootNamespace: opts.rootNamespace ?? DEFAULT_ROOT_NAMESPACE,
     };
+    // istiod always offers the static STRICT policy; workloads under STRICT reference it.
+    this.setAuthorization(
+      authorizationKey(staticStrictPolicy(this.opts.rootNamespace)),
+      staticStrictPolicy(this.opts.rootNamespace),
+      { upserted: new Set(), removed: new Set() },
+    );
   }
 
   /** Brings the index to `snapshot`: used for the first load; emits only what differs. */
@@ -302,7 +188,7 @@ export class AmbientIndex extends EventEmitter<{ update: [IndexUpdate] }> {
     const upserted: KubeResource[] = [];
     const present = new Set<string>();
     for (const o of snapshot.objects.values()) {
-      if (o.kind !== 'Namespace' && o.kind !== 'Pod' && o.kind !== 'Service') continue;
+      if (!INDEXED_KINDS.has(o.kind)) continue;
       upserted.push(o);
       present.add(o.kind === 'Namespace' ? `Namespace/${o.metadata.name}` : `${o.kind}/${keyOf(o.metadata)}`);
     }
@@ -311,32 +197,46 @@ export class AmbientIndex extends EventEmitter<{ update: [IndexUpdate] }> {
       if (!present.has(`Namespace/${ns.metadata.name}`)) deleted.push(ns);
     for (const [k, e] of this.pods) if (!present.has(`Pod/${k}`)) deleted.push(e.pod);
     for (const [k, e] of this.svcs) if (!present.has(`Service/${k}`)) deleted.push(e.svc);
+    for (const [k, e] of this.policies) if (!present.has(`AuthorizationPolicy/${k}`)) deleted.push(e.obj);
+    for (const [k, e] of this.peerAuthns) if (!present.has(`PeerAuthentication/${k}`)) deleted.push(e.obj);
     this.apply({ upserted, deleted });
   }
 
   /** Applies one change from a config source; the snapshot argument is accepted for onChange's shape. */
   apply(change: ConfigChange, _snapshot?: ConfigSnapshot): void {
-    const dirty: Dirty = { pods: new Set(), services: new Set() };
+    const dirty: Dirty = { pods: new Set(), services: new Set(), policies: new Set(), peerAuthn: false };
     for (const d of change.deleted) {
       if (d.kind === 'Namespace') this.setNamespace(d.metadata.name, undefined, dirty);
       else if (d.kind === 'Pod') this.removePod(keyOf(d.metadata), dirty);
       else if (d.kind === 'Service') this.removeService(keyOf(d.metadata), dirty);
+      else if (d.kind === 'AuthorizationPolicy') this.setPolicy(keyOf(d.metadata), undefined, dirty);
+      else if (d.kind === 'PeerAuthentication') this.setPeerAuthn(keyOf(d.metadata), undefined, dirty);
     }
     for (const o of change.upserted) {
       if (o.kind === 'Namespace') this.setNamespace(o.metadata.name, o, dirty);
       else if (o.kind === 'Pod') this.upsertPod(o, dirty);
       else if (o.kind === 'Service') this.upsertService(o, dirty);
+      else if (o.kind === 'AuthorizationPolicy') this.setPolicy(keyOf(o.metadata), o, dirty);
+      else if (o.kind === 'PeerAuthentication') this.setPeerAuthn(keyOf(o.metadata), o, dirty);
     }
+    // Policies first: a workload should not name a policy its proxy has not been offered yet.
+    const authz: Changes = { upserted: new Set(), removed: new Set() };
+    for (const k of dirty.policies) this.refreshPolicy(k, authz);
+    if (dirty.peerAuthn) this.refreshPeerAuthns(authz);
     const changes: Changes = { upserted: new Set(), removed: new Set() };
     for (const k of dirty.services) this.refreshService(k, changes);
     for (const k of dirty.pods) this.refreshPod(k, changes);
-    if (changes.upserted.size === 0 && changes.removed.size === 0) return;
+    const emit = (typeUrl: string, c: Changes) => {
+      if (c.upserted.size === 0 && c.removed.size === 0) return false;
+      this.emit('update', { typeUrl, upserted: [...c.upserted], removed: [...c.removed] });
+      return true;
+    };
+    const changedAuthz = authz.upserted.size + authz.removed.size > 0;
+    const changedAddr = changes.upserted.size + changes.removed.size > 0;
+    if (!changedAuthz && !changedAddr) return;
     this.generation++;
-    this.emit('update', {
-      typeUrl: TYPE_ADDRESS,
-      upserted: [...changes.upserted],
-      removed: [...changes.removed],
-    });
+    emit(TYPE_AUTHORIZATION, authz);
+    emit(TYPE_ADDRESS, changes);
   }
 
   // ---- queries ----
@@ -350,6 +250,17 @@ export class AmbientIndex extends EventEmitter<{ update: [IndexUpdate] }> {
   }
   services(): Service[] {
     return [...this.svcs.values()].flatMap((e) => (e.service ? [e.service] : []));
+  }
+  /** Conversion status of every AuthorizationPolicy (warnings, skipped), for explain and ctl. */
+  policyStatuses(): PolicyStatus[] {
+    return [...this.policies.entries()]
+      .map(([key, e]) => ({ key, skipped: e.result.skipped, warnings: e.result.warnings }))
+      .sort((a, b) => a.key.localeCompare(b.key));
+  }
+  /** The effective PeerAuthentication of a pod ("namespace/name"), for explain and ctl. */
+  effectivePeerAuthentication(podKey: string): EffectivePeerAuthn | undefined {
+    const e = this.pods.get(podKey);
+    return e && effectivePeerAuthentication(this.peerAuthnChainOf(e.pod));
   }
   typeUrls(): string[] {
     return [...this.store.keys()];
@@ -371,6 +282,95 @@ export class AmbientIndex extends EventEmitter<{ update: [IndexUpdate] }> {
     // Only labels feed into workloads; an annotation edit must not re-encode a namespace's pods.
     if (JSON.stringify(ns?.metadata.labels ?? {}) === before) return;
     for (const k of this.podsByNs.get(name) ?? []) dirty.pods.add(k);
+  }
+
+  private setPolicy(key: string, obj: AuthorizationPolicy | undefined, dirty: Dirty): void {
+    const prev = this.policies.get(key);
+    const json = obj && JSON.stringify(obj);
+    if (prev?.json === json) return;
+    const ns = key.split('/')[0]!;
+    // The workloads an old or new selector picks must update their policy list.
+    if (prev) this.markSelected(prev.obj, dirty);
+    if (obj) this.markSelected(obj, dirty);
+    if (prev) removeFrom(this.policiesByNs, ns, key);
+    if (obj) {
+      const result = convertAuthorizationPolicy(obj, this.opts.rootNamespace);
+      this.policies.set(key, { obj, json: json!, result });
+      if (policySelector(obj)) addTo(this.policiesByNs, ns, key);
+      if (result.warnings.length || result.skipped)
+        this.emit('policy', { key, skipped: result.skipped, warnings: result.warnings });
+    } else {
+      this.policies.delete(key);
+    }
+    dirty.policies.add(key);
+  }
+
+  private setPeerAuthn(key: string, obj: PeerAuthentication | undefined, dirty: Dirty): void {
+    const prev = this.peerAuthns.get(key);
+    const json = obj && JSON.stringify(obj);
+    if (prev?.json === json) return;
+    if (prev) this.markGoverned(prev.obj, dirty);
+    if (obj) this.markGoverned(obj, dirty);
+    if (obj) this.peerAuthns.set(key, { obj, json: json! });
+    else this.peerAuthns.delete(key);
+    dirty.peerAuthn = true;
+  }
+
+  /** Pods a selector-scoped policy may select (root namespace: across the mesh). */
+  private markSelected(obj: { metadata: ObjectMeta; spec: Record<string, unknown> }, dirty: Dirty): void {
+    const sel = policySelector(obj);
+    if (!sel) return;
+    const ns = obj.metadata.namespace ?? 'default';
+    const namespaces = ns === this.opts.rootNamespace ? [...this.podsByNs.keys()] : [ns];
+    const pairs = Object.entries(sel);
+    for (const n of namespaces) {
+      if (pairs.length === 0) {
+        for (const p of this.podsByNs.get(n) ?? []) dirty.pods.add(p);
+        continue;
+      }
+      let smallest: Set<string> | undefined;
+      for (const [k, v] of pairs) {
+        const set = this.podsByLabel.get(labelKey(n, k, v));
+        if (!smallest || !set || set.size < smallest.size) smallest = set ?? new Set();
+      }
+      for (const p of smallest ?? []) dirty.pods.add(p);
+    }
+  }
+
+  /** Pods whose PeerAuthentication chain a policy takes part in. */
+  private markGoverned(obj: PeerAuthentication, dirty: Dirty): void {
+    if (policySelector(obj) && Object.keys(policySelector(obj)!).length > 0) {
+      if ((obj.metadata.namespace ?? 'default') !== this.opts.rootNamespace) this.markSelected(obj, dirty);
+      return;
+    }
+    const ns = obj.metadata.namespace ?? 'default';
+    const namespaces = ns === this.opts.rootNamespace ? [...this.podsByNs.keys()] : [ns];
+    for (const n of namespaces) for (const p of this.podsByNs.get(n) ?? []) dirty.pods.add(p);
+  }
+
+  private peerAuthnChainOf(pod: Pod) {
+    const ns = pod.metadata.namespace ?? 'default';
+    const candidates = [...this.peerAuthns.values()]
+      .map((e) => e.obj)
+      .filter((pa) => [ns, this.opts.rootNamespace].includes(pa.metadata.namespace ?? 'default'));
+    return peerAuthnChain(candidates, pod, this.opts.rootNamespace);
+  }
+
+  /** The policy names a pod's Workload lists: selector policies that select it, then PeerAuthentication. */
+  private policiesOf(pod: Pod): string[] {
+    const ns = pod.metadata.namespace ?? 'default';
+    const out = new Set<string>();
+    for (const n of new Set([ns, this.opts.rootNamespace])) {
+      for (const key of this.policiesByNs.get(n) ?? []) {
+        const e = this.policies.get(key)!;
+        if (e.result.authorization && selectorPolicyApplies(e.obj, pod, this.opts.rootNamespace))
+          out.add(key);
+      }
+    }
+    for (const k of peerAuthenticationKeys(this.peerAuthnChainOf(pod), this.opts.rootNamespace)) {
+      if (this.store.get(TYPE_AUTHORIZATION)!.has(k)) out.add(k);
+    }
+    return [...out].sort();
   }
 
   private upsertPod(pod: Pod, dirty: Dirty): void {
@@ -487,7 +487,13 @@ export class AmbientIndex extends EventEmitter<{ update: [IndexUpdate] }> {
     let workload: Workload | undefined;
     if (entry) {
       const services = [...entry.services].map((s) => this.svcs.get(s)!.svc);
-      workload = entry.workload = buildWorkload(entry.pod, this.namespaces.get(ns), services, this.opts);
+      workload = entry.workload = buildWorkload(
+        entry.pod,
+        this.namespaces.get(ns),
+        services,
+        this.opts,
+        this.policiesOf(entry.pod),
+      );
     }
     this.setResource(workloadUid(this.opts.clusterId, ns, name), workload && { workload }, changes);
   }
@@ -510,6 +516,47 @@ export class AmbientIndex extends EventEmitter<{ update: [IndexUpdate] }> {
     if (!ids) this.enrolledByNode.set(pod.spec.nodeName, (ids = new Map()));
     ids.set(key, id);
     this.nodeOfEnrolled.set(key, pod.spec.nodeName);
+  }
+
+  private refreshPolicy(key: string, changes: Changes): void {
+    const e = this.policies.get(key);
+    this.setAuthorization(key, e?.result.authorization, changes);
+  }
+
+  /** Recompiles every workload PeerAuthentication with port-level mTLS (they are few). */
+  private refreshPeerAuthns(changes: Changes): void {
+    const root = this.opts.rootNamespace;
+    const all = [...this.peerAuthns.values()].map((e) => e.obj);
+    const byName = (a: PeerAuthentication, b: PeerAuthentication) =>
+      a.metadata.name.localeCompare(b.metadata.name);
+    const levelPolicy = (ns: string) =>
+      all.filter((pa) => (pa.metadata.namespace ?? 'default') === ns && !hasMatchLabels(pa)).sort(byName)[0];
+    const next = new Map<string, Authorization>();
+    for (const pa of all) {
+      const ns = pa.metadata.namespace ?? 'default';
+      const converted = convertPeerAuthentication(pa, levelPolicy(ns), levelPolicy(root), root);
+      if (converted) next.set(authorizationKey(converted), converted);
+    }
+    for (const k of this.convertedPeerAuthns) if (!next.has(k)) this.setAuthorization(k, undefined, changes);
+    for (const [k, a] of next) this.setAuthorization(k, a, changes);
+    this.convertedPeerAuthns = new Set(next.keys());
+  }
+
+  private setAuthorization(name: string, a: Authorization | undefined, changes: Changes): void {
+    const store = this.store.get(TYPE_AUTHORIZATION)!;
+    if (!a) {
+      if (store.delete(name)) {
+        changes.removed.add(name);
+        changes.upserted.delete(name);
+      }
+      return;
+    }
+    const bytes = encodeAuthorization(a);
+    const version = resourceVersion(bytes);
+    if (store.get(name)?.version === version) return;
+    store.set(name, { name, version, aliases: [], bytes });
+    changes.upserted.add(name);
+    changes.removed.delete(name);
   }
 
   private setResource(name: string, address: Address | undefined, changes: Changes): void {

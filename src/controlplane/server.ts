@@ -26,6 +26,8 @@ export interface ControlPlaneOptions {
   /** "host:port" to serve xDS and the CA on. */
   listen: string;
   trustDomain?: string;
+  /** Istio's root namespace: its selector-less policies apply mesh-wide. Default istio-system. */
+  rootNamespace?: string;
   rootCertFile?: string;
   rootKeyFile?: string;
   keyAlgorithm?: KeyAlgorithm;
@@ -50,7 +52,13 @@ export class ControlPlane {
     const listen = parseSocketAddr(o.listen);
     if (!listen) throw new Error(`--listen ${JSON.stringify(o.listen)} is not host:port`);
     this.log.info(
-      { config: o.configDir, state: o.stateDir, listen: o.listen, trustDomain },
+      {
+        config: o.configDir,
+        state: o.stateDir,
+        listen: o.listen,
+        trustDomain,
+        rootNamespace: o.rootNamespace ?? 'istio-system',
+      },
       'control plane starting',
     );
 
@@ -65,7 +73,12 @@ export class ControlPlane {
     });
 
     // 2. config → index
-    this.index = new AmbientIndex({ trustDomain });
+    this.index = new AmbientIndex({ trustDomain, rootNamespace: o.rootNamespace });
+    this.index.on('policy', (s) => {
+      const log = this.log.child({ part: 'authz', policy: s.key });
+      for (const w of s.warnings) log.warn(w);
+      if (s.skipped && s.warnings.length === 0) log.info(`not sent to node proxies: ${s.skipped}`);
+    });
     const source = new FileSource({ dir: o.configDir, logger: this.log.child({ part: 'config' }) });
     this.source = source;
     await source.start();

@@ -1,7 +1,8 @@
 // The node proxy process, wired in one readable place. Order matters:
 //  1. read the trust root and this node's token from the state directory;
 //  2. certificate manager (CSRs to the control plane's CA);
-//  3. xDS client → ProxyState (keeps the last config while the control plane is away);
+//  3. xDS client → ProxyState and PolicyStore (keep the last config while the control plane is
+//     away); a change to either re-checks open inbound tunnels against the policies;
 //  4. per local ambient pod: HBONE listener podIP:15008 and SOCKS5 listener podIP:15080;
 //  5. readiness on nodeIP:15021.
 import http from 'node:http';
@@ -30,7 +31,9 @@ import {
 } from '../xds/resources.js';
 import { ProxyState } from './state.js';
 import { Outbound } from './outbound.js';
-import { Inbound } from './inbound.js';
+import { Inbound, type AuthzCounters } from './inbound.js';
+import { PolicyStore } from './policy-store.js';
+import type { Authorization } from '../xds/authorization.js';
 import { Socks5Listener } from './socks5.js';
 import { roundRobin } from './route.js';
 
@@ -59,6 +62,7 @@ interface PodListeners {
 
 export class NodeProxy {
   readonly state = new ProxyState();
+  readonly policies = new PolicyStore();
   private readonly log: Logger;
   private readonly pods = new Map<string, PodListeners>();
   private readonly failed = new Map<string, string>();
@@ -119,8 +123,18 @@ export class NodeProxy {
       pick: roundRobin(),
       logger: this.log,
     });
-    this.inbound = new Inbound(this.state, this.log);
-    this.state.on('change', () => this.scheduleReconcile());
+    this.inbound = new Inbound(this.state, this.policies, this.log);
+    this.state.on('change', () => {
+      this.scheduleReconcile();
+      this.inbound.reevaluate(); // a workload's list of policies may have changed
+    });
+    this.policies.on('change', () => {
+      this.log.info(
+        { policies: this.policies.all().size, rejected: [...this.policies.rejections().keys()] },
+        'authorization policies updated',
+      );
+      this.inbound.reevaluate();
+    });
 
     this.xds = new XdsClient({
       address: o.controlPlane,
@@ -142,7 +156,12 @@ export class NodeProxy {
           apply: (upserted: Map<string, Address>, removed: string[]) =>
             this.state.applyAddresses(upserted, removed),
         },
-        { typeUrl: TYPE_AUTHORIZATION, decode: () => null, apply: () => {} },
+        {
+          typeUrl: TYPE_AUTHORIZATION,
+          decode: (name: string, bytes: Uint8Array) => this.policies.decode(name, bytes),
+          apply: (upserted: Map<string, Authorization>, removed: string[]) =>
+            this.policies.apply(upserted, removed),
+        },
       ],
       logger: this.log.child({ part: 'xds' }),
     });
@@ -174,6 +193,11 @@ export class NodeProxy {
       ip: p.workload.addresses[0]!,
       identity: p.spiffeId,
     }));
+  }
+
+  /** L4 authorization counters (allowed, denied, closed on policy change), for telemetry. */
+  authzCounters(): AuthzCounters {
+    return this.inbound.counters;
   }
 
   poolStats() {

@@ -215,7 +215,8 @@ describe('Delta xDS between DeltaXdsServer and XdsClient', () => {
     const conn = xds.connections()[0]!;
     expect(conn).toMatchObject({ nodeId: 'ambit~127.0.30.9~node-1~cluster.local', nodeName: 'node-1' });
     expect(conn.types.find((t) => t.typeUrl === TYPE_ADDRESS)!.resourceCount).toBe(4);
-    expect(conn.types.find((t) => t.typeUrl === TYPE_AUTHORIZATION)!.resourceCount).toBe(0);
+    // Only the static STRICT policy istiod always offers (PeerAuthentication).
+    expect(conn.types.find((t) => t.typeUrl === TYPE_AUTHORIZATION)!.resourceCount).toBe(1);
   });
 
   it('one pod change delivers only that resource, a removal arrives as removed', async () => {
@@ -406,13 +407,13 @@ describe('Delta xDS wire behaviour', () => {
     expect(names(await raw.next())).toEqual(['demo/later.demo.svc.cluster.local', uid('c')].sort());
   });
 
-  it('answers an Authorization subscription with an empty response', async () => {
+  it('answers an Authorization subscription with the policies (only static STRICT without any)', async () => {
     const { port } = await startServer(seededIndex());
     const raw = rawStream(port);
     raw.send({ node: { id: 'raw' }, typeUrl: TYPE_AUTHORIZATION, resourceNamesSubscribe: ['*'] });
     const r = await raw.next();
     expect(r.typeUrl).toBe(TYPE_AUTHORIZATION);
-    expect(r.resources ?? []).toEqual([]);
+    expect((r.resources ?? []).map((x) => x.name)).toEqual(['istio-system/istio_converted_static_strict']);
   });
 
   it('survives a client that sends garbage and keeps serving others', async () => {

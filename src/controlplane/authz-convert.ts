@@ -1,0 +1,533 @@
+// AuthorizationPolicy and PeerAuthentication → the L4 `Authorization` resources node proxies
+// enforce (pure; after istiod's pilot/pkg/serviceregistry/kube/controller/ambient/authorization.go).
+//
+// Each AuthorizationPolicy is converted once. What the node proxy cannot enforce is said in a
+// warning naming the policy (shown by `ambit authz explain`, and by `ambit ctl` later):
+//  - targetRef(s): the policy belongs to a waypoint; not sent to node proxies;
+//  - CUSTOM, AUDIT: not enforced at L4 (as in ztunnel);
+//  - HTTP-only fields: an ALLOW rule using them is dropped (it can never match, fails closed); a
+//    DENY rule keeps its L4 parts (stricter than written), and one with no L4 part has no effect.
+// A policy that cannot be understood (a value the schema should have refused) becomes a DENY of
+// every connection to the workloads it selects: never fail open.
+import { isIP } from 'node:net';
+import type { AuthorizationPolicy, PeerAuthentication, Pod } from '../config/types.js';
+import type { Ip } from '../common/addr.js';
+import type {
+  Authorization,
+  AuthzClause,
+  AuthzMatch,
+  AuthzRule,
+  AuthzScope,
+  Cidr,
+  ServiceAccountMatch,
+  StringMatch,
+} from '../xds/authorization.js';
+
+export const DEFAULT_ROOT_NAMESPACE = 'istio-system';
+/** istiod's name; '_' cannot appear in a Kubernetes name, so it never clashes with a user's policy. */
+export const STATIC_STRICT_POLICY = 'istio_converted_static_strict';
+export const CONVERTED_PEER_AUTHN_PREFIX = 'converted_peer_authentication_';
+
+export interface ConvertResult {
+  /** The L4 resource, or undefined when node proxies have nothing to enforce. */
+  authorization?: Authorization;
+  /** Why there is no resource (targetRefs, AUDIT, CUSTOM). */
+  skipped?: string;
+  /** Everything the node proxy will do differently from what was written. */
+  warnings: string[];
+}
+
+// ---- AuthorizationPolicy ----
+
+interface Source {
+  principals?: string[];
+  notPrincipals?: string[];
+  requestPrincipals?: string[];
+  notRequestPrincipals?: string[];
+  namespaces?: string[];
+  notNamespaces?: string[];
+  serviceAccounts?: string[];
+  notServiceAccounts?: string[];
+  ipBlocks?: string[];
+  notIpBlocks?: string[];
+  remoteIpBlocks?: string[];
+  notRemoteIpBlocks?: string[];
+}
+interface Operation {
+  hosts?: string[];
+  notHosts?: string[];
+  ports?: string[];
+  notPorts?: string[];
+  methods?: string[];
+  notMethods?: string[];
+  paths?: string[];
+  notPaths?: string[];
+}
+interface Condition {
+  key: string;
+  values?: string[];
+  notValues?: string[];
+}
+interface Rule {
+  from?: { source?: Source }[];
+  to?: { operation?: Operation }[];
+  when?: Condition[];
+}
+interface AuthzSpec {
+  selector?: { matchLabels?: Record<string, string> };
+  targetRef?: unknown;
+  targetRefs?: unknown[];
+  action?: string;
+  rules?: Rule[];
+}
+
+const HTTP_OPERATION_FIELDS = ['hosts', 'notHosts', 'methods', 'notMethods', 'paths', 'notPaths'] as const;
+const HTTP_SOURCE_FIELDS = [
+  'requestPrincipals',
+  'notRequestPrincipals',
+  'remoteIpBlocks',
+  'notRemoteIpBlocks',
+] as const;
+/** The `when` keys ztunnel can evaluate (istiod's l4WhenAttributes). */
+export const L4_WHEN_KEYS = new Set([
+  'source.ip',
+  'source.namespace',
+  'source.principal',
+  'destination.ip',
+  'destination.port',
+]);
+export const DRY_RUN_ANNOTATION = 'istio.io/dry-run';
+
+/** A value the converter refuses; the policy then fails closed. */
+class Unconvertible extends Error {}
+
+export function authorizationScope(policy: AuthorizationPolicy, rootNamespace: string): AuthzScope {
+  const spec = policy.spec as AuthzSpec;
+  if (spec.selector) return 'WORKLOAD_SELECTOR';
+  return policy.metadata.namespace === rootNamespace ? 'GLOBAL' : 'NAMESPACE';
+}
+
+export function convertAuthorizationPolicy(
+  policy: AuthorizationPolicy,
+  rootNamespace: string,
+): ConvertResult {
+  const spec = policy.spec as AuthzSpec;
+  const namespace = policy.metadata.namespace ?? 'default';
+  const id = `AuthorizationPolicy ${namespace}/${policy.metadata.name}`;
+  if (spec.targetRef !== undefined || (spec.targetRefs?.length ?? 0) > 0) {
+    return { skipped: 'has targetRefs: enforced by the waypoint, not by node proxies', warnings: [] };
+  }
+  const action = spec.action ?? 'ALLOW';
+  if (action === 'AUDIT' || action === 'CUSTOM') {
+    const why = `action ${action} is not enforced by the node proxy (as in ztunnel); use a waypoint for ${action}`;
+    return { skipped: why, warnings: [`${id}: ${why}`] };
+  }
+  const base = {
+    name: policy.metadata.name,
+    namespace,
+    scope: authorizationScope(policy, rootNamespace),
+    ...(policy.metadata.annotations?.[DRY_RUN_ANNOTATION] === 'true' ? { dryRun: true } : {}),
+  };
+  if (action !== 'ALLOW' && action !== 'DENY')
+    return failClosed(base, id, `unknown action ${JSON.stringify(action)}`);
+  const warnings: string[] = [];
+  const rules: AuthzRule[] = [];
+  try {
+    (spec.rules ?? []).forEach((rule, i) => {
+      const r = convertRule(action, rule, namespace);
+      if (r.http.length === 0) {
+        rules.push(r.rule);
+        return;
+      }
+      const fields = r.http.join(', ');
+      if (action === 'ALLOW') {
+        warnings.push(
+          `${id}: rules[${i}] uses HTTP attributes (${fields}) that the node proxy cannot see; this ALLOW rule is dropped and matches nothing (use a waypoint for HTTP rules)`,
+        );
+        rules.push(NEVER);
+      } else if (!r.hasL4) {
+        warnings.push(
+          `${id}: rules[${i}] uses only HTTP attributes (${fields}); at L4 this DENY rule has no effect (use a waypoint for HTTP rules)`,
+        );
+        rules.push(NEVER);
+      } else {
+        warnings.push(
+          `${id}: rules[${i}] is enforced without its HTTP attributes (${fields}); this DENY is stricter than written (use a waypoint for HTTP rules)`,
+        );
+        rules.push(r.rule);
+      }
+    });
+  } catch (err) {
+    if (err instanceof Unconvertible) return failClosed(base, id, err.message);
+    throw err;
+  }
+  return { authorization: { ...base, action, rules }, warnings };
+}
+
+/**
+ * Stands in for a dropped rule so rule indexes keep meaning `rules[i]` of the policy as written
+ * (logs and `authz explain` name them). A clause whose only match is empty never holds.
+ */
+const NEVER: AuthzRule = { clauses: [{ matches: [{}] }] };
+
+function failClosed(base: Omit<Authorization, 'action' | 'rules'>, id: string, why: string): ConvertResult {
+  return {
+    authorization: { ...base, action: 'DENY', rules: [{ clauses: [] }], dryRun: undefined },
+    warnings: [
+      `${id}: could not be understood (${why}); denying every connection to the workloads it applies to`,
+    ],
+  };
+}
+
+interface ConvertedRule {
+  rule: AuthzRule;
+  /** HTTP-only attributes found (field names or `when` keys). */
+  http: string[];
+  /** Whether anything enforceable at L4 remains once HTTP attributes are removed. */
+  hasL4: boolean;
+}
+
+function convertRule(action: 'ALLOW' | 'DENY', rule: Rule, policyNamespace: string): ConvertedRule {
+  const http = new Set<string>();
+  const clauses: AuthzClause[] = [];
+  let hasL4 = false;
+
+  // to: each operation is one alternative (ORed)
+  if (rule.to?.length) {
+    const matches: AuthzMatch[] = [];
+    let anyHttpOnly = false;
+    for (const { operation: op = {} } of rule.to) {
+      const found = HTTP_OPERATION_FIELDS.filter((f) => op[f]?.length);
+      found.forEach((f) => http.add(f));
+      const m = compact({ destinationPorts: ports(op.ports), notDestinationPorts: ports(op.notPorts) });
+      if (found.length && isEmpty(m)) anyHttpOnly = true;
+      else matches.push(m);
+    }
+    // For a DENY, an alternative that only had HTTP fields matches any connection at L4, so the
+    // whole `to` clause does (stricter than written); with nothing else it is dropped.
+    if (!(action === 'DENY' && anyHttpOnly)) clauses.push({ matches });
+    if (!anyHttpOnly && matches.some((m) => !isEmpty(m))) hasL4 = true;
+  }
+  if (rule.from?.length) {
+    const matches: AuthzMatch[] = [];
+    let anyHttpOnly = false;
+    for (const { source: s = {} } of rule.from) {
+      const found = HTTP_SOURCE_FIELDS.filter((f) => s[f]?.length);
+      found.forEach((f) => http.add(f));
+      const m = compact({
+        sourceIps: cidrs(s.ipBlocks),
+        notSourceIps: cidrs(s.notIpBlocks),
+        namespaces: strings(s.namespaces, 'namespaces'),
+        notNamespaces: strings(s.notNamespaces, 'notNamespaces'),
+        serviceAccounts: serviceAccounts(s.serviceAccounts, policyNamespace),
+        notServiceAccounts: serviceAccounts(s.notServiceAccounts, policyNamespace),
+        principals: strings(s.principals, 'principals'),
+        notPrincipals: strings(s.notPrincipals, 'notPrincipals'),
+      });
+      if (found.length && isEmpty(m)) anyHttpOnly = true;
+      else matches.push(m);
+    }
+    if (!(action === 'DENY' && anyHttpOnly)) clauses.push({ matches });
+    if (!anyHttpOnly && matches.some((m) => !isEmpty(m))) hasL4 = true;
+  }
+  // when: conditions are ANDed, each its own clause
+  for (const c of rule.when ?? []) {
+    if (!L4_WHEN_KEYS.has(c.key)) {
+      http.add(c.key);
+      continue; // ALLOW: the rule is dropped below; DENY: the condition is dropped (stricter)
+    }
+    const m = compact(whenMatch(c));
+    clauses.push({ matches: [m] });
+    if (!isEmpty(m)) hasL4 = true;
+  }
+  if (http.size === 0) hasL4 = true; // no HTTP attributes: the rule is exactly what was written
+  return { rule: { clauses }, http: [...http].sort(), hasL4 };
+}
+
+function whenMatch(c: Condition): AuthzMatch {
+  const v = c.values;
+  const nv = c.notValues;
+  switch (c.key) {
+    case 'source.ip':
+      return { sourceIps: cidrs(v), notSourceIps: cidrs(nv) };
+    case 'destination.ip':
+      return { destinationIps: cidrs(v), notDestinationIps: cidrs(nv) };
+    case 'destination.port':
+      return { destinationPorts: ports(v), notDestinationPorts: ports(nv) };
+    case 'source.namespace':
+      return { namespaces: strings(v, c.key), notNamespaces: strings(nv, c.key) };
+    default: // source.principal
+      return { principals: strings(v, c.key), notPrincipals: strings(nv, c.key) };
+  }
+}
+
+/** Istio's `*` rules: "*" = present, "*x" = suffix, "x*" = prefix, else exact. */
+export function stringMatchOf(v: string, field = 'value'): StringMatch {
+  if (v === '') throw new Unconvertible(`${field}: empty value`);
+  if (v === '*') return { presence: true };
+  const inner = v.startsWith('*') ? v.slice(1) : v.endsWith('*') ? v.slice(0, -1) : v;
+  if (inner.includes('*'))
+    throw new Unconvertible(`${field}: "${v}" has a * that is not at the start or end`);
+  if (v.startsWith('*')) return { suffix: inner };
+  if (v.endsWith('*')) return { prefix: inner };
+  return { exact: v };
+}
+
+function strings(values: string[] | undefined, field: string): StringMatch[] | undefined {
+  return values?.map((v) => stringMatchOf(v, field));
+}
+
+function ports(values: string[] | undefined): number[] | undefined {
+  return values?.map((v) => {
+    const n = /^\d{1,5}$/.test(v) ? Number(v) : NaN;
+    if (!(n >= 1 && n <= 65535)) throw new Unconvertible(`port "${v}" is not between 1 and 65535`);
+    return n;
+  });
+}
+
+export function parseCidr(v: string): Cidr | undefined {
+  const [addr = '', len, extra] = v.split('/');
+  const family = isIP(addr);
+  if (family === 0 || extra !== undefined) return undefined;
+  const max = family === 4 ? 32 : 128;
+  if (len === undefined) return { address: addr as Ip, length: max };
+  if (!/^\d{1,3}$/.test(len) || Number(len) > max) return undefined;
+  return { address: addr as Ip, length: Number(len) };
+}
+
+function cidrs(values: string[] | undefined): Cidr[] | undefined {
+  return values?.map((v) => {
+    const c = parseCidr(v);
+    if (!c) throw new Unconvertible(`"${v}" is not an IP address or CIDR block`);
+    return c;
+  });
+}
+
+function serviceAccounts(
+  values: string[] | undefined,
+  policyNamespace: string,
+): ServiceAccountMatch[] | undefined {
+  return values?.map((v) => {
+    const [a = '', b, extra] = v.split('/');
+    if (!a || b === '' || extra !== undefined || v.includes('*'))
+      throw new Unconvertible(`serviceAccounts: "${v}" is not "namespace/name" or "name"`);
+    return b === undefined
+      ? { namespace: policyNamespace, serviceAccount: a }
+      : { namespace: a, serviceAccount: b };
+  });
+}
+
+function compact(m: AuthzMatch): AuthzMatch {
+  const out: AuthzMatch = {};
+  for (const [k, v] of Object.entries(m) as [keyof AuthzMatch, unknown[] | undefined][])
+    if (v?.length) (out as Record<string, unknown>)[k] = v;
+  return out;
+}
+
+function isEmpty(m: AuthzMatch): boolean {
+  return Object.keys(m).length === 0;
+}
+
+// ---- which workloads a selector policy applies to ----
+
+/** Labels a policy's `selector.matchLabels` requires; undefined when it has no selector. */
+export function policySelector(obj: { spec: Record<string, unknown> }): Record<string, string> | undefined {
+  const sel = obj.spec.selector as { matchLabels?: Record<string, string> } | undefined;
+  return sel ? (sel.matchLabels ?? {}) : undefined;
+}
+
+/**
+ * Whether a selector-scoped policy applies to `pod`: same namespace, or the root namespace (which
+ * selects across the mesh), and every matchLabels pair present (an empty selector selects all).
+ */
+export function selectorPolicyApplies(
+  obj: { metadata: { namespace?: string }; spec: Record<string, unknown> },
+  pod: Pod,
+  rootNamespace: string,
+): boolean {
+  const sel = policySelector(obj);
+  if (!sel) return false;
+  const ns = obj.metadata.namespace ?? 'default';
+  if (ns !== rootNamespace && ns !== (pod.metadata.namespace ?? 'default')) return false;
+  return Object.entries(sel).every(([k, v]) => pod.metadata.labels?.[k] === v);
+}
+
+// ---- PeerAuthentication ----
+
+export type MtlsMode = 'UNSET' | 'DISABLE' | 'PERMISSIVE' | 'STRICT';
+interface PeerAuthnSpec {
+  selector?: { matchLabels?: Record<string, string> };
+  mtls?: { mode?: MtlsMode };
+  portLevelMtls?: Record<string, { mode?: MtlsMode }>;
+}
+const modeOf = (pa: PeerAuthentication | undefined): MtlsMode =>
+  (pa?.spec as PeerAuthnSpec | undefined)?.mtls?.mode ?? 'UNSET';
+const hasSelector = (pa: PeerAuthentication) => {
+  const sel = (pa.spec as PeerAuthnSpec).selector;
+  return !!sel && Object.keys(sel.matchLabels ?? {}).length > 0;
+};
+
+/** STRICT as istiod compiles it: DENY every connection without a verified principal. */
+export function staticStrictPolicy(rootNamespace: string): Authorization {
+  return {
+    name: STATIC_STRICT_POLICY,
+    namespace: rootNamespace,
+    scope: 'WORKLOAD_SELECTOR',
+    action: 'DENY',
+    rules: [{ clauses: [{ matches: [{ notPrincipals: [{ presence: true }] }] }] }],
+  };
+}
+
+export function convertedPeerAuthenticationName(name: string): string {
+  return `${CONVERTED_PEER_AUTHN_PREFIX}${name}`;
+}
+
+/** The mesh, namespace and workload PeerAuthentication that govern a pod (istiod's choice). */
+export interface PeerAuthnChain {
+  mesh?: PeerAuthentication;
+  namespace?: PeerAuthentication;
+  workload?: PeerAuthentication;
+}
+
+/**
+ * Picks the governing policies from those that could apply: mesh = root namespace without a
+ * selector, namespace = the pod's namespace without a selector, workload = the pod's namespace
+ * with a matching selector. istiod picks the oldest on conflict; manifests carry no creation time,
+ * so ambit picks the first by name (and `authz explain` says which one).
+ */
+export function peerAuthnChain(
+  all: Iterable<PeerAuthentication>,
+  pod: Pod,
+  rootNamespace: string,
+): PeerAuthnChain {
+  const ns = pod.metadata.namespace ?? 'default';
+  const chain: PeerAuthnChain = {};
+  const sorted = [...all].sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+  for (const pa of sorted) {
+    const paNs = pa.metadata.namespace ?? 'default';
+    if (!hasSelector(pa)) {
+      if (paNs === rootNamespace) chain.mesh ??= pa;
+      else if (paNs === ns) chain.namespace ??= pa;
+    } else if (paNs === ns && paNs !== rootNamespace) {
+      const sel = (pa.spec as PeerAuthnSpec).selector?.matchLabels ?? {};
+      if (Object.entries(sel).every(([k, v]) => pod.metadata.labels?.[k] === v)) chain.workload ??= pa;
+    }
+  }
+  return chain;
+}
+
+/** The policy names (xDS keys) a workload must reference for its PeerAuthentication (istiod's rules). */
+export function peerAuthenticationKeys(chain: PeerAuthnChain, rootNamespace: string): string[] {
+  let strict = false;
+  let portKey = '';
+  if (chain.mesh) strict = modeOf(chain.mesh) === 'STRICT';
+  if (chain.namespace && modeOf(chain.namespace) !== 'UNSET') strict = modeOf(chain.namespace) === 'STRICT';
+  const w = chain.workload;
+  if (w) {
+    const mode = modeOf(w);
+    if (mode === 'STRICT') strict = true;
+    if (mode === 'PERMISSIVE' || mode === 'DISABLE') strict = false;
+    const ports = Object.values((w.spec as PeerAuthnSpec).portLevelMtls ?? {}).map((p) => p.mode ?? 'UNSET');
+    if (ports.length) {
+      const key = `${w.metadata.namespace ?? 'default'}/${convertedPeerAuthenticationName(w.metadata.name)}`;
+      const anyLoose = ports.some((m) => m === 'PERMISSIVE' || m === 'DISABLE');
+      const anyStrict = ports.includes('STRICT');
+      if (mode === 'STRICT') {
+        if (anyLoose) [portKey, strict] = [key, false];
+      } else if (mode === 'PERMISSIVE' || mode === 'DISABLE') {
+        if (anyStrict) portKey = key;
+      } else if (strict) {
+        if (ports.includes('PERMISSIVE')) [portKey, strict] = [key, false];
+      } else if (anyStrict) {
+        portKey = key;
+      }
+    }
+  }
+  const out: string[] = [];
+  if (strict) out.push(`${rootNamespace}/${STATIC_STRICT_POLICY}`);
+  if (portKey) out.push(portKey);
+  return out.sort();
+}
+
+/**
+ * A workload PeerAuthentication with portLevelMtls, compiled to one DENY (istiod's
+ * convertPeerAuthentication): one rule per STRICT port that the parent does not already cover,
+ * and one rule "no principal, and not one of the PERMISSIVE ports" when the effective mode is STRICT.
+ */
+export function convertPeerAuthentication(
+  pa: PeerAuthentication,
+  nsPa: PeerAuthentication | undefined,
+  meshPa: PeerAuthentication | undefined,
+  rootNamespace: string,
+): Authorization | undefined {
+  const spec = pa.spec as PeerAuthnSpec;
+  const ns = pa.metadata.namespace ?? 'default';
+  const portLevel = Object.entries(spec.portLevelMtls ?? {}).sort(([a], [b]) => Number(a) - Number(b));
+  if (ns === rootNamespace || !spec.selector || portLevel.length === 0) return undefined;
+  const mode = modeOf(pa);
+  const nsMode = modeOf(nsPa);
+  const meshMode = modeOf(meshPa);
+  const noPrincipal: AuthzMatch = { notPrincipals: [{ presence: true }] };
+  const clauses: AuthzClause[] = [];
+  const rules: AuthzRule[] = [];
+  if (mode === 'STRICT') clauses.push({ matches: [noPrincipal] });
+  const parentStrict = nsMode === 'STRICT' || ((nsMode === 'UNSET' || !nsPa) && meshMode === 'STRICT');
+  let foundNonStrict = false;
+  for (const [portText, m] of portLevel) {
+    const port = Number(portText);
+    const portMode = m.mode ?? 'UNSET';
+    if (portMode === 'STRICT') {
+      if (mode === 'STRICT' || (mode === 'UNSET' && parentStrict)) continue; // already covered
+      rules.push({ clauses: [{ matches: [{ ...noPrincipal, destinationPorts: [port] }] }] });
+    } else if (portMode === 'PERMISSIVE' || portMode === 'DISABLE') {
+      if (mode === 'PERMISSIVE' || mode === 'DISABLE') continue;
+      if (mode === 'UNSET' && !parentStrict) continue;
+      foundNonStrict = true;
+      clauses.push({ matches: [{ notDestinationPorts: [port] }] });
+    }
+  }
+  if (mode === 'STRICT' && !foundNonStrict) return undefined; // the static STRICT policy covers it
+  if (clauses.length === 0 && rules.length === 0) return undefined;
+  const mergeStrict =
+    (meshMode === 'STRICT' && (!nsPa || nsMode === 'UNSET' || nsMode === 'STRICT')) || nsMode === 'STRICT';
+  if (mergeStrict && foundNonStrict && mode !== 'STRICT') clauses.push({ matches: [noPrincipal] });
+  if (clauses.length) rules.push({ clauses });
+  return {
+    name: convertedPeerAuthenticationName(pa.metadata.name),
+    namespace: ns,
+    scope: 'WORKLOAD_SELECTOR',
+    action: 'DENY',
+    rules,
+  };
+}
+
+export interface EffectivePeerAuthn {
+  /** The mode for connections that are not on a port-level exception. */
+  mode: 'STRICT' | 'PERMISSIVE' | 'DISABLE';
+  /** Which level set it ('default' = nothing set: PERMISSIVE). */
+  from: 'mesh' | 'namespace' | 'workload' | 'default';
+  policy?: string;
+  /** Port-level overrides from the workload policy. */
+  ports: Record<number, 'STRICT' | 'PERMISSIVE' | 'DISABLE'>;
+}
+
+/** The effective mTLS mode of a workload, UNSET resolved mesh → namespace → workload (for ctl/explain). */
+export function effectivePeerAuthentication(chain: PeerAuthnChain): EffectivePeerAuthn {
+  let eff: EffectivePeerAuthn = { mode: 'PERMISSIVE', from: 'default', ports: {} };
+  const levels: [keyof PeerAuthnChain, PeerAuthentication | undefined][] = [
+    ['mesh', chain.mesh],
+    ['namespace', chain.namespace],
+    ['workload', chain.workload],
+  ];
+  for (const [from, pa] of levels) {
+    const mode = modeOf(pa);
+    if (!pa || mode === 'UNSET') continue;
+    eff = { mode, from, policy: `${pa.metadata.namespace ?? 'default'}/${pa.metadata.name}`, ports: {} };
+  }
+  const portLevel = (chain.workload?.spec as PeerAuthnSpec | undefined)?.portLevelMtls ?? {};
+  for (const [port, m] of Object.entries(portLevel)) {
+    const mode = m.mode ?? 'UNSET';
+    eff.ports[Number(port)] = mode === 'UNSET' ? eff.mode : mode;
+  }
+  return eff;
+}
