@@ -113,7 +113,12 @@ function panel({ x, y, w, h, title, unit, groups, series, colour, showGroupLabel
   const values = groups.flatMap((g) =>
     g.bars.map((b) => b && num(b.max ?? b.value)).filter((v) => v !== undefined),
   );
-  const maxV = Math.max(0, ...values);
+  // One stray run (a GC pause, a noisy neighbour) can make a whisker ten times the bars; scale
+  // to the bars then, and draw such whiskers clipped, with an arrow and their value.
+  const medians = groups.flatMap((g) => g.bars.map((b) => b && num(b.value)).filter((v) => v !== undefined));
+  const maxMedian = Math.max(0, ...medians);
+  const maxWhisker = Math.max(0, ...values);
+  const maxV = maxWhisker > 2.5 * maxMedian ? maxMedian * 1.6 : maxWhisker;
   const labels = groups.flatMap((g) => g.bars.filter(Boolean).map((b) => formatValue(b.value)));
   const longest = Math.max(0, ...labels.map((l) => textWidth(l, labelSize)));
   const rotate = longest > barW + 6;
@@ -121,7 +126,7 @@ function panel({ x, y, w, h, title, unit, groups, series, colour, showGroupLabel
   const labelRoom = (rotate ? longest : labelSize) + 8;
   const scaleMax = maxV > 0 ? (maxV * ph) / Math.max(ph * 0.5, ph - labelRoom) : 1;
   const { top, step } = niceTicks(scaleMax);
-  const Y = (v) => py + ph - (Math.max(0, v) / top) * ph;
+  const Y = (v) => py + ph - (Math.min(top, Math.max(0, v)) / top) * ph;
 
   for (let t = 0; t <= top + step / 2; t += step) {
     const ty = Y(t);
@@ -160,9 +165,14 @@ function panel({ x, y, w, h, title, unit, groups, series, colour, showGroupLabel
       if (lo !== undefined && hi !== undefined && hi > lo) {
         const cap = Math.min(10, inner / 3);
         topY = Math.min(topY, Y(hi));
+        const clipped = hi > top;
         out.push(
-          `<path d="M${cx} ${Y(lo)}V${Y(hi)}M${cx - cap} ${Y(lo)}H${cx + cap}M${cx - cap} ${Y(hi)}H${cx + cap}" stroke="#222" stroke-width="1.5" fill="none"/>`,
+          `<path d="M${cx} ${Y(lo)}V${Y(hi)}M${cx - cap} ${Y(lo)}H${cx + cap}${clipped ? `M${cx - 4} ${Y(hi) + 6}L${cx} ${Y(hi)}L${cx + 4} ${Y(hi) + 6}` : `M${cx - cap} ${Y(hi)}H${cx + cap}`}" stroke="#222" stroke-width="1.5" fill="none"/>`,
         );
+        if (clipped)
+          out.push(
+            `<text x="${cx + 6}" y="${Y(hi) + 10}" font-size="10" fill="#666">max ${esc(formatValue(hi))}</text>`,
+          );
       }
       const text = esc(formatValue(v));
       if (rotate)

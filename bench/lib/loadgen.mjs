@@ -19,6 +19,7 @@ function socksConnect(proxy, host, port) {
     let buf = Buffer.alloc(0);
     let stage = 0;
     s.once('error', reject);
+    s.once('close', () => reject(new Error('SOCKS5 proxy closed the connection during the handshake')));
     s.once('connect', () => s.write(Buffer.from([5, 1, 0])));
     const onData = (c) => {
       buf = Buffer.concat([buf, c]);
@@ -45,6 +46,7 @@ function httpConnect(proxy, host, port) {
     const s = net.connect({ host: proxy.host, port: proxy.port, noDelay: true });
     let buf = '';
     s.once('error', reject);
+    s.once('close', () => reject(new Error('CONNECT proxy closed the connection before answering')));
     s.once('connect', () => s.write(`CONNECT ${host}:${port} HTTP/1.1\r\nHost: ${host}:${port}\r\n\r\n`));
     const onData = (c) => {
       buf += c.toString('latin1');

@@ -171,7 +171,14 @@ async function startPeers(root, stops) {
       target: { host: ADDR.server, port },
       certDir: path.join(root, 'peer-certs'),
     });
-    return { ...p, loadgen: (host, tport) => ({ httpConnect: { host: p.entry.host, port: p.entry.port }, host, port: tport }) };
+    return {
+      ...p,
+      loadgen: (host, tport) => ({
+        httpConnect: { host: p.entry.host, port: p.entry.port },
+        host,
+        port: tport,
+      }),
+    };
   });
   return out;
 }
