@@ -39,7 +39,7 @@ export interface ConvertResult {
 
 // ---- AuthorizationPolicy ----
 
-interface Source {
+export interface Source {
   principals?: string[];
   notPrincipals?: string[];
   requestPrincipals?: string[];
@@ -53,7 +53,7 @@ interface Source {
   remoteIpBlocks?: string[];
   notRemoteIpBlocks?: string[];
 }
-interface Operation {
+export interface Operation {
   hosts?: string[];
   notHosts?: string[];
   ports?: string[];
@@ -63,17 +63,17 @@ interface Operation {
   paths?: string[];
   notPaths?: string[];
 }
-interface Condition {
+export interface Condition {
   key: string;
   values?: string[];
   notValues?: string[];
 }
-interface Rule {
+export interface Rule {
   from?: { source?: Source }[];
   to?: { operation?: Operation }[];
   when?: Condition[];
 }
-interface AuthzSpec {
+export interface AuthzSpec {
   selector?: { matchLabels?: Record<string, string> };
   targetRef?: unknown;
   targetRefs?: unknown[];
@@ -99,7 +99,7 @@ export const L4_WHEN_KEYS = new Set([
 export const DRY_RUN_ANNOTATION = 'istio.io/dry-run';
 
 /** A value the converter refuses; the policy then fails closed. */
-class Unconvertible extends Error {}
+export class Unconvertible extends Error {}
 
 export function authorizationScope(policy: AuthorizationPolicy, rootNamespace: string): AuthzScope {
   const spec = policy.spec as AuthzSpec;
@@ -244,7 +244,7 @@ function convertRule(action: 'ALLOW' | 'DENY', rule: Rule, policyNamespace: stri
   return { rule: { clauses }, http: [...http].sort(), hasL4 };
 }
 
-function whenMatch(c: Condition): AuthzMatch {
+export function whenMatch(c: Condition): AuthzMatch {
   const v = c.values;
   const nv = c.notValues;
   switch (c.key) {
@@ -273,11 +273,11 @@ export function stringMatchOf(v: string, field = 'value'): StringMatch {
   return { exact: v };
 }
 
-function strings(values: string[] | undefined, field: string): StringMatch[] | undefined {
+export function strings(values: string[] | undefined, field: string): StringMatch[] | undefined {
   return values?.map((v) => stringMatchOf(v, field));
 }
 
-function ports(values: string[] | undefined): number[] | undefined {
+export function ports(values: string[] | undefined): number[] | undefined {
   return values?.map((v) => {
     const n = /^\d{1,5}$/.test(v) ? Number(v) : NaN;
     if (!(n >= 1 && n <= 65535)) throw new Unconvertible(`port "${v}" is not between 1 and 65535`);
@@ -295,7 +295,7 @@ export function parseCidr(v: string): Cidr | undefined {
   return { address: addr as Ip, length: Number(len) };
 }
 
-function cidrs(values: string[] | undefined): Cidr[] | undefined {
+export function cidrs(values: string[] | undefined): Cidr[] | undefined {
   return values?.map((v) => {
     const c = parseCidr(v);
     if (!c) throw new Unconvertible(`"${v}" is not an IP address or CIDR block`);
@@ -303,7 +303,7 @@ function cidrs(values: string[] | undefined): Cidr[] | undefined {
   });
 }
 
-function serviceAccounts(
+export function serviceAccounts(
   values: string[] | undefined,
   policyNamespace: string,
 ): ServiceAccountMatch[] | undefined {
@@ -317,7 +317,7 @@ function serviceAccounts(
   });
 }
 
-function compact(m: AuthzMatch): AuthzMatch {
+export function compact(m: AuthzMatch): AuthzMatch {
   const out: AuthzMatch = {};
   for (const [k, v] of Object.entries(m) as [keyof AuthzMatch, unknown[] | undefined][])
     if (v?.length) (out as Record<string, unknown>)[k] = v;

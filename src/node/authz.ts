@@ -136,7 +136,7 @@ export function evaluate(
 
 // ---- matching (ztunnel rbac.rs semantics) ----
 
-interface Peer {
+export interface Peer {
   /** Principal as Istio writes it: the SPIFFE id without "spiffe://"; "" without identity. */
   principal: string;
   namespace: string;
@@ -144,7 +144,7 @@ interface Peer {
   hasIdentity: boolean;
 }
 
-function peerOf(conn: AuthzConnection): Peer {
+export function peerOf(conn: AuthzConnection): Peer {
   const id = conn.srcIdentity ? parseSpiffeId(conn.srcIdentity) : undefined;
   if (!conn.srcIdentity?.startsWith('spiffe://') || !id)
     return { principal: '', namespace: '', serviceAccount: '', hasIdentity: false };
@@ -209,7 +209,7 @@ function ruleMismatch(
   return undefined;
 }
 
-function matchMismatch(
+export function matchMismatch(
   m: AuthzMatch,
   conn: AuthzConnection,
   peer: Peer,

@@ -1,0 +1,649 @@
+// L7 AuthorizationPolicy at the waypoint (pure): which policies bind to this waypoint through
+// `targetRefs`, compiled once per config change, and the decision for one HTTP request.
+//
+// Istio's order (as at L4, node/authz.ts): any matching DENY denies; no ALLOW policy → allow;
+// a matching ALLOW allows; otherwise deny. AUDIT never decides (matches are reported); CUSTOM
+// needs an external authorizer ambit does not have and is ignored with a warning. As in Istio,
+// a waypoint applies only policies that name it (or a service it serves) in `targetRefs`;
+// selector-based and namespace-wide policies are for node proxies.
+//
+// The L4 parts of a rule (principals, namespaces, serviceAccounts, ipBlocks, ports, and the L4
+// `when` keys) are converted and matched by the node proxy's code (controlplane/authz-convert.ts,
+// node/authz.ts), so the two layers cannot disagree; this file adds the HTTP attributes.
+import {
+  DRY_RUN_ANNOTATION,
+  L4_WHEN_KEYS,
+  Unconvertible,
+  cidrs,
+  compact,
+  ports,
+  serviceAccounts,
+  strings,
+  whenMatch,
+  type AuthzSpec,
+  type Condition,
+  type Operation,
+  type Rule,
+  type Source,
+} from '../controlplane/authz-convert.js';
+import { matchMismatch, peerOf, stringMatches, type Peer } from '../node/authz.js';
+import { isEmptyMatch, type AuthzMatch, type StringMatch } from '../xds/authorization.js';
+import type { L7Request } from './routing/types.js';
+
+export const GATEWAY_API_GROUP = 'gateway.networking.k8s.io';
+export const WAYPOINT_GATEWAY_CLASS = 'istio-waypoint';
+/** Body Envoy sends with a 403 from its RBAC filter; users grep for it. */
+export const RBAC_DENIED_BODY = 'RBAC: access denied';
+
+/** A policy-like object as read from config (AuthorizationPolicy, RequestAuthentication). */
+export interface PolicyObject {
+  kind: string;
+  metadata: { name: string; namespace?: string; annotations?: Record<string, string> };
+  spec: Record<string, unknown>;
+}
+
+export interface WaypointRef {
+  namespace: string;
+  name: string;
+}
+
+/** The requests a targetRefs policy governs at this waypoint. */
+export interface PolicyTarget {
+  /** Every request through the waypoint (targetRef Gateway or GatewayClass istio-waypoint). */
+  all: boolean;
+  /** Requests for these services only (targetRef Service or ServiceEntry). */
+  services: { namespace: string; name?: string; hosts: StringMatch[] }[];
+}
+
+/** One HTTP attribute test: any value of the attribute matches one of `values`, none `notValues`. */
+export interface HttpCheck {
+  attr: HttpAttr;
+  values?: ValueMatch[];
+  notValues?: ValueMatch[];
+}
+/** Istio's string rules, plus path templates ("/users/{*}/orders", "/files/{**}"). */
+export type ValueMatch = StringMatch | { template: string; regex: RegExp };
+export type HttpAttr =
+  | { kind: 'method' }
+  | { kind: 'path' }
+  | { kind: 'host' }
+  | { kind: 'header'; name: string }
+  | { kind: 'requestPrincipal' }
+  | { kind: 'claim'; path: string[] }
+  | { kind: 'audiences' }
+  | { kind: 'presenter' };
+
+/** Everything listed must hold; a match with nothing listed never holds (as at L4). */
+export interface L7Match {
+  l4: AuthzMatch[];
+  http: HttpCheck[];
+}
+export interface L7Rule {
+  /** ANDed; each clause holds when any of its matches does. No clauses: the rule always holds. */
+  clauses: { matches: L7Match[] }[];
+}
+
+export interface L7Policy {
+  name: string;
+  namespace: string;
+  action: 'ALLOW' | 'DENY' | 'AUDIT';
+  rules: L7Rule[];
+  target: PolicyTarget;
+  dryRun?: boolean;
+  /** Could not be understood: denies every request it governs (never fail open). */
+  invalid?: string;
+}
+
+export interface WaypointPolicySet {
+  /** Sorted by "namespace/name" so decisions are stable. */
+  policies: L7Policy[];
+  /** Everything enforced differently from what was written, each naming the policy. */
+  warnings: string[];
+}
+
+export interface CompileOptions {
+  clusterDomain?: string;
+}
+
+/**
+ * The AuthorizationPolicies that bind to `waypoint` through targetRef(s): kind Gateway naming it,
+ * kind Service or ServiceEntry in the policy's namespace (requests for that service), or kind
+ * GatewayClass `istio-waypoint` from the root namespace (every waypoint).
+ */
+export function compileWaypointPolicies(
+  objects: Iterable<PolicyObject>,
+  waypoint: WaypointRef,
+  rootNamespace: string,
+  opts: CompileOptions = {},
+): WaypointPolicySet {
+  const all = [...objects];
+  const warnings: string[] = [];
+  const policies: L7Policy[] = [];
+  for (const obj of all) {
+    if (obj.kind !== 'AuthorizationPolicy') continue;
+    const target = policyTarget(obj, waypoint, rootNamespace, all, warnings, opts);
+    if (!target) continue;
+    const p = compilePolicy(obj, target, warnings);
+    if (p) policies.push(p);
+  }
+  policies.sort((a, b) => key(a).localeCompare(key(b)));
+  return { policies, warnings };
+}
+
+// ---- binding ----
+
+interface TargetRef {
+  group?: string;
+  kind?: string;
+  name?: string;
+  namespace?: string;
+}
+
+/**
+ * Which requests at `waypoint` a targetRefs policy governs; undefined when none (no targetRefs,
+ * or refs to other waypoints and unknown kinds). Shared with RequestAuthentication (jwt.ts).
+ */
+export function policyTarget(
+  obj: PolicyObject,
+  waypoint: WaypointRef,
+  rootNamespace: string,
+  objects: readonly PolicyObject[],
+  warnings: string[],
+  opts: CompileOptions = {},
+): PolicyTarget | undefined {
+  const spec = obj.spec as { targetRef?: TargetRef; targetRefs?: TargetRef[] };
+  const refs = [...(spec.targetRef ? [spec.targetRef] : []), ...(spec.targetRefs ?? [])];
+  if (refs.length === 0) return undefined; // selector or namespace-wide: node proxies' business
+  const ns = obj.metadata.namespace ?? 'default';
+  const id = `${obj.kind} ${ns}/${obj.metadata.name}`;
+  const domain = opts.clusterDomain ?? 'cluster.local';
+  const target: PolicyTarget = { all: false, services: [] };
+  for (const ref of refs) {
+    const group = ref.group ?? '';
+    if (ref.namespace && ref.namespace !== ns) {
+      warnings.push(
+        `${id}: targetRef to namespace ${ref.namespace} ignored (a policy targets its own namespace)`,
+      );
+      continue;
+    }
+    if (ref.kind === 'Gateway' && group === GATEWAY_API_GROUP) {
+      if (ns === waypoint.namespace && ref.name === waypoint.name) target.all = true;
+    } else if (ref.kind === 'GatewayClass' && group === GATEWAY_API_GROUP) {
+      if (ref.name !== WAYPOINT_GATEWAY_CLASS) continue;
+      if (ns === rootNamespace) target.all = true;
+      else
+        warnings.push(
+          `${id}: targetRef GatewayClass ${ref.name} is honoured only in the root namespace ${rootNamespace}`,
+        );
+    } else if (ref.kind === 'Service' && (group === '' || group === 'core')) {
+      const name = ref.name ?? '';
+      target.services.push({ namespace: ns, name, hosts: [{ exact: `${name}.${ns}.svc.${domain}` }] });
+    } else if (ref.kind === 'ServiceEntry' && group === 'networking.istio.io') {
+      const se = objects.find(
+        (o) =>
+          o.kind === 'ServiceEntry' &&
+          o.metadata.name === ref.name &&
+          (o.metadata.namespace ?? 'default') === ns,
+      );
+      const hosts = ((se?.spec.hosts as string[] | undefined) ?? []).filter((h) => h !== '');
+      if (!se)
+        warnings.push(`${id}: targetRef ServiceEntry ${ns}/${ref.name} does not exist; it governs nothing`);
+      target.services.push({
+        namespace: ns,
+        hosts: hosts.map((h) =>
+          h.startsWith('*') ? { suffix: h.slice(1).toLowerCase() } : { exact: h.toLowerCase() },
+        ),
+      });
+    } else {
+      warnings.push(`${id}: targetRef ${group || 'core'}/${ref.kind} is not a waypoint target; ignored`);
+    }
+  }
+  return target.all || target.services.length ? target : undefined;
+}
+
+/** Whether a policy governs a request for `service` (undefined: addressed by pod IP). */
+export function targetCovers(t: PolicyTarget, service: ServiceRef | undefined): boolean {
+  if (t.all) return true;
+  if (!service) return false;
+  const host = service.hostname.toLowerCase();
+  return t.services.some(
+    (s) =>
+      s.namespace === service.namespace &&
+      ((s.name !== undefined && s.name === service.name) || s.hosts.some((h) => stringMatches(h, host))),
+  );
+}
+
+// ---- compiling one policy ----
+
+function compilePolicy(obj: PolicyObject, target: PolicyTarget, warnings: string[]): L7Policy | undefined {
+  const spec = obj.spec as AuthzSpec;
+  const namespace = obj.metadata.namespace ?? 'default';
+  const id = `AuthorizationPolicy ${namespace}/${obj.metadata.name}`;
+  const action = spec.action ?? 'ALLOW';
+  if (action === 'CUSTOM') {
+    warnings.push(`${id}: action CUSTOM needs an external authorizer, which ambit does not have; ignored`);
+    return undefined;
+  }
+  const base = {
+    name: obj.metadata.name,
+    namespace,
+    target,
+    ...(obj.metadata.annotations?.[DRY_RUN_ANNOTATION] === 'true' ? { dryRun: true } : {}),
+  };
+  if (action !== 'ALLOW' && action !== 'DENY' && action !== 'AUDIT') {
+    const why = `unknown action ${JSON.stringify(action)}`;
+    warnings.push(`${id}: could not be understood (${why}); denying every request it governs`);
+    return { ...base, action: 'DENY', rules: [], invalid: why };
+  }
+  try {
+    const rules = (spec.rules ?? []).map((r, i) =>
+      compileRule(action, r, namespace, `${id}: rules[${i}]`, warnings),
+    );
+    return { ...base, action, rules };
+  } catch (err) {
+    if (!(err instanceof Unconvertible)) throw err;
+    if (action === 'AUDIT') {
+      warnings.push(`${id}: could not be understood (${err.message}); AUDIT policy ignored`);
+      return undefined;
+    }
+    warnings.push(`${id}: could not be understood (${err.message}); denying every request it governs`);
+    return { ...base, action: 'DENY', rules: [], invalid: err.message };
+  }
+}
+
+/** A rule that can never hold: stands in for an ALLOW rule using an attribute ambit cannot see. */
+const NEVER: L7Rule = { clauses: [{ matches: [{ l4: [], http: [] }] }] };
+
+function compileRule(
+  action: 'ALLOW' | 'DENY' | 'AUDIT',
+  rule: Rule,
+  policyNs: string,
+  id: string,
+  warnings: string[],
+): L7Rule {
+  const clauses: L7Rule['clauses'] = [];
+  if (rule.to?.length) clauses.push({ matches: rule.to.map(({ operation: op = {} }) => operationMatch(op)) });
+  if (rule.from?.length)
+    clauses.push({ matches: rule.from.map(({ source: s = {} }) => sourceMatch(s, policyNs)) });
+  for (const c of rule.when ?? []) {
+    const m = conditionMatch(c, policyNs);
+    if (m) {
+      clauses.push({ matches: [m] });
+      continue;
+    }
+    if (action === 'ALLOW') {
+      warnings.push(
+        `${id}: condition ${c.key} cannot be evaluated by the waypoint; this ALLOW rule matches nothing`,
+      );
+      return NEVER;
+    }
+    warnings.push(
+      `${id}: condition ${c.key} cannot be evaluated by the waypoint; dropped (this ${action} is broader than written)`,
+    );
+  }
+  return { clauses };
+}
+
+function operationMatch(op: Operation): L7Match {
+  const l4 = compact({ destinationPorts: ports(op.ports), notDestinationPorts: ports(op.notPorts) });
+  return {
+    l4: isEmptyMatch(l4) ? [] : [l4],
+    http: [
+      check({ kind: 'method' }, op.methods, op.notMethods, 'methods'),
+      check({ kind: 'path' }, op.paths, op.notPaths, 'paths'),
+      check({ kind: 'host' }, op.hosts?.map(lower), op.notHosts?.map(lower), 'hosts'),
+    ].filter((c): c is HttpCheck => c !== undefined),
+  };
+}
+
+function sourceMatch(s: Source, policyNs: string): L7Match {
+  const l4: AuthzMatch[] = [
+    compact({
+      sourceIps: cidrs(s.ipBlocks),
+      notSourceIps: cidrs(s.notIpBlocks),
+      namespaces: strings(s.namespaces, 'namespaces'),
+      notNamespaces: strings(s.notNamespaces, 'notNamespaces'),
+      serviceAccounts: serviceAccounts(s.serviceAccounts, policyNs),
+      notServiceAccounts: serviceAccounts(s.notServiceAccounts, policyNs),
+      principals: strings(s.principals, 'principals'),
+      notPrincipals: strings(s.notPrincipals, 'notPrincipals'),
+    }),
+    // remote.ip is the client address after trusted proxies; ambit trusts none (Istio's default
+    // numTrustedProxies 0), so it is the source address. A separate match keeps it ANDed with ipBlocks.
+    compact({ sourceIps: cidrs(s.remoteIpBlocks), notSourceIps: cidrs(s.notRemoteIpBlocks) }),
+  ].filter((m) => !isEmptyMatch(m));
+  const rp = check(
+    { kind: 'requestPrincipal' },
+    s.requestPrincipals,
+    s.notRequestPrincipals,
+    'requestPrincipals',
+  );
+  return { l4, http: rp ? [rp] : [] };
+}
+
+/** A `when` condition as one match; undefined when the waypoint cannot evaluate the key. */
+function conditionMatch(c: Condition, policyNs: string): L7Match | undefined {
+  const v = c.values;
+  const nv = c.notValues;
+  if (L4_WHEN_KEYS.has(c.key)) return { l4: [compact(whenMatch(c))], http: [] };
+  if (c.key === 'remote.ip')
+    return { l4: [compact({ sourceIps: cidrs(v), notSourceIps: cidrs(nv) })], http: [] };
+  if (c.key === 'source.serviceAccount')
+    return {
+      l4: [
+        compact({
+          serviceAccounts: serviceAccounts(v, policyNs),
+          notServiceAccounts: serviceAccounts(nv, policyNs),
+        }),
+      ],
+      http: [],
+    };
+  const attr = conditionAttr(c.key);
+  if (!attr) return undefined;
+  const hc = check(attr, v, nv, c.key);
+  if (!hc) throw new Unconvertible(`${c.key}: needs values or notValues`);
+  return { l4: [], http: [hc] };
+}
+
+function conditionAttr(key: string): HttpAttr | undefined {
+  const header = /^request\.headers\[([^\]]+)\]$/.exec(key);
+  if (header) return { kind: 'header', name: header[1]!.toLowerCase() };
+  if (/^request\.auth\.claims(\[[^\]]+\])+$/.test(key))
+    return { kind: 'claim', path: [...key.matchAll(/\[([^\]]+)\]/g)].map((m) => m[1]!) };
+  if (key === 'request.auth.principal') return { kind: 'requestPrincipal' };
+  if (key === 'request.auth.audiences') return { kind: 'audiences' };
+  if (key === 'request.auth.presenter') return { kind: 'presenter' };
+  return undefined; // connection.sni, experimental.envoy.filters.*
+}
+
+function check(attr: HttpAttr, values: string[] | undefined, notValues: string[] | undefined, field: string) {
+  const pos = values?.map((v) => valueMatchOf(v, field, attr.kind === 'path'));
+  const neg = notValues?.map((v) => valueMatchOf(v, field, attr.kind === 'path'));
+  if (!pos?.length && !neg?.length) return undefined;
+  const out: HttpCheck = { attr };
+  if (pos?.length) out.values = pos;
+  if (neg?.length) out.notValues = neg;
+  return out;
+}
+
+/**
+ * Istio's reading of an HTTP value (pilot's StringMatcher): "*" = present, "*x" = suffix, "x*" =
+ * prefix, else exact, so a "*" elsewhere is a literal character (the L4 converter refuses those
+ * because ztunnel does). In paths, "{*}" (one segment) and "{**}" (the rest) make a template.
+ */
+function valueMatchOf(v: string, field: string, path: boolean): ValueMatch {
+  if (v === '') throw new Unconvertible(`${field}: empty value`);
+  if (path && /\{\*\*?\}/.test(v)) return pathTemplate(v, field);
+  if (v === '*') return { presence: true };
+  if (v.startsWith('*')) return { suffix: v.slice(1) };
+  if (v.endsWith('*')) return { prefix: v.slice(0, -1) };
+  return { exact: v };
+}
+
+function pathTemplate(v: string, field: string): ValueMatch {
+  const segs = v.split('/');
+  const bad = (why: string) => new Unconvertible(`${field}: path template "${v}" ${why}`);
+  if (segs[0] !== '') throw bad('must start with /');
+  const regex = segs
+    .map((seg, i) => {
+      if (seg === '{*}') return '[^/]+';
+      if (seg === '{**}') {
+        if (segs.slice(i + 1).some((s) => s.includes('{'))) throw bad('has {**} before another operator');
+        return '.*';
+      }
+      if (/[{}*]/.test(seg)) throw bad('must use {*} and {**} as whole segments');
+      return seg.replace(/[.+?^$()|[\]\\]/g, '\\$&');
+    })
+    .join('/');
+  return { template: v, regex: new RegExp(`^${regex}$`) };
+}
+
+function valueMatches(m: ValueMatch, value: string): boolean {
+  return 'template' in m ? m.regex.test(value) : stringMatches(m, value);
+}
+
+const lower = (s: string) => s.toLowerCase();
+const key = (p: { namespace: string; name: string }) => `${p.namespace}/${p.name}`;
+
+// ---- deciding ----
+
+export interface ServiceRef {
+  namespace: string;
+  hostname: string;
+  name?: string;
+}
+
+/** What a policy may look at for one request. Peer facts are verified (mTLS), the rest is HTTP. */
+export interface L7AuthzRequest {
+  source: {
+    /** The peer's SPIFFE id from mTLS, with or without "spiffe://"; absent for plaintext. */
+    principal?: string;
+    /** Informational: source.namespace is read from the principal, as Istio reads it from the certificate. */
+    namespace?: string;
+    ip: string;
+  };
+  destination: { service?: ServiceRef; ip: string; port: number };
+  method: string;
+  /** As received; matched after normalizePath (query dropped, dot segments resolved). */
+  path: string;
+  /** Host / :authority as received. */
+  host: string;
+  /** Lower-case names, as node gives them. */
+  headers: Record<string, string | string[] | undefined>;
+  /** "iss/sub" from a JWT validated by RequestAuthentication (jwt.ts). */
+  requestPrincipal?: string;
+  requestAuthClaims?: Record<string, unknown>;
+}
+
+export interface L7Decision {
+  allow: boolean;
+  /** The deciding policy ("namespace/name"), when one decided. */
+  policy?: string;
+  ruleIndex?: number;
+  reason: string;
+  /** AUDIT policies that matched (they never decide). */
+  audited?: string[];
+  /** Dry-run policies that matched, with what they would have done. */
+  dryRun?: { policy: string; action: 'ALLOW' | 'DENY' }[];
+}
+
+export function evaluateL7(set: WaypointPolicySet, req: L7AuthzRequest): L7Decision {
+  const ctx = requestContext(req);
+  const applicable = set.policies.filter((p) => targetCovers(p.target, req.destination.service));
+  const audited: string[] = [];
+  const dryRun: NonNullable<L7Decision['dryRun']> = [];
+  const finish = (d: L7Decision): L7Decision => ({
+    ...d,
+    ...(audited.length ? { audited } : {}),
+    ...(dryRun.length ? { dryRun } : {}),
+  });
+  for (const p of applicable) {
+    if (p.action !== 'AUDIT') continue;
+    if (matchRules(p, ctx) !== undefined) audited.push(key(p));
+  }
+  for (const p of applicable) {
+    if (p.action !== 'DENY') continue;
+    if (p.invalid)
+      return finish({
+        allow: false,
+        policy: key(p),
+        reason: `policy ${key(p)} could not be understood: ${p.invalid}`,
+      });
+    const i = matchRules(p, ctx);
+    if (i === undefined) continue;
+    if (p.dryRun) {
+      dryRun.push({ policy: key(p), action: 'DENY' });
+      continue;
+    }
+    return finish({
+      allow: false,
+      policy: key(p),
+      ruleIndex: i,
+      reason: `DENY policy ${key(p)} rule ${i} matched`,
+    });
+  }
+  const allows = applicable.filter((p) => p.action === 'ALLOW');
+  let decided: L7Decision | undefined;
+  for (const p of allows) {
+    const i = matchRules(p, ctx);
+    if (i === undefined) continue;
+    if (p.dryRun) dryRun.push({ policy: key(p), action: 'ALLOW' });
+    else
+      decided ??= {
+        allow: true,
+        policy: key(p),
+        ruleIndex: i,
+        reason: `ALLOW policy ${key(p)} rule ${i} matched`,
+      };
+  }
+  if (decided) return finish(decided);
+  const enforced = allows.filter((p) => !p.dryRun);
+  if (enforced.length === 0)
+    return finish({
+      allow: true,
+      reason: allows.length ? 'only dry-run ALLOW policies apply' : 'no ALLOW policy applies to this request',
+    });
+  return finish({ allow: false, reason: `no ALLOW policy matched (${enforced.map(key).join(', ')} apply)` });
+}
+
+/**
+ * The attributes of a request as the HTTP proxy holds it (the shared L7Request), the verified
+ * peer of its tunnel, and what RequestAuthentication made of its token (jwt.ts).
+ */
+export function authzRequestOf(
+  req: L7Request,
+  peer: { identity?: string; ip: string },
+  authn: { principal?: string; claims?: Record<string, unknown> } = {},
+): L7AuthzRequest {
+  const out: L7AuthzRequest = {
+    source: { ip: peer.ip, ...(peer.identity ? { principal: peer.identity } : {}) },
+    destination: {
+      ip: req.target.ip,
+      port: req.target.port,
+      ...(req.target.service ? { service: req.target.service } : {}),
+    },
+    method: req.method,
+    path: req.path,
+    host: req.authority,
+    headers: req.headers,
+  };
+  if (authn.principal) out.requestPrincipal = authn.principal;
+  if (authn.claims) out.requestAuthClaims = authn.claims;
+  return out;
+}
+
+interface RequestContext {
+  conn: { srcIdentity?: string; srcIp: string; dstIp: string; dstPort: number };
+  peer: Peer;
+  req: L7AuthzRequest;
+  path: string;
+  host: string;
+  hostNoPort: string;
+}
+
+function requestContext(req: L7AuthzRequest): RequestContext {
+  const p = req.source.principal;
+  const srcIdentity = p ? (p.startsWith('spiffe://') ? p : `spiffe://${p}`) : undefined;
+  const conn = {
+    srcIdentity,
+    srcIp: req.source.ip,
+    dstIp: req.destination.ip,
+    dstPort: req.destination.port,
+  };
+  const host = req.host.toLowerCase();
+  return { conn, peer: peerOf(conn), req, path: normalizePath(req.path), host, hostNoPort: stripPort(host) };
+}
+
+/** Index of the first rule that holds, or undefined. */
+function matchRules(p: L7Policy, ctx: RequestContext): number | undefined {
+  const i = p.rules.findIndex((r) =>
+    r.clauses.every((c) => c.matches.length === 0 || c.matches.some((m) => matchHolds(m, ctx))),
+  );
+  return i < 0 ? undefined : i;
+}
+
+function matchHolds(m: L7Match, ctx: RequestContext): boolean {
+  if (m.l4.length === 0 && m.http.length === 0) return false;
+  return (
+    m.l4.every((l4) => matchMismatch(l4, ctx.conn, ctx.peer, false) === undefined) &&
+    m.http.every((c) => checkHolds(c, ctx))
+  );
+}
+
+function checkHolds(c: HttpCheck, ctx: RequestContext): boolean {
+  const actual = attrValues(c.attr, ctx);
+  const test = (m: ValueMatch) =>
+    c.attr.kind === 'host'
+      ? valueMatches(m, ctx.host) || valueMatches(m, ctx.hostNoPort)
+      : actual.some((v) => valueMatches(m, v));
+  if (c.values && !c.values.some(test)) return false;
+  return !c.notValues?.some(test);
+}
+
+/** The values an attribute has for this request (several for list claims and audiences). */
+function attrValues(a: HttpAttr, ctx: RequestContext): string[] {
+  const { req } = ctx;
+  switch (a.kind) {
+    case 'method':
+      return [req.method];
+    case 'path':
+      return [ctx.path];
+    case 'host':
+      return [ctx.host];
+    case 'header': {
+      // Envoy matches a repeated header against its values joined with ","
+      const h = req.headers[a.name];
+      return h === undefined ? [] : [Array.isArray(h) ? h.join(',') : h];
+    }
+    case 'requestPrincipal':
+      return req.requestPrincipal ? [req.requestPrincipal] : [];
+    case 'claim':
+      return claimValues(
+        a.path.reduce<unknown>((o, k) => (isObject(o) ? o[k] : undefined), req.requestAuthClaims),
+      );
+    case 'audiences':
+      return claimValues(req.requestAuthClaims?.aud);
+    case 'presenter':
+      return claimValues(req.requestAuthClaims?.azp);
+  }
+}
+
+function claimValues(v: unknown): string[] {
+  const one = (x: unknown) =>
+    typeof x === 'string' || typeof x === 'number' || typeof x === 'boolean' ? [String(x)] : [];
+  return Array.isArray(v) ? v.flatMap(one) : one(v);
+}
+
+const isObject = (o: unknown): o is Record<string, unknown> =>
+  typeof o === 'object' && o !== null && !Array.isArray(o);
+
+/** "host:port" → "host"; "[::1]:80" → "[::1]". */
+function stripPort(host: string): string {
+  const m = /^(\[[^\]]*\]|[^:]*):\d*$/.exec(host);
+  return m ? m[1]! : host;
+}
+
+/**
+ * The path policies see, as Envoy's default normalisation (Istio's BASE): query and fragment
+ * dropped, percent-encoded unreserved characters decoded, "." and ".." segments resolved, so
+ * "/public/../admin" and "/%61dmin" cannot slip past a DENY on "/admin". The waypoint should
+ * forward this same path upstream (as Envoy does) so policy and backend agree.
+ */
+export function normalizePath(raw: string): string {
+  let p = raw.split(/[?#]/, 1)[0] ?? '';
+  p = p.replace(/%([0-9a-fA-F]{2})/g, (all, hex: string) => {
+    const ch = String.fromCharCode(parseInt(hex, 16));
+    return /[A-Za-z0-9\-._~]/.test(ch) ? ch : all.toUpperCase();
+  });
+  if (!p.startsWith('/')) p = `/${p}`;
+  const out: string[] = [];
+  const segs = p.split('/').slice(1);
+  segs.forEach((s, i) => {
+    const last = i === segs.length - 1;
+    if (s === '..') out.pop();
+    if (s === '.' || s === '..') {
+      if (last) out.push('');
+    } else out.push(s);
+  });
+  return `/${out.join('/')}`;
+}

@@ -1,0 +1,51 @@
+// The compiled route table: per service, the routes in the order they are tried, with every
+// match condition and regex compiled once. Built by compileRouteTable() (compile.ts), read by
+// matchRoute() (match.ts) and destinationPolicy() (destination-rule.ts).
+import type { DestinationPolicy } from '../resilience/types.js';
+import type { PathKey, RouteIndex } from './route-index.js';
+import type { L7Request, RouteAction, RouteWarning } from './types.js';
+
+/** One match of one rule, with what to do when it matches. */
+export interface RouteEntry {
+  /** Every condition of the match (path, method, headers, query, ...); cheapest first. */
+  test: (req: L7Request) => boolean;
+  /** Service ports the entry applies to; undefined = every port. */
+  ports?: ReadonlySet<number>;
+  /** A shared, frozen action, or one built per request (redirects, port-dependent backends). */
+  action: RouteAction | ((req: L7Request) => RouteAction);
+  /** What the path must be or start with, for the index; undefined = no such requirement. */
+  pathKey?: PathKey;
+}
+
+/** The routes of one service. */
+export interface ServiceRoutes {
+  /** Which API the routes come from (see compile.ts for when both target one service). */
+  api: 'gateway' | 'istio';
+  /** objectKeys of the objects the routes came from. */
+  objects: string[];
+  /** Ports the routes cover; a request on another port takes the default route. undefined = all. */
+  ports?: ReadonlySet<number>;
+  /** The entries, in the order they are tried (Gateway API precedence or Istio's written order). */
+  entries: RouteIndex;
+}
+
+/** A DestinationRule's traffic policy for one service, with its port and subset overrides. */
+export interface PolicySource {
+  /** objectKey of the DestinationRule. */
+  object: string;
+  resolve(port: number | undefined, subset: string | undefined): DestinationPolicy;
+  subsets: ReadonlyMap<string, Record<string, string>>;
+}
+
+export interface RouteTable {
+  /** Keyed by "namespace/hostname" of the service. */
+  readonly routes: ReadonlyMap<string, ServiceRoutes>;
+  /** DestinationRules, keyed by "namespace/hostname" of the service they apply to. */
+  readonly policies: ReadonlyMap<string, PolicySource>;
+  /** Conversion warnings by objectKey ("HTTPRoute/ns/name"). */
+  readonly warnings: ReadonlyMap<string, RouteWarning[]>;
+}
+
+export function serviceKey(s: { namespace: string; hostname: string }): string {
+  return `${s.namespace}/${s.hostname}`;
+}
