@@ -55,7 +55,6 @@ const IGNORED_KINDS = new Set(
     ['apiextensions.k8s.io', 'CustomResourceDefinition'],
     ['kustomize.config.k8s.io', 'Kustomization'],
     ['networking.istio.io', 'Gateway Sidecar EnvoyFilter WorkloadGroup ProxyConfig'],
-    ['security.istio.io', 'RequestAuthentication'],
     ['telemetry.istio.io', 'Telemetry'],
     ['extensions.istio.io', 'WasmPlugin'],
     ['gateway.networking.k8s.io', 'GatewayClass ReferenceGrant TLSRoute TCPRoute UDPRoute BackendTLSPolicy'],

@@ -85,6 +85,39 @@ export const peerAuthenticationSpec = loose({
   }
 });
 
+// ---- RequestAuthentication ----
+
+const jwtHeader = loose({ name: z.string().min(1), prefix: z.string().optional() });
+const jwtRule = loose({
+  issuer: z.string().min(1),
+  audiences: z.array(z.string().min(1)).optional(),
+  jwksUri: z.string().min(1).optional(),
+  jwks: z.string().min(1).optional(),
+  fromHeaders: z.array(jwtHeader).optional(),
+  fromParams: z.array(z.string().min(1)).optional(),
+  fromCookies: z.array(z.string().min(1)).optional(),
+  outputPayloadToHeader: z.string().optional(),
+  forwardOriginalToken: z.boolean().optional(),
+  outputClaimToHeaders: z.array(loose({ header: z.string().min(1), claim: z.string().min(1) })).optional(),
+}).superRefine((rule, ctx) => {
+  if (rule.jwks !== undefined && rule.jwksUri !== undefined)
+    addIssue(ctx, ['jwks'], 'set jwks or jwksUri, not both');
+  if (rule.jwks !== undefined) {
+    try {
+      JSON.parse(rule.jwks);
+    } catch {
+      addIssue(ctx, ['jwks'], 'must be a JSON Web Key Set (JSON text)');
+    }
+  }
+});
+
+export const requestAuthenticationSpec = loose({
+  selector: workloadSelector.optional(),
+  targetRef: policyTargetRef.optional(),
+  targetRefs: z.array(policyTargetRef).optional(),
+  jwtRules: z.array(jwtRule).optional(),
+}).superRefine((spec, ctx) => checkTargets(ctx, spec));
+
 // ---- AuthorizationPolicy ----
 
 const ipList = z.array(ipOrCidr);

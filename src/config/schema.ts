@@ -24,6 +24,7 @@ import {
   authorizationPolicySpec,
   destinationRuleSpec,
   peerAuthenticationSpec,
+  requestAuthenticationSpec,
   serviceEntrySpec,
   virtualServiceSpec,
   workloadEntrySpec,
@@ -181,6 +182,11 @@ export const authorizationPolicySchema = specObject(
   SECURITY,
   authorizationPolicySpec.prefault({}),
 );
+export const requestAuthenticationSchema = specObject(
+  'RequestAuthentication',
+  SECURITY,
+  requestAuthenticationSpec.prefault({}),
+);
 export const virtualServiceSchema = specObject('VirtualService', NETWORKING, virtualServiceSpec);
 export const destinationRuleSchema = specObject('DestinationRule', NETWORKING, destinationRuleSpec);
 export const serviceEntrySchema = specObject('ServiceEntry', NETWORKING, serviceEntrySpec);
@@ -200,6 +206,7 @@ export const KIND_SCHEMAS: { readonly [K in Kind]: z.ZodType<Extract<KubeResourc
   Service: serviceSchema,
   PeerAuthentication: peerAuthenticationSchema,
   AuthorizationPolicy: authorizationPolicySchema,
+  RequestAuthentication: requestAuthenticationSchema,
   VirtualService: virtualServiceSchema,
   DestinationRule: destinationRuleSchema,
   ServiceEntry: serviceEntrySchema,

@@ -73,6 +73,7 @@ export interface GenericSpecObject<K extends string> extends KubeObject<K> {
 }
 export type PeerAuthentication = GenericSpecObject<'PeerAuthentication'>;
 export type AuthorizationPolicy = GenericSpecObject<'AuthorizationPolicy'>;
+export type RequestAuthentication = GenericSpecObject<'RequestAuthentication'>;
 export type VirtualService = GenericSpecObject<'VirtualService'>;
 export type DestinationRule = GenericSpecObject<'DestinationRule'>;
 export type ServiceEntry = GenericSpecObject<'ServiceEntry'>;
@@ -88,6 +89,7 @@ export type KubeResource =
   | Service
   | PeerAuthentication
   | AuthorizationPolicy
+  | RequestAuthentication
   | VirtualService
   | DestinationRule
   | ServiceEntry
