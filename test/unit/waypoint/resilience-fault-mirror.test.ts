@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { seeded } from '../../support/random.js';
 import { decideFault, hit } from '../../../src/waypoint/resilience/fault.js';
 import { shadowAuthority, shouldMirror } from '../../../src/waypoint/resilience/mirror.js';
 import type { FaultPolicy } from '../../../src/waypoint/resilience/types.js';
@@ -8,17 +9,6 @@ function script(...values: number[]): () => number {
   return () => {
     if (i >= values.length) throw new Error('drew more random numbers than expected');
     return values[i++]!;
-  };
-}
-
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
 

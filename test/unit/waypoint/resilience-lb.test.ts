@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { seeded } from '../../support/random.js';
 import { createBalancer, hashKeyOf, type LbEndpoint } from '../../../src/waypoint/resilience/lb.js';
 import type { LbPolicy } from '../../../src/waypoint/resilience/types.js';
 
@@ -10,17 +11,6 @@ function endpoints(n: number, active: number[] = []): LbEndpoint[] {
 function script(...values: number[]): () => number {
   let i = 0;
   return () => values[Math.min(i++, values.length - 1)]!;
-}
-
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function counts(picks: (LbEndpoint | undefined)[]): Map<string, number> {

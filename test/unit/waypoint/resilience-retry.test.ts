@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { seeded } from '../../support/random.js';
 import {
   backoffMs,
   RetryBudget,
@@ -21,18 +22,6 @@ function policy(retryOn: RetryOn[], over: Partial<RetryPolicy> = {}): RetryPolic
     retriableStatusCodes: [],
     backoff: { ...DEFAULT_RETRY_BACKOFF },
     ...over,
-  };
-}
-
-/** A seeded PRNG (mulberry32), so simulations are repeatable. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
 
