@@ -12,6 +12,7 @@ Usage:
   ambit controlplane --config DIR --state DIR [--listen HOST:PORT] [--root-namespace NS]
   ambit authz explain DIR|--server HOST:PORT --from SRC --to DST:PORT   why a connection is allowed or denied
   ambit node --name NODE --ip IP --state DIR --controlplane HOST:PORT [--cert-ttl SECONDS]
+  ambit waypoint --name NS/NAME --ip IP --state DIR --controlplane HOST:PORT [--node NODE] [--cert-ttl SECONDS]
 
 State (CA root, node tokens, mesh.json) lives in --state, default ./.ambit.
 Logs: AMBIT_LOG_LEVEL=debug|info|warn.`;
@@ -31,6 +32,8 @@ async function main(argv: string[]): Promise<number> {
       return controlplane(rest);
     case 'node':
       return node(rest);
+    case 'waypoint':
+      return waypoint(rest);
     case 'authz':
       return (await import('./authz.js')).authz(rest);
     case undefined:
@@ -80,6 +83,7 @@ async function controlplane(args: string[]): Promise<number> {
       'root-namespace': { type: 'string' },
       'root-cert': { type: 'string' },
       'root-key': { type: 'string' },
+      'waypoint-pool': { type: 'string' },
     },
   });
   if (!values.config) throw new UsageError('controlplane needs --config DIR');
@@ -92,6 +96,7 @@ async function controlplane(args: string[]): Promise<number> {
     rootNamespace: values['root-namespace'],
     rootCertFile: values['root-cert'],
     rootKeyFile: values['root-key'],
+    waypointPool: values['waypoint-pool'],
   });
   await cp.start();
   process.send?.({ type: 'ready' });
@@ -131,6 +136,42 @@ async function node(args: string[]): Promise<number> {
   process.send?.({ type: 'ready' });
   await untilSignal();
   await proxy.stop();
+  return 0;
+}
+
+async function waypoint(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      name: { type: 'string' },
+      ip: { type: 'string' },
+      node: { type: 'string' },
+      state: { type: 'string', default: '.ambit' },
+      controlplane: { type: 'string', default: '127.0.0.1:15012' },
+      'cert-ttl': { type: 'string' },
+      'trust-domain': { type: 'string' },
+    },
+  });
+  const [namespace, name, extra] = (values.name ?? '').split('/');
+  if (!namespace || !name || extra !== undefined)
+    throw new UsageError('waypoint needs --name NAMESPACE/NAME');
+  const { isIpLiteral } = await import('../common/addr.js');
+  if (!values.ip || !isIpLiteral(values.ip)) throw new UsageError('waypoint needs --ip IP (an IP address)');
+  const { Waypoint } = await import('../waypoint/waypoint.js');
+  const wp = new Waypoint({
+    namespace,
+    name,
+    ip: values.ip,
+    nodeName: values.node,
+    controlPlane: values.controlplane,
+    stateDir: values.state,
+    certTtlSeconds: values['cert-ttl'] ? Number(values['cert-ttl']) : undefined,
+    trustDomain: values['trust-domain'],
+  });
+  await wp.start();
+  process.send?.({ type: 'ready' });
+  await untilSignal();
+  await wp.stop();
   return 0;
 }
 

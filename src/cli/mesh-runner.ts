@@ -1,6 +1,7 @@
-// Runs a whole mesh on this machine from a folder of manifests (local mode): the control plane
-// and one node proxy per Node object, each in its own child process (so tests can kill and
-// restart one), plus the app command of every pod that names one. Used by `ambit up`,
+// Runs a whole mesh on this machine from a folder of manifests (local mode): the control plane,
+// one node proxy per Node object and one waypoint per waypoint Gateway (placed as the control
+// plane places it: controlplane/waypoints.ts), each in its own child process (so tests can kill
+// and restart one), plus the app command of every pod that names one. Used by `ambit up`,
 // `ambit demo` and the integration tests.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, writeFile, chmod } from 'node:fs/promises';
@@ -18,6 +19,7 @@ import {
 } from '../config/types.js';
 import { ensureNodeToken } from '../controlplane/node-auth.js';
 import { isAmbientEnrolled } from '../controlplane/workload-builder.js';
+import { planWaypoints } from '../controlplane/waypoints.js';
 import { SOCKS5_PORT } from '../hbone/constants.js';
 
 export const AMBIT_BIN = fileURLToPath(new URL('../../bin/ambit.js', import.meta.url));
@@ -51,11 +53,20 @@ export interface MeshPod {
   /** containerPorts the app is expected to listen on; `up` waits for them. */
   ports: number[];
 }
+export interface MeshWaypoint {
+  namespace: string;
+  name: string;
+  ip: string;
+  node: string;
+  identity: string;
+  waypointFor: string;
+}
 export interface MeshDescription {
   controlPlane: string;
   stateDir: string;
   nodes: MeshNode[];
   pods: MeshPod[];
+  waypoints: MeshWaypoint[];
 }
 
 interface Child {
@@ -108,6 +119,24 @@ export class Mesh {
           ]),
         ),
       );
+      await Promise.all(
+        desc.waypoints.map((w) =>
+          mesh.spawnChild(`waypoint/${w.namespace}/${w.name}`, [
+            'waypoint',
+            '--name',
+            `${w.namespace}/${w.name}`,
+            '--ip',
+            w.ip,
+            '--node',
+            w.node,
+            '--state',
+            opts.stateDir,
+            '--controlplane',
+            desc.controlPlane,
+            ...(opts.certTtlSeconds ? ['--cert-ttl', String(opts.certTtlSeconds)] : []),
+          ]),
+        ),
+      );
       if (opts.startApps !== false) {
         const apps = desc.pods.filter((p) => p.command);
         for (const p of apps) mesh.spawnApp(p);
@@ -121,7 +150,7 @@ export class Mesh {
     return mesh;
   }
 
-  /** Kills one component ("controlplane", "node/<name>", "app/<ns>/<pod>") and waits for it to exit. */
+  /** Kills one component ("controlplane", "node/<name>", "waypoint/<ns>/<name>", "app/<ns>/<pod>") and waits for it to exit. */
   async kill(name: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const c = this.children.get(name);
     if (!c?.proc) throw new Error(`no running component ${name}`);
@@ -254,7 +283,21 @@ export function describeMesh(
       ports: (pod.spec.containers ?? []).flatMap((c) => (c.ports ?? []).map((p) => p.containerPort)),
     });
   }
-  return { controlPlane: opts.controlPlaneAddr ?? '127.0.0.1:15012', stateDir: opts.stateDir, nodes, pods };
+  const waypoints = planWaypoints(objects).waypoints.map((w) => ({
+    namespace: w.namespace,
+    name: w.name,
+    ip: w.ip,
+    node: w.node,
+    identity: `spiffe://cluster.local/ns/${w.namespace}/sa/${w.serviceAccount}`,
+    waypointFor: w.waypointFor,
+  }));
+  return {
+    controlPlane: opts.controlPlaneAddr ?? '127.0.0.1:15012',
+    stateDir: opts.stateDir,
+    nodes,
+    pods,
+    waypoints,
+  };
 }
 
 function nodeIp(n: Node): string | undefined {

@@ -30,7 +30,11 @@ export async function up(args: string[]): Promise<number> {
   const ambient = d.pods.filter((p) => p.ambient);
   const client = ambient[0];
   console.log(
-    `ambit: mesh ready — control plane ${d.controlPlane}, ${d.nodes.length} node proxies, ${d.pods.length} pods (${ambient.length} in ambient). ` +
+    `ambit: mesh ready — control plane ${d.controlPlane}, ${d.nodes.length} node proxies, ` +
+      (d.waypoints.length
+        ? `${d.waypoints.length} waypoint${d.waypoints.length > 1 ? 's' : ''} (${d.waypoints.map((w) => `${w.namespace}/${w.name} ${w.ip}`).join(', ')}), `
+        : '') +
+      `${d.pods.length} pods (${ambient.length} in ambient). ` +
       (client
         ? `Try: npx ambit exec --pod ${client.namespace}/${client.name} -- curl -s http://<service>.<namespace>:<port>/`
         : ''),

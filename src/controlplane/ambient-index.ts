@@ -15,7 +15,13 @@ import {
   type Pod,
   type Service as KubeService,
 } from '../config/types.js';
-import { TYPE_ADDRESS, TYPE_AUTHORIZATION } from '../xds/proto.js';
+import { TYPE_ADDRESS, TYPE_AUTHORIZATION, TYPE_CONFIG_OBJECT } from '../xds/proto.js';
+import {
+  CONFIG_OBJECT_KINDS,
+  configObjectName,
+  encodeConfigObject,
+  type ConfigObject,
+} from '../xds/config-objects.js';
 import {
   addressAliases,
   DEFAULT_TRUST_DOMAIN,
@@ -51,8 +57,34 @@ import {
   workloadUid,
   type IndexOptions,
 } from './workload-builder.js';
+import {
+  bindWaypoint,
+  buildWaypointService,
+  buildWaypointWorkload,
+  DEFAULT_WAYPOINT_POOL,
+  isWaypointGateway,
+  planWaypoints,
+  requestedWaypoint,
+  waypointHostname,
+  waypointUid,
+  type WaypointInfo,
+  type WaypointProblem,
+} from './waypoints.js';
 
 export type { IndexOptions };
+
+/** A waypoint's state as the control plane knows it (the file source is read-only: status lives here). */
+export interface WaypointStatus {
+  /** "namespace/name" of the Gateway. */
+  key: string;
+  programmed: boolean;
+  address?: string;
+  node?: string;
+  identity?: string;
+  waypointFor?: string;
+  /** Why it is not programmed. */
+  reason?: string;
+}
 
 /** What the node proxies will make of one AuthorizationPolicy (for logs, `authz explain`, `ambit ctl`). */
 export interface PolicyStatus {
@@ -108,6 +140,8 @@ interface Dirty {
   /** AuthorizationPolicy keys to (re)convert or remove. */
   policies: Set<string>;
   peerAuthn: boolean;
+  /** A Gateway or Node changed: waypoints are re-planned. */
+  waypoints: boolean;
 }
 interface Changes {
   upserted: Set<string>;
@@ -115,7 +149,23 @@ interface Changes {
 }
 
 const keyOf = (m: Pick<ObjectMeta, 'name' | 'namespace'>) => `${m.namespace ?? 'default'}/${m.name}`;
-const INDEXED_KINDS = new Set(['Namespace', 'Pod', 'Service', 'AuthorizationPolicy', 'PeerAuthentication']);
+const INDEXED_KINDS = new Set([
+  'Namespace',
+  'Pod',
+  'Service',
+  'AuthorizationPolicy',
+  'PeerAuthentication',
+  'Node',
+  'Gateway',
+  ...CONFIG_OBJECT_KINDS,
+]);
+/** AuthorizationPolicies with targetRef(s) belong to waypoints (as in Istio); the others to node proxies. */
+const hasTargetRefs = (o: KubeResource) =>
+  o.kind === 'AuthorizationPolicy' && (o.spec.targetRef !== undefined || o.spec.targetRefs !== undefined);
+const objectIdOf = (o: { kind: string; metadata: ObjectMeta }) =>
+  o.kind === 'Namespace' || o.kind === 'Node'
+    ? `${o.kind}/${o.metadata.name}`
+    : `${o.kind}/${keyOf(o.metadata)}`;
 const hasMatchLabels = (o: { spec: Record<string, unknown> }) =>
   Object.keys(policySelector(o) ?? {}).length > 0;
 const labelKey = (ns: string, k: string, v: string) => `${ns}\u0000${k}=${v}`;
@@ -144,8 +194,19 @@ function indexPairs(
   }
 }
 
-export class AmbientIndex extends EventEmitter<{ update: [IndexUpdate]; policy: [PolicyStatus] }> {
+export class AmbientIndex extends EventEmitter<{
+  update: [IndexUpdate];
+  policy: [PolicyStatus];
+  waypoint: [WaypointStatus];
+}> {
   readonly opts: IndexOptions;
+  private readonly waypointPool: string;
+  private readonly nodes = new Set<string>();
+  private readonly gateways = new Map<string, KubeResource>();
+  private waypoints = new Map<string, WaypointInfo>();
+  private waypointProblems = new Map<string, WaypointProblem>();
+  /** Everything else the index holds, by "Kind/ns/name", so rebuild can tell what disappeared. */
+  private readonly otherObjects = new Map<string, KubeResource>();
   private readonly namespaces = new Map<string, Namespace>();
   private readonly pods = new Map<string, PodEntry>();
   private readonly svcs = new Map<string, ServiceEntry>();
@@ -162,13 +223,22 @@ export class AmbientIndex extends EventEmitter<{ update: [IndexUpdate]; policy: 
   private readonly store = new Map<string, Map<string, XdsResource>>([
     [TYPE_ADDRESS, new Map()],
     [TYPE_AUTHORIZATION, new Map()],
+    [TYPE_CONFIG_OBJECT, new Map()],
   ]);
   private generation = 0;
 
   constructor(
-    opts: { trustDomain?: string; clusterId?: string; network?: string; rootNamespace?: string } = {},
+    opts: {
+      trustDomain?: string;
+      clusterId?: string;
+      network?: string;
+      rootNamespace?: string;
+      /** IPv4 CIDR that waypoints without spec.addresses get an address from. */
+      waypointPool?: string;
+    } = {},
   ) {
     super();
+    this.waypointPool = opts.waypointPool ?? DEFAULT_WAYPOINT_POOL;
     this.opts = {
       trustDomain: opts.trustDomain ?? DEFAULT_TRUST_DOMAIN,
       clusterId: opts.clusterId ?? 'Kubernetes',
@@ -190,7 +260,7 @@ export class AmbientIndex extends EventEmitter<{ update: [IndexUpdate]; policy: 
     for (const o of snapshot.objects.values()) {
       if (!INDEXED_KINDS.has(o.kind)) continue;
       upserted.push(o);
-      present.add(o.kind === 'Namespace' ? `Namespace/${o.metadata.name}` : `${o.kind}/${keyOf(o.metadata)}`);
+      present.add(objectIdOf(o));
     }
     const deleted: ConfigChange['deleted'] = [];
     for (const ns of this.namespaces.values())
@@ -199,12 +269,27 @@ export class AmbientIndex extends EventEmitter<{ update: [IndexUpdate]; policy: 
     for (const [k, e] of this.svcs) if (!present.has(`Service/${k}`)) deleted.push(e.svc);
     for (const [k, e] of this.policies) if (!present.has(`AuthorizationPolicy/${k}`)) deleted.push(e.obj);
     for (const [k, e] of this.peerAuthns) if (!present.has(`PeerAuthentication/${k}`)) deleted.push(e.obj);
+    for (const n of this.nodes)
+      if (!present.has(`Node/${n}`)) deleted.push({ kind: 'Node', metadata: { name: n } });
+    for (const [id, o] of [...this.gateways, ...this.otherObjects])
+      if (!present.has(id) && !deleted.includes(o)) deleted.push(o);
     this.apply({ upserted, deleted });
   }
 
   /** Applies one change from a config source; the snapshot argument is accepted for onChange's shape. */
   apply(change: ConfigChange, _snapshot?: ConfigSnapshot): void {
-    const dirty: Dirty = { pods: new Set(), services: new Set(), policies: new Set(), peerAuthn: false };
+    const dirty: Dirty = {
+      pods: new Set(),
+      services: new Set(),
+      policies: new Set(),
+      peerAuthn: false,
+      waypoints: false,
+    };
+    const config: Changes = { upserted: new Set(), removed: new Set() };
+    for (const d of change.deleted) this.trackOther(d, undefined, dirty, config);
+    for (const o of change.upserted) this.trackOther(o, o, dirty, config);
+    const changes: Changes = { upserted: new Set(), removed: new Set() };
+    if (dirty.waypoints) this.replanWaypoints(dirty, changes);
     for (const d of change.deleted) {
       if (d.kind === 'Namespace') this.setNamespace(d.metadata.name, undefined, dirty);
       else if (d.kind === 'Pod') this.removePod(keyOf(d.metadata), dirty);
@@ -223,7 +308,6 @@ export class AmbientIndex extends EventEmitter<{ update: [IndexUpdate]; policy: 
     const authz: Changes = { upserted: new Set(), removed: new Set() };
     for (const k of dirty.policies) this.refreshPolicy(k, authz);
     if (dirty.peerAuthn) this.refreshPeerAuthns(authz);
-    const changes: Changes = { upserted: new Set(), removed: new Set() };
     for (const k of dirty.services) this.refreshService(k, changes);
     for (const k of dirty.pods) this.refreshPod(k, changes);
     const emit = (typeUrl: string, c: Changes) => {
@@ -233,8 +317,11 @@ export class AmbientIndex extends EventEmitter<{ update: [IndexUpdate]; policy: 
     };
     const changedAuthz = authz.upserted.size + authz.removed.size > 0;
     const changedAddr = changes.upserted.size + changes.removed.size > 0;
-    if (!changedAuthz && !changedAddr) return;
+    const changedConfig = config.upserted.size + config.removed.size > 0;
+    if (!changedAuthz && !changedAddr && !changedConfig) return;
     this.generation++;
+    // L7 config before the addresses that send traffic to a waypoint.
+    emit(TYPE_CONFIG_OBJECT, config);
     emit(TYPE_AUTHORIZATION, authz);
     emit(TYPE_ADDRESS, changes);
   }
@@ -243,7 +330,19 @@ export class AmbientIndex extends EventEmitter<{ update: [IndexUpdate]; policy: 
 
   /** SPIFFE ids of ambient-enrolled, non-terminated pods scheduled on `node` (CA node authorization). */
   identitiesOnNode(node: string): ReadonlySet<string> {
-    return new Set(this.enrolledByNode.get(node)?.values());
+    const ids = new Set(this.enrolledByNode.get(node)?.values());
+    // A waypoint's node proxy host may sign for the waypoint's service account (istio's waypoint
+    // Deployment runs with an SA of the Gateway's name).
+    for (const w of this.waypoints.values()) if (w.node === node) ids.add(this.waypointIdentity(w));
+    return ids;
+  }
+  /** Every waypoint Gateway: programmed (address, node, identity) or why not. */
+  waypointStatuses(): WaypointStatus[] {
+    const out: WaypointStatus[] = [];
+    for (const w of this.waypoints.values()) out.push(this.statusOf(w));
+    for (const p of this.waypointProblems.values())
+      out.push({ key: p.key, programmed: false, reason: p.reason });
+    return out.sort((a, b) => a.key.localeCompare(b.key));
   }
   workloads(): Workload[] {
     return [...this.pods.values()].flatMap((e) => (e.workload ? [e.workload] : []));
@@ -282,6 +381,131 @@ export class AmbientIndex extends EventEmitter<{ update: [IndexUpdate]; policy: 
     // Only labels feed into workloads; an annotation edit must not re-encode a namespace's pods.
     if (JSON.stringify(ns?.metadata.labels ?? {}) === before) return;
     for (const k of this.podsByNs.get(name) ?? []) dirty.pods.add(k);
+    // istio.io/use-waypoint on the namespace binds its services too.
+    for (const [k, e] of this.svcs)
+      if ((e.svc.metadata.namespace ?? 'default') === name) dirty.services.add(k);
+  }
+
+  // ---- waypoints and L7 config objects ----
+
+  /** Nodes, Gateways and the L7 kinds: recorded here; marks waypoints for re-planning. */
+  private trackOther(
+    o: { kind: string; metadata: ObjectMeta },
+    obj: KubeResource | undefined,
+    dirty: Dirty,
+    config: Changes,
+  ): void {
+    const id = objectIdOf(o);
+    if (o.kind === 'Node') {
+      const had = this.nodes.has(o.metadata.name);
+      if (obj) this.nodes.add(o.metadata.name);
+      else this.nodes.delete(o.metadata.name);
+      if (had !== !!obj) dirty.waypoints = true;
+      return;
+    }
+    if (o.kind === 'Gateway') {
+      const prev = this.gateways.get(id);
+      if (obj && isWaypointGateway(obj)) this.gateways.set(id, obj);
+      else this.gateways.delete(id);
+      if (prev !== this.gateways.get(id)) dirty.waypoints = true;
+      return;
+    }
+    if (!CONFIG_OBJECT_KINDS.has(o.kind)) return;
+    if (obj) this.otherObjects.set(id, obj);
+    else this.otherObjects.delete(id);
+    const forWaypoints = obj && (obj.kind !== 'AuthorizationPolicy' || hasTargetRefs(obj));
+    this.setConfigObject(
+      configObjectName(o),
+      forWaypoints ? (obj as unknown as ConfigObject) : undefined,
+      config,
+    );
+  }
+
+  private setConfigObject(name: string, obj: ConfigObject | undefined, changes: Changes): void {
+    const store = this.store.get(TYPE_CONFIG_OBJECT)!;
+    if (!obj) {
+      if (store.delete(name)) {
+        changes.removed.add(name);
+        changes.upserted.delete(name);
+      }
+      return;
+    }
+    const bytes = encodeConfigObject({
+      ...obj,
+      metadata: { ...obj.metadata, namespace: obj.metadata.namespace ?? 'default' },
+    });
+    const version = resourceVersion(bytes);
+    if (store.get(name)?.version === version) return;
+    store.set(name, { name, version, aliases: [], bytes });
+    changes.upserted.add(name);
+    changes.removed.delete(name);
+  }
+
+  /** Re-plans every waypoint; republishes those that changed and re-binds what asked for them. */
+  private replanWaypoints(dirty: Dirty, changes: Changes): void {
+    const objects = [
+      ...this.gateways.values(),
+      ...[...this.nodes].map((name) => ({ kind: 'Node', metadata: { name } })),
+    ];
+    const { waypoints, problems } = planWaypoints(objects, this.waypointPool);
+    const next = new Map(waypoints.map((w) => [w.key, w]));
+    const changed = new Set<string>();
+    for (const [k, w] of this.waypoints) {
+      if (JSON.stringify(next.get(k)) === JSON.stringify(w)) continue;
+      changed.add(k);
+      this.setResource(waypointUid(this.opts.clusterId, w), undefined, changes);
+      this.setResource(`${w.namespace}/${waypointHostname(w)}`, undefined, changes);
+    }
+    for (const [k, w] of next) {
+      if (JSON.stringify(this.waypoints.get(k)) !== JSON.stringify(w)) changed.add(k);
+      this.setResource(
+        waypointUid(this.opts.clusterId, w),
+        { workload: buildWaypointWorkload(w, this.opts) },
+        changes,
+      );
+      this.setResource(
+        `${w.namespace}/${waypointHostname(w)}`,
+        { service: buildWaypointService(w) },
+        changes,
+      );
+    }
+    const nextProblems = new Map(problems.map((p) => [p.key, p]));
+    for (const p of nextProblems.values()) {
+      if (this.waypointProblems.get(p.key)?.reason !== p.reason)
+        this.emit('waypoint', { key: p.key, programmed: false, reason: p.reason });
+    }
+    this.waypoints = next;
+    this.waypointProblems = nextProblems;
+    for (const k of changed) if (next.has(k)) this.emit('waypoint', this.statusOf(next.get(k)!));
+    if (changed.size === 0) return;
+    // Re-bind only the objects that ask for a waypoint whose deployment changed.
+    for (const [k, e] of this.pods) {
+      const want = requestedWaypoint(e.pod, this.namespaces.get(e.pod.metadata.namespace ?? 'default'));
+      if (want && changed.has(want)) dirty.pods.add(k);
+    }
+    for (const [k, e] of this.svcs) {
+      const want = requestedWaypoint(e.svc, this.namespaces.get(e.svc.metadata.namespace ?? 'default'));
+      if (want && changed.has(want)) dirty.services.add(k);
+    }
+  }
+
+  private waypointIdentity(w: WaypointInfo): string {
+    return spiffeIdOf({
+      trustDomain: this.opts.trustDomain,
+      namespace: w.namespace,
+      serviceAccount: w.serviceAccount,
+    });
+  }
+
+  private statusOf(w: WaypointInfo): WaypointStatus {
+    return {
+      key: w.key,
+      programmed: true,
+      address: w.ip,
+      node: w.node,
+      identity: this.waypointIdentity(w),
+      waypointFor: w.waypointFor,
+    };
   }
 
   private setPolicy(key: string, obj: AuthorizationPolicy | undefined, dirty: Dirty): void {
@@ -476,6 +700,16 @@ export class AmbientIndex extends EventEmitter<{ update: [IndexUpdate]; policy: 
     const [ns = 'default', name = ''] = key.split('/');
     const resourceName = serviceResourceName({ namespace: ns, hostname: `${name}.${ns}.${DOMAIN_SUFFIX}` });
     const service = entry ? buildService(entry.svc, this.opts) : undefined;
+    if (entry && service) {
+      const waypoint = bindWaypoint(
+        entry.svc,
+        this.namespaces.get(ns),
+        'service',
+        this.waypoints,
+        this.opts.network,
+      );
+      if (waypoint) service.waypoint = waypoint;
+    }
     if (entry) entry.service = service;
     this.setResource(resourceName, service && { service }, changes);
   }
@@ -494,6 +728,11 @@ export class AmbientIndex extends EventEmitter<{ update: [IndexUpdate]; policy: 
         this.opts,
         this.policiesOf(entry.pod),
       );
+      const waypoint =
+        workload?.tunnelProtocol === 'HBONE'
+          ? bindWaypoint(entry.pod, this.namespaces.get(ns), 'workload', this.waypoints, this.opts.network)
+          : undefined;
+      if (workload && waypoint) workload.waypoint = waypoint;
     }
     this.setResource(workloadUid(this.opts.clusterId, ns, name), workload && { workload }, changes);
   }

@@ -15,7 +15,7 @@ import type { KeyAlgorithm } from '../identity/keys.js';
 import { MeshCa } from './ca.js';
 import { createCaHandlers } from './ca-server.js';
 import { LocalNodeAuthenticator } from './node-auth.js';
-import { AmbientIndex } from './ambient-index.js';
+import { AmbientIndex, type WaypointStatus } from './ambient-index.js';
 import { DeltaXdsServer } from './xds-server.js';
 
 export const CONTROL_PLANE_SERVER_NAME = 'istiod.istio-system.svc';
@@ -31,6 +31,8 @@ export interface ControlPlaneOptions {
   rootCertFile?: string;
   rootKeyFile?: string;
   keyAlgorithm?: KeyAlgorithm;
+  /** IPv4 CIDR for waypoints without spec.addresses (local mode); default 127.0.200.0/24. */
+  waypointPool?: string;
   logger?: Logger;
 }
 
@@ -73,7 +75,21 @@ export class ControlPlane {
     });
 
     // 2. config → index
-    this.index = new AmbientIndex({ trustDomain, rootNamespace: o.rootNamespace });
+    this.index = new AmbientIndex({
+      trustDomain,
+      rootNamespace: o.rootNamespace,
+      waypointPool: o.waypointPool,
+    });
+    // Waypoint status stays here (the file source is read-only): logged, and waypointStatuses() for ctl.
+    this.index.on('waypoint', (s) => {
+      const log = this.log.child({ part: 'waypoints', waypoint: s.key });
+      if (s.programmed)
+        log.info(
+          { address: s.address, node: s.node, identity: s.identity, 'waypoint.for': s.waypointFor },
+          `waypoint ${s.key} programmed, address ${s.address}`,
+        );
+      else log.warn({ reason: s.reason }, `waypoint ${s.key} not programmed: ${s.reason}`);
+    });
     this.index.on('policy', (s) => {
       const log = this.log.child({ part: 'authz', policy: s.key });
       for (const w of s.warnings) log.warn(w);
@@ -121,6 +137,11 @@ export class ControlPlane {
       'control plane ready',
     );
     return { port };
+  }
+
+  /** Every waypoint Gateway: programmed with its address, node and identity, or why not. */
+  waypointStatuses(): WaypointStatus[] {
+    return this.index?.waypointStatuses() ?? [];
   }
 
   async stop(): Promise<void> {

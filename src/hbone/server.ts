@@ -38,6 +38,12 @@ export interface HboneServerOptions {
   trustDomain: string;
   logger: Logger;
   onTunnel(tunnel: InboundTunnel): void;
+  /**
+   * Which :authority targets this server accepts; returns a refusal (status and reason) or
+   * undefined. Default: only this pod's own IP. A waypoint accepts the services and workloads
+   * bound to it instead.
+   */
+  checkTarget?(target: HostPort & { host: Ip }): { status: number; reason: string } | undefined;
 }
 
 export class HboneServer {
@@ -156,10 +162,13 @@ export class HboneServer {
     const authority = headers[':authority'];
     const target = typeof authority === 'string' ? parseSocketAddr(authority) : undefined;
     if (!target) return reject(400, `malformed :authority ${JSON.stringify(authority)}`);
-    if (target.host !== this.opts.podIp) {
+    if (FORBIDDEN_TARGET_PORTS.has(target.port)) return reject(400, `port ${target.port} is a proxy port`);
+    if (this.opts.checkTarget) {
+      const refusal = this.opts.checkTarget(target);
+      if (refusal) return reject(refusal.status, refusal.reason);
+    } else if (target.host !== this.opts.podIp) {
       return reject(400, `:authority ${authority} is not this pod (${this.opts.podIp}); refusing to forward`);
     }
-    if (FORBIDDEN_TARGET_PORTS.has(target.port)) return reject(400, `port ${target.port} is a proxy port`);
     this.opts.onTunnel({ stream, target, peerIdentity, peerAddr, headers });
   }
 }

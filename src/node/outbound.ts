@@ -46,7 +46,7 @@ export class Outbound {
     let route: Route;
     try {
       const target = await this.resolve(source, req.target);
-      route = buildRoute(target, this.deps.state, this.deps.pick);
+      route = buildRoute(target, this.deps.state, this.deps.pick, source);
       describeRoute(route, fields);
       upstream = await this.open(route, source, srcIp, client);
     } catch (err) {
@@ -152,6 +152,7 @@ function describeRoute(route: Route, fields: Record<string, unknown>): void {
     fields['dst.addr'] = route.authority;
     fields['dst.workload'] = route.endpoint.name;
     fields['dst.identity'] = route.expectedIdentity;
+    if (route.waypoint) fields['dst.waypoint'] = `${route.endpoint.namespace}/${route.endpoint.name}`;
     if (route.service) fields['dst.service'] = route.service.hostname;
   } else if (route.kind === 'passthrough') {
     fields['dst.addr'] = formatSocketAddr(route.addr.host, route.addr.port);

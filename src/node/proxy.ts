@@ -254,7 +254,13 @@ export class NodeProxy {
     if (this.stopped) return;
     const desired = new Map<string, Workload>();
     for (const w of this.state.allWorkloads()) {
-      if (w.node === this.opts.nodeName && w.tunnelProtocol === 'HBONE' && w.addresses.length > 0)
+      // Waypoints (nativeTunnel) terminate HBONE themselves: no listeners for them here.
+      if (
+        w.node === this.opts.nodeName &&
+        w.tunnelProtocol === 'HBONE' &&
+        !w.nativeTunnel &&
+        w.addresses.length > 0
+      )
         desired.set(w.uid, w);
     }
     for (const [uid, p] of this.pods) {

@@ -1,12 +1,14 @@
 // Decide, then do: the pure outbound routing decision. Given the source workload, a target
 // (IP or name, and port) and the proxy state, return where the connection goes. No I/O here;
 // node/outbound.ts carries the decision out. Order follows ztunnel's build_request: a service
-// VIP picks a healthy endpoint; an endpoint in the mesh (HBONE) gets a tunnel to its :15008
-// with its identity expected; a known workload outside the mesh and any unknown IP get plain
-// TCP (passthrough).
+// VIP whose Service has a waypoint goes to the waypoint (authority = the VIP:port, the waypoint's
+// identity expected); else a healthy endpoint is picked; an endpoint (or a pod IP) whose Workload
+// has a waypoint goes to that waypoint (authority = podIP:port); an endpoint in the mesh (HBONE)
+// gets a tunnel to its :15008 with its identity expected; a known workload outside the mesh and
+// any unknown IP get plain TCP (passthrough). A waypoint's own traffic never loops back to it.
 import { formatSocketAddr, type HostPort, type Ip, type SocketAddr } from '../common/addr.js';
 import { FORBIDDEN_TARGET_PORTS, HBONE_PORT } from '../hbone/constants.js';
-import { spiffeIdOf, type Service, type Workload } from '../xds/resources.js';
+import { spiffeIdOf, type GatewayAddress, type Service, type Workload } from '../xds/resources.js';
 import type { ProxyState } from './state.js';
 
 export type Route =
@@ -19,6 +21,8 @@ export type Route =
       /** CONNECT :authority: endpoint IP and target port. */
       authority: SocketAddr;
       expectedIdentity: string;
+      /** Set when the tunnel goes to a waypoint (then `endpoint` is the waypoint's workload). */
+      waypoint?: 'service' | 'workload';
     }
   | { kind: 'passthrough'; addr: HostPort & { host: Ip }; endpoint?: Workload; service?: Service }
   | { kind: 'reject'; code: 'ROUTE_NO_ENDPOINT' | 'ROUTE_FORBIDDEN_PORT'; reason: string };
@@ -26,7 +30,16 @@ export type Route =
 /** Picks one endpoint among candidates; round robin in production, deterministic in tests. */
 export type EndpointPicker = (service: Service, candidates: readonly Workload[]) => Workload;
 
-export function buildRoute(target: HostPort & { host: Ip }, state: ProxyState, pick: EndpointPicker): Route {
+/**
+ * Where a connection to `target` goes. `source` is the connecting workload: when it is the
+ * waypoint a service or workload uses, that waypoint is skipped (it is the one forwarding).
+ */
+export function buildRoute(
+  target: HostPort & { host: Ip },
+  state: ProxyState,
+  pick: EndpointPicker,
+  source?: Pick<Workload, 'addresses'>,
+): Route {
   if (FORBIDDEN_TARGET_PORTS.has(target.port)) {
     return {
       kind: 'reject',
@@ -36,6 +49,14 @@ export function buildRoute(target: HostPort & { host: Ip }, state: ProxyState, p
   }
   const service = state.serviceByAddress(target.host);
   if (service) {
+    if (service.waypoint && !isSelf(source, service.waypoint))
+      return viaWaypoint(
+        service.waypoint,
+        formatSocketAddr(target.host, target.port),
+        state,
+        'service',
+        service,
+      );
     const healthy = state
       .endpointsOf(service)
       .filter((w) => w.status === 'HEALTHY' && w.addresses.length > 0 && servesPort(w, service, target.port));
@@ -47,11 +68,51 @@ export function buildRoute(target: HostPort & { host: Ip }, state: ProxyState, p
       };
     }
     const endpoint = pick(service, healthy);
-    return toEndpoint(endpoint, targetPortFor(endpoint, service, target.port), service);
+    const port = targetPortFor(endpoint, service, target.port);
+    if (endpoint.waypoint && endpoint.tunnelProtocol === 'HBONE' && !isSelf(source, endpoint.waypoint)) {
+      const authority = formatSocketAddr(endpoint.addresses[0]!, port);
+      return viaWaypoint(endpoint.waypoint, authority, state, 'workload', service);
+    }
+    return toEndpoint(endpoint, port, service);
   }
   const workload = state.workloadByAddress(target.host);
-  if (workload) return toEndpoint(workload, target.port, undefined, target.host);
+  if (workload) {
+    if (workload.waypoint && workload.tunnelProtocol === 'HBONE' && !isSelf(source, workload.waypoint))
+      return viaWaypoint(workload.waypoint, formatSocketAddr(target.host, target.port), state, 'workload');
+    return toEndpoint(workload, target.port, undefined, target.host);
+  }
   return { kind: 'passthrough', addr: target };
+}
+
+function isSelf(source: Pick<Workload, 'addresses'> | undefined, waypoint: GatewayAddress): boolean {
+  return !!source && source.addresses.includes(waypoint.ip);
+}
+
+/** HBONE to the waypoint, with the original destination as :authority and the waypoint's identity expected. */
+function viaWaypoint(
+  wp: GatewayAddress,
+  authority: SocketAddr,
+  state: ProxyState,
+  kind: 'service' | 'workload',
+  service?: Service,
+): Route {
+  const w = state.workloadByAddress(wp.ip);
+  if (!w) {
+    return {
+      kind: 'reject',
+      code: 'ROUTE_NO_ENDPOINT',
+      reason: `waypoint ${wp.ip} for ${service?.hostname ?? authority} is not a known workload`,
+    };
+  }
+  return {
+    kind: 'hbone',
+    endpoint: w,
+    service,
+    hboneAddr: { host: wp.ip, port: wp.hboneMtlsPort },
+    authority,
+    expectedIdentity: spiffeIdOf(w),
+    waypoint: kind,
+  };
 }
 
 function toEndpoint(w: Workload, port: number, service?: Service, ip: Ip = w.addresses[0]!): Route {

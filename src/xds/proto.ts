@@ -9,6 +9,8 @@ const PROTO_DIR = fileURLToPath(new URL('../../proto/', import.meta.url));
 
 export const TYPE_ADDRESS = 'type.googleapis.com/istio.workload.Address';
 export const TYPE_AUTHORIZATION = 'type.googleapis.com/istio.security.Authorization';
+/** ambit's own type: L7 configuration objects for waypoints (proto/ambit-config.proto). */
+export const TYPE_CONFIG_OBJECT = 'type.googleapis.com/ambit.config.v1.Object';
 
 const root = new protobuf.Root();
 // protobufjs serves google/protobuf/* from bundled JSON, where Any's field is spelled `type_url`;
@@ -18,7 +20,12 @@ protobuf.common('any', {
   Any: { fields: { typeUrl: { type: 'string', id: 1 }, value: { type: 'bytes', id: 2 } } },
 });
 root.resolvePath = (_origin, target) => (target.startsWith('google/') ? target : PROTO_DIR + target);
-root.loadSync(['discovery.proto', 'workload.proto', 'authorization.proto', 'ca.proto'], { keepCase: false });
+root.loadSync(
+  ['discovery.proto', 'workload.proto', 'authorization.proto', 'ca.proto', 'ambit-config.proto'],
+  {
+    keepCase: false,
+  },
+);
 root.resolveAll();
 
 export const pb = {
@@ -26,6 +33,7 @@ export const pb = {
   DeltaDiscoveryResponse: root.lookupType('envoy.service.discovery.v3.DeltaDiscoveryResponse'),
   Address: root.lookupType('istio.workload.Address'),
   Authorization: root.lookupType('istio.security.Authorization'),
+  ConfigObject: root.lookupType('ambit.config.v1.Object'),
   IstioCertificateRequest: root.lookupType('istio.v1.auth.IstioCertificateRequest'),
   IstioCertificateResponse: root.lookupType('istio.v1.auth.IstioCertificateResponse'),
   Struct: root.lookupType('google.protobuf.Struct'),

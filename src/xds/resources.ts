@@ -8,6 +8,16 @@ import { decodeMessage, encodeMessage, pb } from './proto.js';
 export type TunnelProtocol = 'NONE' | 'HBONE';
 export type AppProtocol = 'UNKNOWN' | 'HTTP11' | 'HTTP2' | 'GRPC';
 
+/**
+ * Where a service's or workload's waypoint listens (Istio's GatewayAddress, address form): the
+ * source node proxy tunnels to `ip:hboneMtlsPort` and expects the identity of the workload at `ip`.
+ */
+export interface GatewayAddress {
+  network: string;
+  ip: Ip;
+  hboneMtlsPort: number;
+}
+
 export interface PortMapping {
   servicePort: number;
   targetPort: number;
@@ -24,7 +34,11 @@ export interface Workload {
   tunnelProtocol: TunnelProtocol;
   trustDomain: string;
   serviceAccount: string;
+  /** The waypoint that traffic addressed to this workload's IP goes through (waypoint-for workload/all). */
+  waypoint?: GatewayAddress;
   node: string;
+  /** Speaks HBONE itself (a waypoint): node proxies must not capture it or open listeners for it. */
+  nativeTunnel?: boolean;
   canonicalName: string;
   canonicalRevision: string;
   workloadName: string;
@@ -43,6 +57,8 @@ export interface Service {
   addresses: { network: string; address: Ip }[];
   ports: PortMapping[];
   subjectAltNames: string[];
+  /** The waypoint that traffic to this service's VIPs goes through (waypoint-for service/all). */
+  waypoint?: GatewayAddress;
 }
 
 export type Address = { workload: Workload } | { service: Service };
@@ -79,7 +95,9 @@ export function encodeAddress(a: Address): Uint8Array {
         tunnelProtocol: w.tunnelProtocol,
         trustDomain: w.trustDomain,
         serviceAccount: w.serviceAccount,
+        ...(w.waypoint ? { waypoint: encodeGatewayAddress(w.waypoint) } : {}),
         node: w.node,
+        ...(w.nativeTunnel ? { nativeTunnel: true } : {}),
         canonicalName: w.canonicalName,
         canonicalRevision: w.canonicalRevision,
         workloadType: 'POD',
@@ -100,8 +118,13 @@ export function encodeAddress(a: Address): Uint8Array {
       addresses: s.addresses.map((x) => ({ network: x.network, address: ipToBytes(x.address) })),
       ports: s.ports,
       subjectAltNames: s.subjectAltNames,
+      ...(s.waypoint ? { waypoint: encodeGatewayAddress(s.waypoint) } : {}),
     },
   });
+}
+
+function encodeGatewayAddress(g: GatewayAddress): object {
+  return { address: { network: g.network, address: ipToBytes(g.ip) }, hboneMtlsPort: g.hboneMtlsPort };
 }
 
 // ---- decoding and validation (proxies) ----
@@ -120,7 +143,9 @@ interface WireWorkload {
   tunnelProtocol: TunnelProtocol;
   trustDomain: string;
   serviceAccount: string;
+  waypoint?: WireGatewayAddress | null;
   node: string;
+  nativeTunnel: boolean;
   canonicalName: string;
   canonicalRevision: string;
   workloadName: string;
@@ -136,6 +161,12 @@ interface WireService {
   addresses: { network: string; address: Uint8Array }[];
   ports: WirePort[];
   subjectAltNames: string[];
+  waypoint?: WireGatewayAddress | null;
+}
+interface WireGatewayAddress {
+  hostname?: { namespace: string; hostname: string } | null;
+  address?: { network: string; address: Uint8Array } | null;
+  hboneMtlsPort: number;
 }
 
 function invalid(name: string, why: string): AmbitError {
@@ -151,6 +182,20 @@ function checkPorts(name: string, ports: WirePort[]): PortMapping[] {
     if (p.targetPort > 65535) throw invalid(name, `target_port ${p.targetPort} out of range`);
     return { servicePort: p.servicePort, targetPort: p.targetPort, appProtocol: p.appProtocol };
   });
+}
+
+function checkGatewayAddress(
+  name: string,
+  g: WireGatewayAddress | null | undefined,
+): GatewayAddress | undefined {
+  if (!g) return undefined;
+  if (g.hostname) throw invalid(name, 'waypoint by hostname is not supported; send its address');
+  if (!g.address) throw invalid(name, 'waypoint has neither an address nor a hostname');
+  const ip = ipFromBytes(g.address.address);
+  if (!ip) throw invalid(name, `waypoint address of ${g.address.address.length} bytes is not IPv4 or IPv6`);
+  const port = g.hboneMtlsPort || 15008;
+  if (port > 65535) throw invalid(name, `waypoint hbone_mtls_port ${port} out of range`);
+  return { network: g.address.network, ip, hboneMtlsPort: port };
 }
 
 /** Decodes and validates one Address resource; throws XDS_INVALID_RESOURCE with the reason. */
@@ -171,8 +216,11 @@ export function decodeAddress(name: string, bytes: Uint8Array): Address {
     });
     const services: Record<string, PortMapping[]> = {};
     for (const [svc, list] of Object.entries(w.services)) services[svc] = checkPorts(name, list.ports ?? []);
+    const waypoint = checkGatewayAddress(name, w.waypoint);
     return {
       workload: {
+        ...(waypoint ? { waypoint } : {}),
+        ...(w.nativeTunnel ? { nativeTunnel: true } : {}),
         uid: w.uid,
         name: w.name,
         namespace: w.namespace,
@@ -200,8 +248,10 @@ export function decodeAddress(name: string, bytes: Uint8Array): Address {
       if (!ip) throw invalid(name, `service address of ${a.address.length} bytes is not IPv4 or IPv6`);
       return { network: a.network, address: ip };
     });
+    const waypoint = checkGatewayAddress(name, s.waypoint);
     return {
       service: {
+        ...(waypoint ? { waypoint } : {}),
         name: s.name,
         namespace: s.namespace,
         hostname: s.hostname,

@@ -1,4 +1,4 @@
-// The routing contract of the waypoint (src/waypoint/CONTRACT.md): the request as routing sees
+// The routing contract of the waypoint (src/waypoint/README.md): the request as routing sees
 // it, the services routes attach to, and the action a route decides. W1 (the HTTP proxy) and W3
 // (resilience) import these; the compiled table's internals live in route-table.ts.
 import type { DestinationPolicy, FaultPolicy, MirrorPolicy, RetryPolicy } from '../resilience/types.js';

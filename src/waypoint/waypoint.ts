@@ -1,0 +1,413 @@
+// The waypoint process, wired in one readable place (DESIGN.md §1; istio-ambient.md §2). Order:
+//  1. trust root and the node token of the node it runs on (the CA lets that node sign for the
+//     waypoint's service account, as for a pod scheduled there);
+//  2. certificate manager: one certificate, for the waypoint's own identity
+//     spiffe://<td>/ns/<ns>/sa/<gateway name>;
+//  3. xDS: addresses (→ ProxyState), L4 authorization (→ PolicyStore) and the L7 config objects
+//     (→ the L7 engine, rebuilt on change);
+//  4. HBONE server on waypointIP:15008 that accepts only CONNECTs for services and workloads
+//     bound to this waypoint (400 unknown target, 403 not bound to this waypoint), then
+//     L4 policy (401), then protocol detection: TCP is spliced to a chosen endpoint over HBONE as
+//     the waypoint; HTTP/1.1, h2c and gRPC go through http-proxy.ts.
+import { readFile, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import http2 from 'node:http2';
+import type { Duplex } from 'node:stream';
+import grpc from '@grpc/grpc-js';
+import type { Logger } from '../common/log.js';
+import { componentLogger } from '../common/log.js';
+import { errorMessage } from '../common/errors.js';
+import type { HostPort, Ip, SocketAddr } from '../common/addr.js';
+import { HbonePool } from '../hbone/pool.js';
+import { HboneServer, type InboundTunnel } from '../hbone/server.js';
+import { HBONE_PORT } from '../hbone/constants.js';
+import type { TlsIdentity } from '../hbone/tls.js';
+import { CaClient } from '../identity/ca-client.js';
+import { CertificateManager, type WorkloadCert } from '../identity/cert-manager.js';
+import { XdsClient } from '../xds/client.js';
+import { TYPE_ADDRESS, TYPE_AUTHORIZATION, TYPE_CONFIG_OBJECT } from '../xds/proto.js';
+import {
+  decodeAddress,
+  DEFAULT_TRUST_DOMAIN,
+  spiffeIdOf,
+  type Address,
+  type Workload,
+} from '../xds/resources.js';
+import type { Authorization } from '../xds/authorization.js';
+import { decodeConfigObject, type ConfigObject } from '../xds/config-objects.js';
+import { ProxyState } from '../node/state.js';
+import { PolicyStore } from '../node/policy-store.js';
+import { evaluate } from '../node/authz.js';
+import { buildRoute, roundRobin } from '../node/route.js';
+import { connectTcp } from '../node/outbound.js';
+import { splice } from '../node/splice.js';
+import { detectProtocol, SNIFF_TIMEOUT_MS, type WireProtocol } from './protocol.js';
+import { HttpProxy, type L7Engine, type TunnelContext } from './http-proxy.js';
+import { buildL7Engine } from './l7-engine.js';
+
+export interface WaypointOptions {
+  namespace: string;
+  name: string;
+  ip: Ip;
+  controlPlane: string;
+  stateDir: string;
+  /** Node it runs on (its token authenticates to the CA and xDS); default: the only node token. */
+  nodeName?: string;
+  trustDomain?: string;
+  port?: number;
+  certTtlSeconds?: number;
+  controlPlaneServerName?: string;
+  logger?: Logger;
+}
+
+export class Waypoint {
+  readonly state = new ProxyState();
+  readonly policies = new PolicyStore();
+  private readonly config = new Map<string, ConfigObject>();
+  private readonly log: Logger;
+  private certs!: CertificateManager;
+  private ca!: CaClient;
+  private xds!: XdsClient;
+  private pool!: HbonePool;
+  private hbone!: HboneServer;
+  private http!: HttpProxy;
+  private engine!: L7Engine;
+  private engineTimer?: NodeJS.Timeout;
+  private warnings = new Set<string>();
+  private readonly pick = roundRobin();
+
+  constructor(private readonly opts: WaypointOptions) {
+    this.log = opts.logger ?? componentLogger('waypoint', { waypoint: `${opts.namespace}/${opts.name}` });
+  }
+
+  get trustDomain(): string {
+    return this.opts.trustDomain ?? DEFAULT_TRUST_DOMAIN;
+  }
+
+  /** spiffe://td/ns/<ns>/sa/<name>: Istio runs a waypoint with a service account named after the Gateway. */
+  get identity(): string {
+    return spiffeIdOf({
+      trustDomain: this.trustDomain,
+      namespace: this.opts.namespace,
+      serviceAccount: this.opts.name,
+    });
+  }
+
+  async start(): Promise<void> {
+    const o = this.opts;
+    const nodeName = o.nodeName ?? (await onlyNodeToken(o.stateDir));
+    this.log.info(
+      {
+        ip: o.ip,
+        node: nodeName,
+        controlPlane: o.controlPlane,
+        identity: this.identity,
+        stateDir: o.stateDir,
+      },
+      'waypoint starting',
+    );
+    // 1. trust root and node token
+    const rootPem = await readFile(path.join(o.stateDir, 'ca', 'root-cert.pem'), 'utf8');
+    const token = (await readFile(path.join(o.stateDir, 'nodes', `${nodeName}.token`), 'utf8')).trim();
+    const serverName = o.controlPlaneServerName ?? 'istiod.istio-system.svc';
+
+    // 2. certificate for the waypoint's own identity
+    this.ca = new CaClient({ address: o.controlPlane, rootCertPem: rootPem, token, serverName });
+    this.certs = new CertificateManager({
+      requestCertificate: (csr, ttl) => this.ca.createCertificate(csr, ttl),
+      ttlSeconds: o.certTtlSeconds,
+      logger: this.log.child({ part: 'certs' }),
+    });
+    this.certs.on('rotated', (cert: WorkloadCert) => this.hbone?.setIdentity(cert));
+
+    // 3. xDS: addresses, L4 policies, L7 config objects
+    this.engine = buildL7Engine({ objects: [], services: [], waypoint: o }).engine;
+    this.xds = new XdsClient({
+      address: o.controlPlane,
+      credentials: grpc.credentials.createSsl(Buffer.from(rootPem)),
+      channelOptions: { 'grpc.ssl_target_name_override': serverName, 'grpc.default_authority': serverName },
+      metadata: () => {
+        const md = new grpc.Metadata();
+        md.set('authorization', `Bearer ${token}`);
+        return md;
+      },
+      node: {
+        id: `waypoint~${o.ip}~${o.name}.${o.namespace}~${this.trustDomain}`,
+        metadata: { NODE_NAME: nodeName, WAYPOINT: `${o.namespace}/${o.name}` },
+      },
+      types: [
+        {
+          typeUrl: TYPE_ADDRESS,
+          decode: (name: string, bytes: Uint8Array) => decodeAddress(name, bytes),
+          apply: (upserted: Map<string, Address>, removed: string[]) => {
+            this.state.applyAddresses(upserted, removed);
+            this.scheduleEngine();
+          },
+        },
+        {
+          typeUrl: TYPE_AUTHORIZATION,
+          decode: (name: string, bytes: Uint8Array) => this.policies.decode(name, bytes),
+          apply: (upserted: Map<string, Authorization>, removed: string[]) =>
+            this.policies.apply(upserted, removed),
+        },
+        {
+          typeUrl: TYPE_CONFIG_OBJECT,
+          decode: (name: string, bytes: Uint8Array) => decodeConfigObject(name, bytes),
+          apply: (upserted: Map<string, ConfigObject>, removed: string[]) => {
+            for (const n of removed) this.config.delete(n);
+            for (const [n, obj] of upserted) this.config.set(n, obj);
+            this.scheduleEngine();
+          },
+        },
+      ],
+      logger: this.log.child({ part: 'xds' }),
+    });
+    this.xds.start();
+    await this.xds.ready();
+    this.rebuildEngine();
+
+    // 4. data path: the HBONE server as the waypoint, HTTP proxy and the upstream pool
+    const cert = await this.certs.get({
+      trustDomain: this.trustDomain,
+      namespace: o.namespace,
+      serviceAccount: o.name,
+    });
+    this.pool = new HbonePool(this.log.child({ part: 'pool' }));
+    this.http = new HttpProxy({
+      state: this.state,
+      engine: () => this.engine,
+      connect: (endpoint, authority, ctx) => this.connectUpstream(endpoint, authority, ctx),
+      logger: this.log,
+    });
+    this.hbone = new HboneServer({
+      podIp: o.ip,
+      port: o.port ?? HBONE_PORT,
+      identity: cert,
+      trustDomain: this.trustDomain,
+      logger: this.log,
+      checkTarget: (t) => this.checkTarget(t),
+      onTunnel: (t) => void this.handle(t),
+    });
+    await this.hbone.start();
+    this.log.info(
+      { addr: `${o.ip}:${o.port ?? HBONE_PORT}`, identity: cert.spiffeId, routes: this.config.size },
+      'waypoint ready',
+    );
+  }
+
+  async stop(graceMs = 2000): Promise<void> {
+    clearTimeout(this.engineTimer);
+    this.xds?.stop();
+    this.http?.close();
+    this.pool?.close();
+    await this.hbone?.stop(graceMs);
+    this.certs?.stop();
+    this.ca?.close();
+    this.log.info('waypoint stopped');
+  }
+
+  /** Which CONNECT targets this waypoint serves: services and workloads bound to it, nothing else. */
+  private checkTarget(t: HostPort & { host: Ip }): { status: number; reason: string } | undefined {
+    const me = this.opts.ip;
+    const svc = this.state.serviceByAddress(t.host);
+    if (svc) {
+      if (svc.waypoint?.ip === me) return undefined;
+      return {
+        status: 403,
+        reason: `service ${svc.hostname} is not bound to waypoint ${this.opts.namespace}/${this.opts.name}`,
+      };
+    }
+    const w = this.state.workloadByAddress(t.host);
+    if (w) {
+      if (w.waypoint?.ip === me) return undefined;
+      return {
+        status: 403,
+        reason: `workload ${w.namespace}/${w.name} is not bound to waypoint ${this.opts.namespace}/${this.opts.name}`,
+      };
+    }
+    return { status: 400, reason: `${t.host} is neither a known service nor a known workload` };
+  }
+
+  /** One tunnel: L4 policy → 200 → protocol → TCP splice or the HTTP proxy. */
+  private async handle(t: InboundTunnel): Promise<void> {
+    const { stream, target, peerIdentity, peerAddr } = t;
+    const srcIp = unmapV4(peerAddr.host);
+    const service = this.state.serviceByAddress(target.host);
+    const workload = service ? undefined : this.state.workloadByAddress(target.host);
+    const ctx: TunnelContext = { target, service, workload, peerIdentity, srcIp };
+    const fields = {
+      'src.identity': peerIdentity,
+      'src.ip': srcIp,
+      'dst.addr': `${target.host}:${target.port}`,
+      'dst.service': service?.hostname,
+      'dst.workload': workload && `${workload.namespace}/${workload.name}`,
+    };
+    const self = this.state.workloadByAddress(this.opts.ip);
+    const decision = evaluate(
+      this.policies.forWorkload(self ?? { namespace: this.opts.namespace, authorizationPolicies: [] }),
+      { srcIdentity: peerIdentity, srcIp, dstIp: target.host, dstPort: target.port },
+    );
+    if (!decision.allow) {
+      this.log.warn(
+        { ...fields, policy: decision.policy ?? null, reason: decision.reason, status: 401 },
+        'connection denied by policy',
+      );
+      if (!stream.destroyed) stream.respond({ ':status': 401 }, { endStream: true });
+      return;
+    }
+    stream.respond({ ':status': 200 });
+    const appProtocol = (service ?? this.serviceOfWorkloadPort(workload, target.port))?.ports.find(
+      (p) => p.servicePort === target.port || (!service && p.targetPort === target.port),
+    )?.appProtocol;
+    const protocol = await sniff(stream, (first, complete) => detectProtocol(appProtocol, first, complete));
+    this.log.debug({ ...fields, protocol }, 'tunnel accepted');
+    if (protocol === 'http1') return this.http.serveHttp1(stream, ctx);
+    if (protocol === 'http2') return this.http.serveHttp2(stream, ctx);
+    await this.proxyTcp(stream, ctx, fields);
+  }
+
+  /** TCP (not HTTP): to an endpoint chosen as a node proxy would, over HBONE as the waypoint. */
+  private async proxyTcp(
+    stream: http2.ServerHttp2Stream,
+    ctx: TunnelContext,
+    fields: Record<string, unknown>,
+  ): Promise<void> {
+    const start = Date.now();
+    let upstream: Duplex;
+    try {
+      const self = this.state.workloadByAddress(this.opts.ip) ?? { addresses: [this.opts.ip] };
+      const route = buildRoute(ctx.target, this.state, this.pick, self);
+      if (route.kind === 'reject') throw new Error(route.reason);
+      if (route.kind === 'hbone') {
+        fields['upstream.workload'] = `${route.endpoint.namespace}/${route.endpoint.name}`;
+        upstream = await this.connectUpstream(route.endpoint, route.authority, ctx);
+      } else {
+        upstream = await connectTcp(route.addr, this.opts.ip);
+      }
+    } catch (err) {
+      this.log.warn({ ...fields, error: errorMessage(err), protocol: 'tcp' }, 'connection failed');
+      if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
+      return;
+    }
+    const result = await splice(stream, upstream);
+    this.log.info(
+      {
+        ...fields,
+        protocol: 'tcp',
+        duration_ms: Date.now() - start,
+        ...(result.error ? { error: result.error.message } : {}),
+      },
+      'connection complete',
+    );
+  }
+
+  private async connectUpstream(
+    endpoint: Workload,
+    authority: SocketAddr,
+    ctx: TunnelContext,
+  ): Promise<Duplex> {
+    if (endpoint.tunnelProtocol !== 'HBONE') {
+      const [host, port] = [endpoint.addresses[0]!, Number(authority.slice(authority.lastIndexOf(':') + 1))];
+      return connectTcp({ host, port }, this.opts.ip);
+    }
+    const cert: TlsIdentity = await this.certs.get({
+      trustDomain: this.trustDomain,
+      namespace: this.opts.namespace,
+      serviceAccount: this.opts.name,
+    });
+    return this.pool.connect({
+      source: cert,
+      sourceIp: this.opts.ip,
+      clientAddr: { host: ctx.srcIp, port: 0 },
+      hboneAddr: { host: endpoint.addresses[0]!, port: HBONE_PORT },
+      expectedIdentity: spiffeIdOf(endpoint),
+      authority,
+    });
+  }
+
+  private serviceOfWorkloadPort(w: Workload | undefined, port: number) {
+    if (!w) return undefined;
+    for (const [key, ports] of Object.entries(w.services)) {
+      if (!ports.some((p) => p.targetPort === port)) continue;
+      const svc = this.state.serviceByHostname(key.slice(key.indexOf('/') + 1));
+      if (svc) return svc;
+    }
+    return undefined;
+  }
+
+  private scheduleEngine(): void {
+    if (this.engineTimer || !this.engine) return;
+    this.engineTimer = setTimeout(() => {
+      this.engineTimer = undefined;
+      this.rebuildEngine();
+    }, 20);
+  }
+
+  private rebuildEngine(): void {
+    try {
+      const compiled = buildL7Engine({
+        objects: [...this.config.values()],
+        services: this.state.allServices(),
+        waypoint: { namespace: this.opts.namespace, name: this.opts.name },
+      });
+      this.engine = compiled.engine;
+      // Each warning is logged once, when it first appears.
+      const now = new Set(compiled.warnings);
+      for (const w of now) if (!this.warnings.has(w)) this.log.warn({ part: 'l7' }, w);
+      this.warnings = now;
+      this.log.debug(
+        {
+          objects: this.config.size,
+          routes: compiled.table.routes.size,
+          policies: compiled.policies.policies.length,
+        },
+        'L7 config compiled',
+      );
+    } catch (err) {
+      this.log.error(
+        { err: errorMessage(err) },
+        'L7 config could not be compiled; keeping the last good one',
+      );
+    }
+  }
+}
+
+/** Waits for the client's first bytes (up to SNIFF_TIMEOUT_MS) and decides; the bytes are put back. */
+function sniff(
+  stream: http2.ServerHttp2Stream,
+  decide: (first: Buffer, complete: boolean) => WireProtocol | undefined,
+): Promise<WireProtocol> {
+  return new Promise((resolve) => {
+    let buf = Buffer.alloc(0);
+    const finish = (p: WireProtocol) => {
+      clearTimeout(timer);
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.pause();
+      if (buf.length && !stream.readableEnded) stream.unshift(buf);
+      resolve(p);
+    };
+    const onData = (c: Buffer) => {
+      buf = Buffer.concat([buf, c]);
+      const p = decide(buf, false);
+      if (p) finish(p);
+    };
+    const onEnd = () => finish(decide(buf, true) ?? 'tcp');
+    const timer = setTimeout(() => finish(decide(buf, true) ?? 'tcp'), SNIFF_TIMEOUT_MS);
+    stream.on('data', onData);
+    stream.once('end', onEnd);
+  });
+}
+
+async function onlyNodeToken(stateDir: string): Promise<string> {
+  const tokens = (await readdir(path.join(stateDir, 'nodes')).catch(() => [])).filter((f) =>
+    f.endsWith('.token'),
+  );
+  if (tokens.length !== 1)
+    throw new Error(`--node is needed: ${tokens.length} node tokens in ${path.join(stateDir, 'nodes')}`);
+  return tokens[0]!.slice(0, -'.token'.length);
+}
+
+function unmapV4(ip: string): string {
+  return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
+}
