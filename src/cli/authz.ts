@@ -6,14 +6,13 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import grpc from '@grpc/grpc-js';
 import { isIP } from 'node:net';
 import { loadDirectory } from '../config/load.js';
 import { objectKey, type ConfigSnapshot, type KubeResource } from '../config/types.js';
 import { AmbientIndex, type PolicyStatus } from '../controlplane/ambient-index.js';
 import type { EffectivePeerAuthn } from '../controlplane/authz-convert.js';
 import { CONTROL_PLANE_SERVER_NAME } from '../controlplane/server.js';
-import { XdsClient } from '../xds/client.js';
+import { XdsClient, controlPlaneConnection } from '../xds/client.js';
 import { TYPE_ADDRESS, TYPE_AUTHORIZATION } from '../xds/proto.js';
 import { decodeAddress, spiffeIdOf, type Address, type Workload } from '../xds/resources.js';
 import type { Authorization } from '../xds/authorization.js';
@@ -117,17 +116,7 @@ export async function onlineView(server: string, stateDir: string): Promise<Mesh
   const logger = componentLogger('authz-explain');
   logger.level = 'error';
   const xds = new XdsClient({
-    address: server,
-    credentials: grpc.credentials.createSsl(Buffer.from(rootPem)),
-    channelOptions: {
-      'grpc.ssl_target_name_override': CONTROL_PLANE_SERVER_NAME,
-      'grpc.default_authority': CONTROL_PLANE_SERVER_NAME,
-    },
-    metadata: () => {
-      const md = new grpc.Metadata();
-      md.set('authorization', `Bearer ${token}`);
-      return md;
-    },
+    ...controlPlaneConnection(server, rootPem, token, CONTROL_PLANE_SERVER_NAME),
     node: { id: `ambit-explain~0.0.0.0~${nodeName}~explain`, metadata: { NODE_NAME: nodeName } },
     types: [
       {

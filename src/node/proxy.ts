@@ -8,7 +8,6 @@
 import http from 'node:http';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import grpc from '@grpc/grpc-js';
 import type { Logger } from '../common/log.js';
 import { componentLogger } from '../common/log.js';
 import { errorMessage } from '../common/errors.js';
@@ -20,7 +19,7 @@ import type { TlsIdentity } from '../hbone/tls.js';
 import { CaClient } from '../identity/ca-client.js';
 import { CertificateManager, type WorkloadCert } from '../identity/cert-manager.js';
 import type { KeyAlgorithm } from '../identity/keys.js';
-import { XdsClient } from '../xds/client.js';
+import { XdsClient, controlPlaneConnection } from '../xds/client.js';
 import { TYPE_ADDRESS, TYPE_AUTHORIZATION } from '../xds/proto.js';
 import {
   decodeAddress,
@@ -137,14 +136,7 @@ export class NodeProxy {
     });
 
     this.xds = new XdsClient({
-      address: o.controlPlane,
-      credentials: grpc.credentials.createSsl(Buffer.from(rootPem)),
-      channelOptions: { 'grpc.ssl_target_name_override': serverName, 'grpc.default_authority': serverName },
-      metadata: () => {
-        const md = new grpc.Metadata();
-        md.set('authorization', `Bearer ${token}`);
-        return md;
-      },
+      ...controlPlaneConnection(o.controlPlane, rootPem, token, serverName),
       node: {
         id: `ambit~${o.nodeIp}~${o.nodeName}~${this.trustDomain}`,
         metadata: { NODE_NAME: o.nodeName },

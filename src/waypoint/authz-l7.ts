@@ -29,16 +29,6 @@ import {
 import { matchMismatch, peerOf, stringMatches, type Peer } from '../node/authz.js';
 import { isEmptyMatch, type AuthzMatch, type StringMatch } from '../xds/authorization.js';
 import type { L7Request } from './routing/types.js';
-export {
-  GATEWAY_API_GROUP,
-  WAYPOINT_GATEWAY_CLASS,
-  policyTarget,
-  targetCovers,
-  type PolicyObject,
-  type PolicyTarget,
-  type ServiceRef,
-  type WaypointRef,
-} from './policy-binding.js';
 import {
   policyTarget,
   targetCovers,

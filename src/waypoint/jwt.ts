@@ -22,15 +22,15 @@ import {
   type JWTPayload,
   type JWTVerifyGetKey,
 } from 'jose';
+import type { CompileOptions } from './authz-l7.js';
 import {
   policyTarget,
   targetCovers,
-  type CompileOptions,
   type PolicyObject,
   type PolicyTarget,
   type ServiceRef,
   type WaypointRef,
-} from './authz-l7.js';
+} from './policy-binding.js';
 
 /** Envoy's default allowance for clocks that disagree (clock_skew_seconds). */
 export const CLOCK_SKEW_SECONDS = 60;

@@ -13,7 +13,6 @@ import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
-import grpc from '@grpc/grpc-js';
 import type { Logger } from '../common/log.js';
 import { componentLogger } from '../common/log.js';
 import { errorMessage } from '../common/errors.js';
@@ -24,7 +23,7 @@ import { HBONE_PORT } from '../hbone/constants.js';
 import type { TlsIdentity } from '../hbone/tls.js';
 import { CaClient } from '../identity/ca-client.js';
 import { CertificateManager, type WorkloadCert } from '../identity/cert-manager.js';
-import { XdsClient } from '../xds/client.js';
+import { XdsClient, controlPlaneConnection } from '../xds/client.js';
 import { TYPE_ADDRESS, TYPE_AUTHORIZATION, TYPE_CONFIG_OBJECT } from '../xds/proto.js';
 import {
   decodeAddress,
@@ -123,14 +122,7 @@ export class Waypoint {
     // 3. xDS: addresses, L4 policies, L7 config objects
     this.engine = buildL7Engine({ objects: [], services: [], waypoint: o }).engine;
     this.xds = new XdsClient({
-      address: o.controlPlane,
-      credentials: grpc.credentials.createSsl(Buffer.from(rootPem)),
-      channelOptions: { 'grpc.ssl_target_name_override': serverName, 'grpc.default_authority': serverName },
-      metadata: () => {
-        const md = new grpc.Metadata();
-        md.set('authorization', `Bearer ${token}`);
-        return md;
-      },
+      ...controlPlaneConnection(o.controlPlane, rootPem, token, serverName),
       node: {
         id: `waypoint~${o.ip}~${o.name}.${o.namespace}~${this.trustDomain}`,
         metadata: { NODE_NAME: nodeName, WAYPOINT: `${o.namespace}/${o.name}` },

@@ -23,6 +23,29 @@ export interface XdsTypeHandler<T> {
   apply(upserted: Map<string, T>, removed: string[]): void;
 }
 
+/**
+ * How a proxy reaches the control plane: TLS verified against the mesh root under the control
+ * plane's service name, and a bearer token on every (re)connect. Shared by node proxies,
+ * waypoints and `ambit authz explain --server`.
+ */
+export function controlPlaneConnection(
+  address: string,
+  rootPem: string,
+  token: string,
+  serverName: string,
+): Pick<XdsClientOptions, 'address' | 'credentials' | 'channelOptions' | 'metadata'> {
+  return {
+    address,
+    credentials: grpc.credentials.createSsl(Buffer.from(rootPem)),
+    channelOptions: { 'grpc.ssl_target_name_override': serverName, 'grpc.default_authority': serverName },
+    metadata: () => {
+      const md = new grpc.Metadata();
+      md.set('authorization', `Bearer ${token}`);
+      return md;
+    },
+  };
+}
+
 export interface XdsClientOptions {
   address: string;
   credentials: grpc.ChannelCredentials;

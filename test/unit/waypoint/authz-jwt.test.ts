@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { compileWaypointPolicies, evaluateL7, type PolicyObject } from '../../../src/waypoint/authz-l7.js';
+import { compileWaypointPolicies, evaluateL7 } from '../../../src/waypoint/authz-l7.js';
+import type { PolicyObject } from '../../../src/waypoint/policy-binding.js';
 import {
   authenticateRequest,
   compileRequestAuthn,
