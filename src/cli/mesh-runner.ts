@@ -10,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import net from 'node:net';
 import { loadDirectory } from '../config/load.js';
+import { FileSource } from '../config/file-source.js';
+import { pino } from 'pino';
 import {
   ANNOTATION_LOCAL_COMMAND,
   type KubeResource,
@@ -35,6 +37,11 @@ export interface MeshOptions {
   certTtlSeconds?: number;
   startApps?: boolean;
   readyTimeoutMs?: number;
+  /**
+   * Keep watching the folder after start: Nodes and waypoint Gateways added later get their
+   * process, removed ones are stopped, a waypoint whose address or node changed is restarted.
+   */
+  follow?: boolean;
 }
 
 export interface MeshNode {
@@ -79,6 +86,9 @@ interface Child {
 export class Mesh {
   private readonly children = new Map<string, Child>();
   private stopping = false;
+  private source?: FileSource;
+  /** Reconciliations run one at a time, in order: a later folder state wins. */
+  private reconciling: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly opts: MeshOptions,
@@ -103,39 +113,9 @@ export class Mesh {
         '--listen',
         desc.controlPlane,
       ]);
+      await Promise.all(desc.nodes.map((n) => mesh.spawnChild(`node/${n.name}`, mesh.nodeArgs(n))));
       await Promise.all(
-        desc.nodes.map((n) =>
-          mesh.spawnChild(`node/${n.name}`, [
-            'node',
-            '--name',
-            n.name,
-            '--ip',
-            n.ip,
-            '--state',
-            opts.stateDir,
-            '--controlplane',
-            desc.controlPlane,
-            ...(opts.certTtlSeconds ? ['--cert-ttl', String(opts.certTtlSeconds)] : []),
-          ]),
-        ),
-      );
-      await Promise.all(
-        desc.waypoints.map((w) =>
-          mesh.spawnChild(`waypoint/${w.namespace}/${w.name}`, [
-            'waypoint',
-            '--name',
-            `${w.namespace}/${w.name}`,
-            '--ip',
-            w.ip,
-            '--node',
-            w.node,
-            '--state',
-            opts.stateDir,
-            '--controlplane',
-            desc.controlPlane,
-            ...(opts.certTtlSeconds ? ['--cert-ttl', String(opts.certTtlSeconds)] : []),
-          ]),
-        ),
+        desc.waypoints.map((w) => mesh.spawnChild(`waypoint/${w.namespace}/${w.name}`, mesh.waypointArgs(w))),
       );
       if (opts.startApps !== false) {
         const apps = desc.pods.filter((p) => p.command);
@@ -147,7 +127,101 @@ export class Mesh {
       throw err;
     }
     await writeFile(path.join(opts.stateDir, 'mesh.json'), JSON.stringify(desc, null, 2));
+    if (opts.follow) await mesh.follow();
     return mesh;
+  }
+
+  /** Watches the folder and reconciles node proxy and waypoint processes with it. */
+  private async follow(): Promise<void> {
+    // The control plane reports bad manifests; this watcher only needs to see the good ones.
+    const sink = this.opts.onLog ?? (() => {});
+    const logger = pino({ level: 'error' }, { write: (line: string) => sink('ambit', line.trimEnd()) });
+    const source = new FileSource({ dir: this.opts.configDir, logger });
+    this.source = source;
+    let first = true;
+    source.onChange((_change, snapshot) => {
+      if (first) return void (first = false); // the state Mesh.start() already laid out
+      const objects = [...snapshot.objects.values()];
+      this.reconciling = this.reconciling.then(() => this.reconcile(objects));
+    });
+    await source.start();
+  }
+
+  private async reconcile(objects: KubeResource[]): Promise<void> {
+    if (this.stopping) return;
+    const next = describeMesh(objects, { ...this.opts, controlPlaneAddr: this.description.controlPlane });
+    const started: string[] = [];
+    const stopped: string[] = [];
+    const want = new Map<string, string[]>();
+    for (const n of next.nodes) {
+      await ensureNodeToken(this.opts.stateDir, n.name);
+      want.set(`node/${n.name}`, this.nodeArgs(n));
+    }
+    for (const w of next.waypoints) want.set(`waypoint/${w.namespace}/${w.name}`, this.waypointArgs(w));
+    for (const [name, c] of this.children) {
+      if (!/^(node|waypoint)\//.test(name)) continue;
+      const args = want.get(name);
+      if (args && args.join('\0') === c.args.join('\0')) continue;
+      if (c.proc) await this.kill(name, 'SIGTERM');
+      this.children.delete(name);
+      if (!args) stopped.push(name);
+    }
+    await Promise.all(
+      [...want]
+        .filter(([name]) => !this.children.has(name))
+        .map(async ([name, args]) => {
+          try {
+            await this.spawnChild(name, args);
+            started.push(name);
+          } catch (err) {
+            this.opts.onLog?.(
+              'ambit',
+              JSON.stringify({ level: 50, msg: `could not start ${name}: ${String(err)}` }),
+            );
+          }
+        }),
+    );
+    this.description.nodes.splice(0, Infinity, ...next.nodes);
+    this.description.waypoints.splice(0, Infinity, ...next.waypoints);
+    if (started.length || stopped.length) {
+      this.opts.onLog?.(
+        'ambit',
+        JSON.stringify({ level: 30, msg: 'mesh follows the folder', started, stopped }),
+      );
+      await writeFile(path.join(this.opts.stateDir, 'mesh.json'), JSON.stringify(this.description, null, 2));
+    }
+  }
+
+  private nodeArgs(n: MeshNode): string[] {
+    return [
+      'node',
+      '--name',
+      n.name,
+      '--ip',
+      n.ip,
+      '--state',
+      this.opts.stateDir,
+      '--controlplane',
+      this.description.controlPlane,
+      ...(this.opts.certTtlSeconds ? ['--cert-ttl', String(this.opts.certTtlSeconds)] : []),
+    ];
+  }
+
+  private waypointArgs(w: MeshWaypoint): string[] {
+    return [
+      'waypoint',
+      '--name',
+      `${w.namespace}/${w.name}`,
+      '--ip',
+      w.ip,
+      '--node',
+      w.node,
+      '--state',
+      this.opts.stateDir,
+      '--controlplane',
+      this.description.controlPlane,
+      ...(this.opts.certTtlSeconds ? ['--cert-ttl', String(this.opts.certTtlSeconds)] : []),
+    ];
   }
 
   /** Kills one component ("controlplane", "node/<name>", "waypoint/<ns>/<name>", "app/<ns>/<pod>") and waits for it to exit. */
@@ -173,6 +247,8 @@ export class Mesh {
 
   async stop(): Promise<void> {
     this.stopping = true;
+    await this.source?.stop();
+    await this.reconciling;
     const running = [...this.children.values()].filter((c) => c.proc);
     for (const c of running) c.proc!.kill('SIGTERM');
     const deadline = setTimeout(() => running.forEach((c) => c.proc?.kill('SIGKILL')), 5000);

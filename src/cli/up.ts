@@ -23,6 +23,7 @@ export async function up(args: string[]): Promise<number> {
     configDir: path.resolve(dir),
     stateDir,
     controlPlaneAddr: values.controlplane,
+    follow: true,
     onLog: (component, line) => console.log(json ? line : formatLogLine(component, line)),
   });
   for (const e of mesh.configErrors) console.error(`ambit: invalid manifest skipped: ${e}`);

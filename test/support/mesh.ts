@@ -18,6 +18,8 @@ export interface TestMeshOptions {
   extraManifests?: string;
   certTtlSeconds?: number;
   env?: Record<string, string>;
+  /** Mesh follows the folder (as `ambit up` does): nodes and waypoints added later are started. */
+  follow?: boolean;
 }
 
 /** The quickstart's shape, moved to the test's range; no app commands (tests bind their own apps). */
@@ -82,6 +84,7 @@ export class TestMesh {
       stateDir: this.stateDir,
       controlPlaneAddr: `${this.ip(5)}:15012`,
       certTtlSeconds: this.opts.certTtlSeconds,
+      follow: this.opts.follow,
       env: { AMBIT_LOG_LEVEL: 'debug', ...this.opts.env },
       onLog: (component, line) => {
         try {
