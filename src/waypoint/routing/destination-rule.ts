@@ -6,7 +6,13 @@
 // then one in the service's namespace, then namespace/name order; the others get a warning.
 import type { DestinationRule } from '../../config/types.js';
 import { objectKey } from '../../config/types.js';
-import type { DestinationPolicy, LbPolicy, OutlierPolicy, PoolPolicy } from '../resilience/types.js';
+import type {
+  DestinationPolicy,
+  LbPolicy,
+  OutlierPolicy,
+  PoolPolicy,
+  RateLimitPolicy,
+} from '../resilience/types.js';
 import { parseDurationMs } from './duration.js';
 import { serviceKey, type PolicySource, type RouteTable } from './route-table.js';
 import type { ServiceIndex } from './services.js';
@@ -33,6 +39,46 @@ interface PolicyParts {
   lb?: LbPolicy;
   outlier?: OutlierPolicy;
   pool?: PoolPolicy;
+  rateLimit?: RateLimitPolicy;
+}
+
+/**
+ * Local rate limiting has no field in Istio's API (Istio configures Envoy's local_ratelimit
+ * through an EnvoyFilter), so ambit reads it from this DestinationRule annotation:
+ * `<tokens>/<interval>` with an optional `burst <max>`, e.g. `100/1s` or `10/1s burst 20` —
+ * Envoy's token bucket (tokens_per_fill, fill_interval, max_tokens; max defaults to tokens).
+ * It applies per waypoint instance to every port and subset of the rule's host.
+ */
+export const ANNOTATION_LOCAL_RATE_LIMIT = 'ambit.dev/local-rate-limit';
+const RATE_LIMIT_FORMAT = /^\s*(\d+)\s*\/\s*(\S+?)(?:\s+burst\s+(\d+))?\s*$/;
+
+/** Parses the annotation; undefined (with a warning) when it is malformed. */
+export function parseRateLimit(
+  value: string,
+  object: string,
+  warn: WarningSink,
+): RateLimitPolicy | undefined {
+  const field = `metadata.annotations["${ANNOTATION_LOCAL_RATE_LIMIT}"]`;
+  const m = RATE_LIMIT_FORMAT.exec(value);
+  const fillIntervalMs = m ? parseDurationMs(m[2]!) : undefined;
+  const tokensPerFill = m ? Number(m[1]) : 0;
+  const maxTokens = m?.[3] !== undefined ? Number(m[3]) : tokensPerFill;
+  if (
+    !m ||
+    fillIntervalMs === undefined ||
+    fillIntervalMs < 1 ||
+    tokensPerFill < 1 ||
+    maxTokens < tokensPerFill
+  ) {
+    warn.add(
+      object,
+      field,
+      'INVALID_VALUE',
+      `${JSON.stringify(value)} is not "<tokens>/<interval>[ burst <max>]" with tokens ≥ 1, interval ≥ 1ms and max ≥ tokens (e.g. "100/1s"); no rate limit applied`,
+    );
+    return undefined;
+  }
+  return { tokensPerFill, fillIntervalMs, maxTokens };
 }
 
 interface ConvertedPolicy {
@@ -106,6 +152,11 @@ function convertRule(rule: DestinationRule, warn: WarningSink): PolicySource {
   const object = objectKey(rule);
   const spec = rule.spec as unknown as IstioDestinationRuleSpec;
   const top = convertPolicy(spec.trafficPolicy, object, 'spec.trafficPolicy', warn);
+  const limit = rule.metadata.annotations?.[ANNOTATION_LOCAL_RATE_LIMIT];
+  if (limit !== undefined) {
+    const rateLimit = parseRateLimit(limit, object, warn);
+    if (rateLimit) top.base.rateLimit = rateLimit;
+  }
   const subsets = new Map<string, Record<string, string>>();
   const subsetPolicies = new Map<string, ConvertedPolicy>();
   (spec.subsets ?? []).forEach((s, i) => {
@@ -283,6 +334,7 @@ function pool(
     'http1MaxPendingRequests',
     'http2MaxRequests',
     'maxRequestsPerConnection',
+    'idleTimeout',
   ]);
   const out: PoolPolicy = {};
   if (cp.tcp?.maxConnections !== undefined) out.maxConnections = cp.tcp.maxConnections;
@@ -291,5 +343,7 @@ function pool(
   if (cp.http?.http2MaxRequests !== undefined) out.http2MaxRequests = cp.http.http2MaxRequests;
   if (cp.http?.maxRequestsPerConnection !== undefined)
     out.maxRequestsPerConnection = cp.http.maxRequestsPerConnection;
+  const idle = parseDurationMs(cp.http?.idleTimeout);
+  if (idle !== undefined) out.idleTimeoutMs = idle;
   return out;
 }
