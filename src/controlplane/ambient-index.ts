@@ -52,7 +52,6 @@ import {
   DOMAIN_SUFFIX,
   isAmbientEnrolled,
   isTerminal,
-  resourceVersion,
   selects,
   workloadUid,
   type IndexOptions,
@@ -70,8 +69,9 @@ import {
   type WaypointInfo,
   type WaypointProblem,
 } from './waypoints.js';
+import { ResourceStore, noChanges, type Changes, type XdsResource } from './resource-store.js';
 
-export type { IndexOptions };
+export type { IndexOptions, XdsResource };
 
 /** A waypoint's state as the control plane knows it (the file source is read-only: status lives here). */
 export interface WaypointStatus {
@@ -96,13 +96,6 @@ export interface PolicyStatus {
 }
 
 /** One encoded xDS resource as the server sends it. `version` is a short hash of `bytes`. */
-export interface XdsResource {
-  name: string;
-  version: string;
-  aliases: string[];
-  bytes: Uint8Array;
-}
-
 /** Resources of one type whose encoded content changed (upserted) or that no longer exist. */
 export interface IndexUpdate {
   typeUrl: string;
@@ -142,10 +135,6 @@ interface Dirty {
   peerAuthn: boolean;
   /** A Gateway or Node changed: waypoints are re-planned. */
   waypoints: boolean;
-}
-interface Changes {
-  upserted: Set<string>;
-  removed: Set<string>;
 }
 
 const keyOf = (m: Pick<ObjectMeta, 'name' | 'namespace'>) => `${m.namespace ?? 'default'}/${m.name}`;
@@ -220,11 +209,7 @@ export class AmbientIndex extends EventEmitter<{
   private readonly policiesByNs = new Map<string, Set<string>>(); // selector-scoped only
   private readonly peerAuthns = new Map<string, PeerAuthnEntry>();
   private convertedPeerAuthns = new Set<string>(); // resource names currently published for them
-  private readonly store = new Map<string, Map<string, XdsResource>>([
-    [TYPE_ADDRESS, new Map()],
-    [TYPE_AUTHORIZATION, new Map()],
-    [TYPE_CONFIG_OBJECT, new Map()],
-  ]);
+  private readonly store = new ResourceStore([TYPE_ADDRESS, TYPE_AUTHORIZATION, TYPE_CONFIG_OBJECT]);
   private generation = 0;
 
   constructor(
@@ -249,7 +234,7 @@ export class AmbientIndex extends EventEmitter<{
     this.setAuthorization(
       authorizationKey(staticStrictPolicy(this.opts.rootNamespace)),
       staticStrictPolicy(this.opts.rootNamespace),
-      { upserted: new Set(), removed: new Set() },
+      noChanges(),
     );
   }
 
@@ -285,10 +270,10 @@ export class AmbientIndex extends EventEmitter<{
       peerAuthn: false,
       waypoints: false,
     };
-    const config: Changes = { upserted: new Set(), removed: new Set() };
+    const config: Changes = noChanges();
     for (const d of change.deleted) this.trackOther(d, undefined, dirty, config);
     for (const o of change.upserted) this.trackOther(o, o, dirty, config);
-    const changes: Changes = { upserted: new Set(), removed: new Set() };
+    const changes: Changes = noChanges();
     if (dirty.waypoints) this.replanWaypoints(dirty, changes);
     for (const d of change.deleted) {
       if (d.kind === 'Namespace') this.setNamespace(d.metadata.name, undefined, dirty);
@@ -305,7 +290,7 @@ export class AmbientIndex extends EventEmitter<{
       else if (o.kind === 'PeerAuthentication') this.setPeerAuthn(keyOf(o.metadata), o, dirty);
     }
     // Policies first: a workload should not name a policy its proxy has not been offered yet.
-    const authz: Changes = { upserted: new Set(), removed: new Set() };
+    const authz: Changes = noChanges();
     for (const k of dirty.policies) this.refreshPolicy(k, authz);
     if (dirty.peerAuthn) this.refreshPeerAuthns(authz);
     for (const k of dirty.services) this.refreshService(k, changes);
@@ -362,10 +347,10 @@ export class AmbientIndex extends EventEmitter<{
     return e && effectivePeerAuthentication(this.peerAuthnChainOf(e.pod));
   }
   typeUrls(): string[] {
-    return [...this.store.keys()];
+    return this.store.typeUrls();
   }
   resources(typeUrl: string): ReadonlyMap<string, XdsResource> {
-    return this.store.get(typeUrl) ?? new Map();
+    return this.store.resources(typeUrl);
   }
   /** Bumped on every emitted update; the xDS server's system_version_info. */
   version(): string {
@@ -422,23 +407,13 @@ export class AmbientIndex extends EventEmitter<{
   }
 
   private setConfigObject(name: string, obj: ConfigObject | undefined, changes: Changes): void {
-    const store = this.store.get(TYPE_CONFIG_OBJECT)!;
-    if (!obj) {
-      if (store.delete(name)) {
-        changes.removed.add(name);
-        changes.upserted.delete(name);
-      }
-      return;
-    }
-    const bytes = encodeConfigObject({
-      ...obj,
-      metadata: { ...obj.metadata, namespace: obj.metadata.namespace ?? 'default' },
-    });
-    const version = resourceVersion(bytes);
-    if (store.get(name)?.version === version) return;
-    store.set(name, { name, version, aliases: [], bytes });
-    changes.upserted.add(name);
-    changes.removed.delete(name);
+    const bytes =
+      obj &&
+      encodeConfigObject({
+        ...obj,
+        metadata: { ...obj.metadata, namespace: obj.metadata.namespace ?? 'default' },
+      });
+    this.store.set(TYPE_CONFIG_OBJECT, name, bytes, changes);
   }
 
   /** Re-plans every waypoint; republishes those that changed and re-binds what asked for them. */
@@ -592,7 +567,7 @@ export class AmbientIndex extends EventEmitter<{
       }
     }
     for (const k of peerAuthenticationKeys(this.peerAuthnChainOf(pod), this.opts.rootNamespace)) {
-      if (this.store.get(TYPE_AUTHORIZATION)!.has(k)) out.add(k);
+      if (this.store.has(TYPE_AUTHORIZATION, k)) out.add(k);
     }
     return [...out].sort();
   }
@@ -782,36 +757,16 @@ export class AmbientIndex extends EventEmitter<{
   }
 
   private setAuthorization(name: string, a: Authorization | undefined, changes: Changes): void {
-    const store = this.store.get(TYPE_AUTHORIZATION)!;
-    if (!a) {
-      if (store.delete(name)) {
-        changes.removed.add(name);
-        changes.upserted.delete(name);
-      }
-      return;
-    }
-    const bytes = encodeAuthorization(a);
-    const version = resourceVersion(bytes);
-    if (store.get(name)?.version === version) return;
-    store.set(name, { name, version, aliases: [], bytes });
-    changes.upserted.add(name);
-    changes.removed.delete(name);
+    this.store.set(TYPE_AUTHORIZATION, name, a && encodeAuthorization(a), changes);
   }
 
   private setResource(name: string, address: Address | undefined, changes: Changes): void {
-    const store = this.store.get(TYPE_ADDRESS)!;
-    if (!address) {
-      if (store.delete(name)) {
-        changes.removed.add(name);
-        changes.upserted.delete(name);
-      }
-      return;
-    }
-    const bytes = encodeAddress(address);
-    const version = resourceVersion(bytes);
-    if (store.get(name)?.version === version) return;
-    store.set(name, { name, version, aliases: addressAliases(address), bytes });
-    changes.upserted.add(name);
-    changes.removed.delete(name);
+    this.store.set(
+      TYPE_ADDRESS,
+      name,
+      address && encodeAddress(address),
+      changes,
+      address ? addressAliases(address) : [],
+    );
   }
 }

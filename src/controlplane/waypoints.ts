@@ -54,6 +54,7 @@ interface GatewayLike {
     annotations?: Record<string, string>;
   };
   spec?: Record<string, unknown>;
+  status?: Record<string, unknown>;
 }
 
 export function isWaypointGateway(o: GatewayLike): boolean {
@@ -66,10 +67,15 @@ export function waypointForOf(gw: GatewayLike): WaypointFor {
 }
 
 /** The first `spec.addresses[].value` that is an IP (type IPAddress or unset), if any. */
+/**
+ * The address asked for in `spec.addresses`, else the one in `status.addresses` (in Kubernetes
+ * the waypoint controller writes its Service's cluster IP there, as istiod does).
+ */
 function specAddress(gw: GatewayLike): Ip | undefined {
-  const list = (gw.spec?.addresses ?? []) as { type?: string; value?: string }[];
-  for (const a of list) {
-    if ((a.type === undefined || a.type === 'IPAddress') && a.value && isIP(a.value)) return a.value as Ip;
+  for (const list of [gw.spec?.addresses, gw.status?.addresses]) {
+    for (const a of (list ?? []) as { type?: string; value?: string }[]) {
+      if ((a.type === undefined || a.type === 'IPAddress') && a.value && isIP(a.value)) return a.value as Ip;
+    }
   }
   return undefined;
 }

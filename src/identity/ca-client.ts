@@ -1,6 +1,7 @@
 // The node proxy's side of istio.v1.auth.IstioCertificateService: sends a CSR to the control
 // plane over TLS (verified against the mesh root) with the node's bearer token, and turns gRPC
 // failures into coded errors the certificate manager can log and retry on.
+import { tokenOf, type TokenSource } from '../common/token.js';
 import * as grpc from '@grpc/grpc-js';
 import { AmbitError, type ErrorCode } from '../common/errors.js';
 import { type CertRequestMsg, type CertResponseMsg, caServiceDefinition } from '../xds/proto.js';
@@ -13,7 +14,8 @@ export interface CaClientOptions {
   /** host:port of the control plane's gRPC TLS listener (15012). */
   address: string;
   rootCertPem: string;
-  token: string;
+  /** Read at every call, so a rotated token is picked up. */
+  token: TokenSource;
   /** TLS name to verify in the server's certificate. */
   serverName?: string;
 }
@@ -32,7 +34,7 @@ const CertificateServiceClient = grpc.makeGenericClientConstructor(
 
 export class CaClient {
   private readonly client: grpc.Client & { CreateCertificate: UnaryMethod };
-  private readonly token: string;
+  private readonly token: TokenSource;
   private readonly address: string;
 
   constructor(opts: CaClientOptions) {
@@ -50,7 +52,7 @@ export class CaClient {
   /** Requests a certificate; resolves to the chain, leaf first and root last. */
   createCertificate(csrPem: string, ttlSeconds: number): Promise<string[]> {
     const md = new grpc.Metadata();
-    md.set('authorization', `Bearer ${this.token}`);
+    md.set('authorization', `Bearer ${tokenOf(this.token)}`);
     const req: CertRequestMsg = { csr: csrPem, validityDuration: Math.max(0, Math.floor(ttlSeconds)) };
     return new Promise((resolve, reject) => {
       this.client.CreateCertificate(req, md, { deadline: Date.now() + CALL_DEADLINE_MS }, (err, res) => {

@@ -4,6 +4,7 @@
 // grpc-js-xds NACK behaviour). State is never dropped when the control plane goes away: proxies
 // keep serving the last configuration and reconnect forever, resuming with
 // initial_resource_versions so the server sends only what changed meanwhile.
+import { tokenOf, type TokenSource } from '../common/token.js';
 import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../common/log.js';
@@ -31,7 +32,7 @@ export interface XdsTypeHandler<T> {
 export function controlPlaneConnection(
   address: string,
   rootPem: string,
-  token: string,
+  token: TokenSource,
   serverName: string,
 ): Pick<XdsClientOptions, 'address' | 'credentials' | 'channelOptions' | 'metadata'> {
   return {
@@ -40,7 +41,7 @@ export function controlPlaneConnection(
     channelOptions: { 'grpc.ssl_target_name_override': serverName, 'grpc.default_authority': serverName },
     metadata: () => {
       const md = new grpc.Metadata();
-      md.set('authorization', `Bearer ${token}`);
+      md.set('authorization', `Bearer ${tokenOf(token)}`);
       return md;
     },
   };

@@ -65,6 +65,21 @@ describe('planWaypoints (deployment)', () => {
     ]);
   });
 
+  it('takes the address from status.addresses when spec has none (the Kubernetes controller writes it)', () => {
+    const gw = gateway('wp');
+    gw.status = {
+      addresses: [
+        { type: 'Hostname', value: 'wp.demo.svc' },
+        { type: 'IPAddress', value: '10.96.0.42' },
+      ],
+    };
+    const [w] = planWaypoints([node('n'), gw], '127.0.200.0/24').waypoints;
+    expect(w?.ip).toBe('10.96.0.42');
+    // spec wins over status
+    gw.spec.addresses = [{ type: 'IPAddress', value: '127.0.9.7' }];
+    expect(planWaypoints([node('n'), gw], '127.0.200.0/24').waypoints[0]?.ip).toBe('127.0.9.7');
+  });
+
   it('ignores Gateways of other classes', () => {
     expect(planWaypoints([node('n'), gateway('ingress', 'demo', { cls: 'istio' })]).waypoints).toEqual([]);
   });
