@@ -1,6 +1,6 @@
 // The request side of the waypoint's HTTP path, pure: the L7Request routing and policy see, the
 // headers sent upstream (route and backend edits, x-forwarded-*, x-request-id, traceparent),
-// path rewrites, weighted backend choice, hop-by-hop filtering and the access-record fields.
+// path rewrites, weighted backend choice, and hop-by-hop filtering.
 import type http from 'node:http';
 import { randomBytes } from 'node:crypto';
 import type { TunnelContext } from './http-proxy.js';
@@ -60,19 +60,6 @@ export function toL7Request(
       port: ctx.target.port,
     },
     grpc: contentType.startsWith('application/grpc'),
-  };
-}
-
-export function requestFields(req: L7Request, ctx: TunnelContext): Record<string, unknown> {
-  return {
-    'src.identity': ctx.peerIdentity,
-    'src.ip': ctx.srcIp,
-    'dst.addr': `${ctx.target.host}:${ctx.target.port}`,
-    'dst.service': ctx.service?.hostname,
-    method: req.method,
-    path: req.path,
-    authority: req.authority,
-    protocol: req.grpc ? 'grpc' : undefined,
   };
 }
 

@@ -8,10 +8,12 @@
 //  4. HBONE server on waypointIP:15008 that accepts only CONNECTs for services and workloads
 //     bound to this waypoint (400 unknown target, 403 not bound to this waypoint), then
 //     L4 policy (401), then protocol detection: TCP is spliced to a chosen endpoint over HBONE as
-//     the waypoint; HTTP/1.1, h2c and gRPC go through http-proxy.ts.
+//     the waypoint (tcp-proxy.ts); HTTP/1.1, h2c and gRPC go through http-proxy.ts.
+// Readiness (`GET /healthz/ready` on waypointIP:15021) is served from the start: 503 with the
+// step it waits for, 200 once xDS has answered, the certificate is issued and 15008 listens.
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import http2 from 'node:http2';
+import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../common/log.js';
 import { componentLogger } from '../common/log.js';
@@ -19,7 +21,7 @@ import { errorMessage } from '../common/errors.js';
 import type { HostPort, Ip, SocketAddr } from '../common/addr.js';
 import { HbonePool } from '../hbone/pool.js';
 import { HboneServer, type InboundTunnel } from '../hbone/server.js';
-import { HBONE_PORT } from '../hbone/constants.js';
+import { HBONE_PORT, READINESS_PORT } from '../hbone/constants.js';
 import type { TlsIdentity } from '../hbone/tls.js';
 import { CaClient } from '../identity/ca-client.js';
 import { CertificateManager, type WorkloadCert } from '../identity/cert-manager.js';
@@ -37,11 +39,13 @@ import { decodeConfigObject, type ConfigObject } from '../xds/config-objects.js'
 import { ProxyState } from '../node/state.js';
 import { PolicyStore } from '../node/policy-store.js';
 import { evaluate } from '../node/authz.js';
-import { buildRoute, roundRobin } from '../node/route.js';
+import { roundRobin } from '../node/route.js';
 import { connectTcp } from '../node/outbound.js';
-import { splice } from '../node/splice.js';
-import { detectProtocol, SNIFF_TIMEOUT_MS, type WireProtocol } from './protocol.js';
+import { detectProtocol } from './protocol.js';
+import { proxyTcp, sniff } from './tcp-proxy.js';
 import { HttpProxy, type L7Engine, type TunnelContext } from './http-proxy.js';
+import type { RequestRecord } from './request-record.js';
+import { serveReadiness } from './readiness.js';
 import { buildL7Engine } from './l7-engine.js';
 
 export interface WaypointOptions {
@@ -56,6 +60,10 @@ export interface WaypointOptions {
   port?: number;
   certTtlSeconds?: number;
   controlPlaneServerName?: string;
+  /** Readiness port on the waypoint's IP (default 15021). */
+  readinessPort?: number;
+  /** Called once for every finished HTTP request (telemetry). */
+  onRequest?: (record: RequestRecord) => void;
   logger?: Logger;
 }
 
@@ -74,6 +82,9 @@ export class Waypoint {
   private engineTimer?: NodeJS.Timeout;
   private warnings = new Set<string>();
   private readonly pick = roundRobin();
+  private readiness?: http.Server;
+  /** Why the waypoint is not ready; undefined once it is. */
+  private notReady: string | undefined = 'starting';
 
   constructor(private readonly opts: WaypointOptions) {
     this.log = opts.logger ?? componentLogger('waypoint', { waypoint: `${opts.namespace}/${opts.name}` });
@@ -105,7 +116,9 @@ export class Waypoint {
       },
       'waypoint starting',
     );
+    this.readiness = await serveReadiness(o.ip, o.readinessPort ?? READINESS_PORT, () => this.isReady());
     // 1. trust root and node token
+    this.notReady = 'waiting for the trust root and node token';
     const rootPem = await readFile(path.join(o.stateDir, 'ca', 'root-cert.pem'), 'utf8');
     const token = (await readFile(path.join(o.stateDir, 'nodes', `${nodeName}.token`), 'utf8')).trim();
     const serverName = o.controlPlaneServerName ?? 'istiod.istio-system.svc';
@@ -155,10 +168,12 @@ export class Waypoint {
       logger: this.log.child({ part: 'xds' }),
     });
     this.xds.start();
+    this.notReady = 'waiting for the first xDS response';
     await this.xds.ready();
     this.rebuildEngine();
 
     // 4. data path: the HBONE server as the waypoint, HTTP proxy and the upstream pool
+    this.notReady = 'waiting for the certificate';
     const cert = await this.certs.get({
       trustDomain: this.trustDomain,
       namespace: o.namespace,
@@ -169,6 +184,7 @@ export class Waypoint {
       state: this.state,
       engine: () => this.engine,
       connect: (endpoint, authority, ctx) => this.connectUpstream(endpoint, authority, ctx),
+      onRequest: o.onRequest,
       logger: this.log,
     });
     this.hbone = new HboneServer({
@@ -180,15 +196,30 @@ export class Waypoint {
       checkTarget: (t) => this.checkTarget(t),
       onTunnel: (t) => void this.handle(t),
     });
+    this.notReady = `waiting for the HBONE listener on ${o.ip}:${o.port ?? HBONE_PORT}`;
     await this.hbone.start();
+    this.notReady = undefined;
     this.log.info(
       { addr: `${o.ip}:${o.port ?? HBONE_PORT}`, identity: cert.spiffeId, routes: this.config.size },
       'waypoint ready',
     );
   }
 
+  /** Ready once xDS has answered, the certificate is issued and the HBONE listener is up. */
+  isReady(): { ready: boolean; reason?: string } {
+    return this.notReady === undefined ? { ready: true } : { ready: false, reason: this.notReady };
+  }
+
+  /** Upstream HTTP/1.1 connection counts (opened, reused, open now). */
+  upstreamStats(): ReturnType<HttpProxy['upstreamStats']> | undefined {
+    return this.http?.upstreamStats();
+  }
+
   async stop(graceMs = 2000): Promise<void> {
     clearTimeout(this.engineTimer);
+    this.notReady = 'stopping';
+    const readiness = this.readiness;
+    if (readiness) await new Promise<void>((resolve) => readiness.close(() => resolve()));
     this.xds?.stop();
     this.http?.close();
     this.pool?.close();
@@ -255,48 +286,24 @@ export class Waypoint {
     this.log.debug({ ...fields, protocol }, 'tunnel accepted');
     if (protocol === 'http1') return this.http.serveHttp1(stream, ctx);
     if (protocol === 'http2') return this.http.serveHttp2(stream, ctx);
-    await this.proxyTcp(stream, ctx, fields);
+    await proxyTcp(stream, ctx, fields, {
+      state: this.state,
+      self: this.opts.ip,
+      pick: this.pick,
+      connect: (endpoint, authority) => this.connectUpstream(endpoint, authority, ctx),
+      log: this.log,
+    });
   }
 
-  /** TCP (not HTTP): to an endpoint chosen as a node proxy would, over HBONE as the waypoint. */
-  private async proxyTcp(
-    stream: http2.ServerHttp2Stream,
-    ctx: TunnelContext,
-    fields: Record<string, unknown>,
-  ): Promise<void> {
-    const start = Date.now();
-    let upstream: Duplex;
-    try {
-      const self = this.state.workloadByAddress(this.opts.ip) ?? { addresses: [this.opts.ip] };
-      const route = buildRoute(ctx.target, this.state, this.pick, self);
-      if (route.kind === 'reject') throw new Error(route.reason);
-      if (route.kind === 'hbone') {
-        fields['upstream.workload'] = `${route.endpoint.namespace}/${route.endpoint.name}`;
-        upstream = await this.connectUpstream(route.endpoint, route.authority, ctx);
-      } else {
-        upstream = await connectTcp(route.addr, this.opts.ip);
-      }
-    } catch (err) {
-      this.log.warn({ ...fields, error: errorMessage(err), protocol: 'tcp' }, 'connection failed');
-      if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
-      return;
-    }
-    const result = await splice(stream, upstream);
-    this.log.info(
-      {
-        ...fields,
-        protocol: 'tcp',
-        duration_ms: Date.now() - start,
-        ...(result.error ? { error: result.error.message } : {}),
-      },
-      'connection complete',
-    );
-  }
-
+  /**
+   * An HBONE tunnel to `authority` as the waypoint. `forwarded: for=` names the downstream client
+   * when the tunnel is its own (TCP, upgrades); a pooled HTTP connection is shared, so it names
+   * the waypoint.
+   */
   private async connectUpstream(
     endpoint: Workload,
     authority: SocketAddr,
-    ctx: TunnelContext,
+    ctx?: TunnelContext,
   ): Promise<Duplex> {
     if (endpoint.tunnelProtocol !== 'HBONE') {
       const [host, port] = [endpoint.addresses[0]!, Number(authority.slice(authority.lastIndexOf(':') + 1))];
@@ -310,7 +317,7 @@ export class Waypoint {
     return this.pool.connect({
       source: cert,
       sourceIp: this.opts.ip,
-      clientAddr: { host: ctx.srcIp, port: 0 },
+      clientAddr: { host: ctx?.srcIp ?? this.opts.ip, port: 0 },
       hboneAddr: { host: endpoint.addresses[0]!, port: HBONE_PORT },
       expectedIdentity: spiffeIdOf(endpoint),
       authority,
@@ -362,33 +369,6 @@ export class Waypoint {
       );
     }
   }
-}
-
-/** Waits for the client's first bytes (up to SNIFF_TIMEOUT_MS) and decides; the bytes are put back. */
-function sniff(
-  stream: http2.ServerHttp2Stream,
-  decide: (first: Buffer, complete: boolean) => WireProtocol | undefined,
-): Promise<WireProtocol> {
-  return new Promise((resolve) => {
-    let buf = Buffer.alloc(0);
-    const finish = (p: WireProtocol) => {
-      clearTimeout(timer);
-      stream.off('data', onData);
-      stream.off('end', onEnd);
-      stream.pause();
-      if (buf.length && !stream.readableEnded) stream.unshift(buf);
-      resolve(p);
-    };
-    const onData = (c: Buffer) => {
-      buf = Buffer.concat([buf, c]);
-      const p = decide(buf, false);
-      if (p) finish(p);
-    };
-    const onEnd = () => finish(decide(buf, true) ?? 'tcp');
-    const timer = setTimeout(() => finish(decide(buf, true) ?? 'tcp'), SNIFF_TIMEOUT_MS);
-    stream.on('data', onData);
-    stream.once('end', onEnd);
-  });
 }
 
 async function onlyNodeToken(stateDir: string): Promise<string> {

@@ -2,7 +2,7 @@
 // waypoint (L7 authz, routing) → HBONE as the waypoint → destination node proxy → app.
 import http from 'node:http';
 import http2 from 'node:http2';
-import net from 'node:net';
+import type net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import { generateKeyPairSync } from 'node:crypto';
@@ -11,6 +11,8 @@ import { startEcho } from '../../src/cli/echo.js';
 import { socksConnect } from '../../src/cli/socks-client.js';
 import { TestMesh, closeServer, listen, readAll, tcpEcho, type LogRecord } from '../support/mesh.js';
 import { meshSignedCert, type TestCert } from '../support/certs.js';
+import { ECHO_SERVICE, socksForwarder, type EchoMsg } from '../support/mesh-grpc.js';
+import { demoService, waypointGateway } from '../support/waypoint-manifests.js';
 
 const O = 48;
 const ip = (n: number) => `127.0.${O}.${n}`;
@@ -44,26 +46,10 @@ async function token(claims: { iss?: string; sub?: string; expSeconds?: number }
     .sign(key);
 }
 
-const svc = (name: string, vip: string, selector: Record<string, string>, ports: string, labels = '{}') => `
-apiVersion: v1
-kind: Service
-metadata: {name: ${name}, namespace: demo, labels: ${labels}}
-spec:
-  clusterIP: ${vip}
-  selector: ${JSON.stringify(selector)}
-  ports: ${ports}
-`;
-const BOUND = `{"istio.io/use-waypoint": waypoint}`;
+const svc = demoService;
+const BOUND = true;
 const EXTRA = [
-  `
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: waypoint, namespace: demo}
-spec:
-  gatewayClassName: istio-waypoint
-  addresses: [{type: IPAddress, value: ${WAYPOINT}}]
-  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
-`,
+  waypointGateway(WAYPOINT),
   svc('web', WEB_VIP, { app: 'echo' }, '[{name: http, port: 8080}, {name: tcp-echo, port: 7000}]', BOUND),
   svc('echo-v1', ip(102), { app: 'echo', version: 'v1' }, '[{name: http, port: 8080}]'),
   svc('echo-v2', ip(103), { app: 'echo', version: 'v2' }, '[{name: http, port: 8080}]'),
@@ -161,32 +147,7 @@ const m = new TestMesh({ octet: O, extraManifests: EXTRA });
 const servers: net.Server[] = [];
 let grpcServers: grpc.Server[] = [];
 
-// ---- a tiny gRPC service with JSON messages ----
-type Msg = { text: string; pod?: string };
-const json = {
-  serialize: (o: Msg) => Buffer.from(JSON.stringify(o)),
-  deserialize: (b: Buffer) => JSON.parse(b.toString()) as Msg,
-};
-const ECHO_SERVICE: grpc.ServiceDefinition = {
-  Unary: {
-    path: '/ambit.test.Echo/Unary',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: json.serialize,
-    requestDeserialize: json.deserialize,
-    responseSerialize: json.serialize,
-    responseDeserialize: json.deserialize,
-  },
-  Chat: {
-    path: '/ambit.test.Echo/Chat',
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: json.serialize,
-    requestDeserialize: json.deserialize,
-    responseSerialize: json.serialize,
-    responseDeserialize: json.deserialize,
-  },
-};
+type Msg = EchoMsg;
 
 async function startGrpc(host: string, pod: string): Promise<grpc.Server> {
   const server = new grpc.Server();
@@ -207,23 +168,6 @@ async function startGrpc(host: string, pod: string): Promise<grpc.Server> {
     ),
   );
   return server;
-}
-
-/** A local TCP port that enters the mesh as `sleep` towards host:port (grpc-js speaks no SOCKS). */
-async function socksForwarder(host: string, port: number): Promise<net.Server> {
-  const server = net.createServer((c) => {
-    c.pause();
-    socksConnect({ host: SLEEP, port: 15080 }, host, port).then(
-      (s) => {
-        c.pipe(s).pipe(c);
-        c.resume();
-        s.on('error', () => c.destroy());
-        c.on('error', () => s.destroy());
-      },
-      () => c.destroy(),
-    );
-  });
-  return listen(server, '127.0.0.1', 0);
 }
 
 class SocksAgent extends http.Agent {
@@ -479,7 +423,7 @@ describe('gRPC through the waypoint', () => {
   let fwd: net.Server;
   let client: grpc.Client & Record<string, (...args: unknown[]) => unknown>;
   beforeAll(async () => {
-    fwd = await socksForwarder(GRPC_VIP, 9000);
+    fwd = await socksForwarder(SLEEP, GRPC_VIP, 9000);
     const Ctor = grpc.makeGenericClientConstructor(ECHO_SERVICE, 'Echo');
     const { port } = fwd.address() as net.AddressInfo;
     client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as typeof client;

@@ -1,6 +1,7 @@
 // The resilience state one destination (service) needs in the waypoint, built in one place
-// from its DestinationPolicy: a balancer, a retry budget, and — when the DestinationRule asks —
-// an outlier detector, a pool limiter and a rate-limit bucket. The waypoint keeps one per
+// from its DestinationPolicy: a balancer, a retry budget, a pool limiter (unlimited without a
+// `connectionPool`: it also counts the pooled upstream connections), and — when the
+// DestinationRule asks — an outlier detector and a rate-limit bucket. The waypoint keeps one per
 // destination and builds a new one when the destination's policy changes (state such as
 // ejections then starts afresh, as when Envoy replaces a cluster).
 import { createBalancer, type Balancer, type LbEndpoint } from './lb.js';
@@ -15,7 +16,7 @@ export interface DestinationResilience<E extends LbEndpoint = LbEndpoint> {
   readonly balancer: Balancer<E>;
   readonly retryBudget: RetryBudget;
   readonly outlier?: OutlierDetector;
-  readonly pool?: ConnectionPoolLimiter;
+  readonly pool: ConnectionPoolLimiter;
   readonly rateLimit?: TokenBucket;
 }
 
@@ -35,7 +36,7 @@ export function createDestinationResilience<E extends LbEndpoint = LbEndpoint>(
     balancer: createBalancer<E>(policy.lb, options.random),
     retryBudget: new RetryBudget(options.retryBudget),
     ...(policy.outlier ? { outlier: new OutlierDetector(policy.outlier, clock) } : {}),
-    ...(policy.pool ? { pool: new ConnectionPoolLimiter(policy.pool) } : {}),
+    pool: new ConnectionPoolLimiter(policy.pool ?? {}),
     ...(policy.rateLimit ? { rateLimit: new TokenBucket(policy.rateLimit, clock) } : {}),
   };
 }

@@ -2,8 +2,12 @@
 // circuit breakers). The limiter models HTTP/1-style upstream connections — one request at a
 // time on each — and decides, for each request, whether it gets a connection now, waits in
 // the pending queue, or overflows; the caller answers an overflow with a 503 (`overflowAnswer`).
-// It counts; it opens no sockets. Envoy's order is followed: the max-requests check comes
-// first, then an idle connection, then a new one, then the pending queue.
+// It counts; it opens no sockets: the waypoint's HTTP/1.1 pool (`../h1-pool.ts`) maps each
+// connection id to a real keep-alive connection. Envoy's order is followed: the max-requests
+// check comes first, then an idle connection, then a new one, then the pending queue.
+// Connections are keyed (the endpoint): an idle connection serves only its own key, and one
+// idle for another key is closed (`onEvict`) rather than let `maxConnections` starve a new key.
+// Multiplexed upstreams (HTTP/2) take only a request slot (`tryAcquireRequest`).
 import { failureAnswer } from './failure-answer.js';
 import type { PoolPolicy } from './types.js';
 
@@ -15,6 +19,8 @@ export interface PoolConnection {
   readonly id: number;
   /** Requests this connection has carried, counting the current one. */
   readonly requests: number;
+  /** What the connection leads to (the endpoint); '' when the caller does not key. */
+  readonly key: string;
 }
 
 export type PoolAcquireResult =
@@ -31,6 +37,9 @@ export type PoolAcquireResult =
     }
   | { ok: false; reason: PoolOverflowReason };
 
+/** A request slot on a multiplexed upstream; `release` is idempotent. */
+export type PoolRequestResult = { ok: true; release(): void } | { ok: false; reason: PoolOverflowReason };
+
 export interface PoolStats {
   connections: number;
   idle: number;
@@ -42,34 +51,45 @@ export interface PoolStats {
 interface Connection {
   id: number;
   requests: number;
+  key: string;
 }
 
 interface Waiter {
+  key: string;
   grant: (result: PoolAcquireResult) => void;
 }
 
 export class ConnectionPoolLimiter {
   readonly policy: PoolPolicy;
-  readonly #idle: Connection[] = [];
+  /** Idle connections per key, the most recently used last. */
+  readonly #idle = new Map<string, Connection[]>();
   readonly #pending: Waiter[] = [];
+  #idleCount = 0;
   #connections = 0;
   #active = 0;
   #overflows = 0;
   #nextId = 1;
+  #onEvict?: (id: number) => void;
 
   constructor(policy: PoolPolicy = {}) {
     this.policy = policy;
+  }
+
+  /** Called with the id of an idle connection the limiter closed to make room for another key. */
+  onEvict(handler: (id: number) => void): void {
+    this.#onEvict = handler;
   }
 
   /**
    * Get a connection for one request. Resolves at once with a connection or an overflow, or
    * later when a queued request gets a connection; `signal` abandons a queued request.
    */
-  acquire(signal?: AbortSignal): Promise<PoolAcquireResult> {
-    const now = this.tryAcquire();
+  acquire(signal?: AbortSignal, key = ''): Promise<PoolAcquireResult> {
+    const now = this.tryAcquire(key);
     if (now !== 'queue') return Promise.resolve(now);
     return new Promise((resolve) => {
       const waiter: Waiter = {
+        key,
         grant: (result) => {
           signal?.removeEventListener('abort', onAbort);
           resolve(result);
@@ -87,30 +107,89 @@ export class ConnectionPoolLimiter {
   }
 
   /** The decision without waiting: a connection, an overflow, or 'queue' (room in the queue). */
-  tryAcquire(): PoolAcquireResult | 'queue' {
-    const { http2MaxRequests, http1MaxPendingRequests, maxConnections } = this.policy;
-    if (http2MaxRequests !== undefined && this.#active >= http2MaxRequests)
-      return this.#overflow('max requests overflow');
-    const idle = this.#idle.pop();
-    if (idle) return this.#lease(idle, false);
-    if (maxConnections === undefined || this.#connections < maxConnections) {
-      this.#connections++;
-      return this.#lease({ id: this.#nextId++, requests: 0 }, true);
-    }
-    if (http1MaxPendingRequests !== undefined && this.#pending.length >= http1MaxPendingRequests) {
-      return this.#overflow('pending requests overflow');
-    }
+  tryAcquire(key = ''): PoolAcquireResult | 'queue' {
+    if (this.#requestsFull()) return this.#overflow('max requests overflow');
+    const granted = this.#grant(key);
+    if (granted) return granted;
+    const max = this.policy.http1MaxPendingRequests;
+    if (max !== undefined && this.#pending.length >= max) return this.#overflow('pending requests overflow');
     return 'queue';
+  }
+
+  /** A request on a multiplexed (HTTP/2) upstream: only `http2MaxRequests` applies. */
+  tryAcquireRequest(): PoolRequestResult {
+    if (this.#requestsFull()) return this.#overflow('max requests overflow');
+    this.#active++;
+    let released = false;
+    return {
+      ok: true,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.#active--;
+        this.#servePending();
+      },
+    };
+  }
+
+  /** An idle connection died (peer closed it, idle timeout): forget it. False if it was not idle. */
+  discard(id: number): boolean {
+    for (const [key, list] of this.#idle) {
+      const i = list.findIndex((c) => c.id === id);
+      if (i < 0) continue;
+      list.splice(i, 1);
+      if (list.length === 0) this.#idle.delete(key);
+      this.#idleCount--;
+      this.#connections--;
+      this.#servePending();
+      return true;
+    }
+    return false;
   }
 
   stats(): PoolStats {
     return {
       connections: this.#connections,
-      idle: this.#idle.length,
+      idle: this.#idleCount,
       active: this.#active,
       pending: this.#pending.length,
       overflows: this.#overflows,
     };
+  }
+
+  #requestsFull(): boolean {
+    const max = this.policy.http2MaxRequests;
+    return max !== undefined && this.#active >= max;
+  }
+
+  /** An idle connection of `key`, else a new one below maxConnections (evicting an idle one of another key if need be). */
+  #grant(key: string): PoolAcquireResult | undefined {
+    const list = this.#idle.get(key);
+    const idle = list?.pop();
+    if (idle) {
+      if (list!.length === 0) this.#idle.delete(key);
+      this.#idleCount--;
+      return this.#lease(idle, false);
+    }
+    const max = this.policy.maxConnections;
+    if (max !== undefined && this.#connections >= max) {
+      const evicted = this.#evictOne();
+      if (evicted === undefined) return undefined;
+      this.#onEvict?.(evicted);
+    } else this.#connections++;
+    return this.#lease({ id: this.#nextId++, requests: 0, key }, true);
+  }
+
+  /** Removes the least recently used idle connection (any key); its slot goes to the caller. */
+  #evictOne(): number | undefined {
+    for (const [key, list] of this.#idle) {
+      const c = list.shift();
+      if (!c) continue;
+      if (list.length === 0) this.#idle.delete(key);
+      this.#idleCount--;
+      return c.id;
+    }
+    return undefined;
   }
 
   #lease(connection: Connection, fresh: boolean): PoolAcquireResult {
@@ -119,7 +198,7 @@ export class ConnectionPoolLimiter {
     let released = false;
     return {
       ok: true,
-      connection: { id: connection.id, requests: connection.requests },
+      connection: { id: connection.id, requests: connection.requests, key: connection.key },
       fresh,
       release: (opts = {}) => {
         if (released) return { closeConnection: false };
@@ -128,7 +207,12 @@ export class ConnectionPoolLimiter {
         const max = this.policy.maxRequestsPerConnection;
         const closeConnection = !opts.closed && max !== undefined && max > 0 && connection.requests >= max;
         if (opts.closed || closeConnection) this.#connections--;
-        else this.#idle.push(connection);
+        else {
+          const list = this.#idle.get(connection.key) ?? [];
+          list.push(connection);
+          this.#idle.set(connection.key, list);
+          this.#idleCount++;
+        }
         this.#servePending();
         return { closeConnection };
       },
@@ -138,20 +222,14 @@ export class ConnectionPoolLimiter {
   /** Hand freed capacity to queued requests, oldest first. */
   #servePending(): void {
     while (this.#pending.length > 0) {
-      const { http2MaxRequests, maxConnections } = this.policy;
-      if (http2MaxRequests !== undefined && this.#active >= http2MaxRequests) return;
-      let result: PoolAcquireResult;
-      const idle = this.#idle.pop();
-      if (idle) result = this.#lease(idle, false);
-      else if (maxConnections === undefined || this.#connections < maxConnections) {
-        this.#connections++;
-        result = this.#lease({ id: this.#nextId++, requests: 0 }, true);
-      } else return;
+      if (this.#requestsFull()) return;
+      const result = this.#grant(this.#pending[0]!.key);
+      if (!result) return;
       this.#pending.shift()!.grant(result);
     }
   }
 
-  #overflow(reason: PoolOverflowReason): PoolAcquireResult {
+  #overflow(reason: PoolOverflowReason): { ok: false; reason: PoolOverflowReason } {
     this.#overflows++;
     return { ok: false, reason };
   }

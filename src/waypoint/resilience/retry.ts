@@ -2,7 +2,13 @@
 // jittered exponential backoff between tries, the retry budget that keeps retries from
 // multiplying an outage, and `runWithRetries`, which drives the tries with per-try and route
 // timeouts. The decisions are pure; time and randomness are injected.
-import type { AttemptOutcome, Clock, RandomSource, RetryPolicy } from './types.js';
+import {
+  GRPC_RETRY_ON,
+  type AttemptOutcome,
+  type Clock,
+  type RandomSource,
+  type RetryPolicy,
+} from './types.js';
 
 /** Envoy's retry_budget defaults: 20 % of active requests, at least 3 concurrent retries. */
 export const DEFAULT_BUDGET_PERCENT = 20;
@@ -18,7 +24,8 @@ const RETRIABLE_4XX = new Set([409]);
  * Follows Envoy's `RetryStateImpl`: any failure without a response (connect failure, reset,
  * refused stream, per-try timeout) is retried by `5xx`, `gateway-error` and `reset`, because
  * it becomes a 503/504; `connect-failure` and `refused-stream` only retry their own failure;
- * a local overflow is never retried.
+ * a local overflow is never retried. gRPC values retry the grpc-status of a trailers-only
+ * response (`unavailable` → 14 …); the HTTP ones still apply to its HTTP status.
  */
 export function shouldRetry(policy: RetryPolicy, outcome: AttemptOutcome): boolean {
   const on = policy.retryOn;
@@ -35,6 +42,8 @@ export function shouldRetry(policy: RetryPolicy, outcome: AttemptOutcome): boole
         return on.has('5xx') || on.has('gateway-error') || on.has('reset');
     }
   }
+  if (outcome.grpcStatus !== undefined)
+    for (const [name, code] of GRPC_RETRY_ON) if (code === outcome.grpcStatus && on.has(name)) return true;
   const status = outcome.status;
   if (status === undefined) return false;
   if (on.has('5xx') && status >= 500 && status <= 599) return true;
@@ -146,7 +155,8 @@ export type RetryStop =
   | 'attempts-exhausted'
   | 'budget-exhausted'
   | 'deadline' // the route timeout fired, or no time was left for another try
-  | 'cancelled'; // the downstream went away (options.signal)
+  | 'cancelled' // the downstream went away (options.signal)
+  | 'not-replayable'; // the request could not be sent again (options.canRetry said no)
 
 export interface RetryResult<R> {
   outcome: AttemptResult<R>;
@@ -166,6 +176,11 @@ export interface RunRetriesOptions {
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
   /** The downstream went away: stop trying. */
   signal?: AbortSignal;
+  /**
+   * Whether the request can still be sent again (a streamed body past the buffer limit cannot);
+   * asked only when the outcome would be retried.
+   */
+  canRetry?: () => boolean;
   /** Called before each retry, for a log line. */
   onRetry?: (info: { attempt: number; outcome: AttemptOutcome; backoffMs: number }) => void;
 }
@@ -210,6 +225,7 @@ export async function runWithRetries<R>(
       if (timedOut === 'route') return result('deadline');
       if (!policy || !shouldRetry(policy, outcome)) return result('success');
       if (n >= maxTries) return result('attempts-exhausted');
+      if (options.canRetry && !options.canRetry()) return result('not-replayable');
       const wait = backoffMs(n, policy, random);
       // No point waiting for a try that cannot start before the deadline: answer now with
       // the real failure rather than a 504 later.
@@ -260,6 +276,7 @@ async function runOneTry<R>(
 function stripResponse(outcome: AttemptOutcome): AttemptOutcome {
   return {
     ...(outcome.status !== undefined ? { status: outcome.status } : {}),
+    ...(outcome.grpcStatus !== undefined ? { grpcStatus: outcome.grpcStatus } : {}),
     ...(outcome.error !== undefined ? { error: outcome.error } : {}),
   };
 }

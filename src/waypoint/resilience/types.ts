@@ -11,7 +11,13 @@ export type RetryOn =
   | 'reset'
   | 'retriable-4xx'
   | 'refused-stream'
-  | 'retriable-status-codes';
+  | 'retriable-status-codes'
+  // gRPC (Envoy `x-envoy-retry-grpc-on`): the grpc-status of a trailers-only response
+  | 'cancelled'
+  | 'deadline-exceeded'
+  | 'internal'
+  | 'resource-exhausted'
+  | 'unavailable';
 
 /** Every supported `retryOn` value, for validation at the edge. */
 export const RETRY_ON_VALUES: readonly RetryOn[] = [
@@ -22,7 +28,21 @@ export const RETRY_ON_VALUES: readonly RetryOn[] = [
   'retriable-4xx',
   'refused-stream',
   'retriable-status-codes',
+  'cancelled',
+  'deadline-exceeded',
+  'internal',
+  'resource-exhausted',
+  'unavailable',
 ];
+
+/** gRPC retryOn values and the grpc-status each retries (Envoy `RetryStateImpl`). */
+export const GRPC_RETRY_ON: ReadonlyMap<RetryOn, number> = new Map<RetryOn, number>([
+  ['cancelled', 1],
+  ['deadline-exceeded', 4],
+  ['resource-exhausted', 8],
+  ['internal', 13],
+  ['unavailable', 14],
+]);
 
 export interface RetryBackoff {
   /** Envoy `base_interval`, default 25 ms. */
@@ -44,11 +64,20 @@ export interface RetryPolicy {
 /** Envoy's default retry backoff (base 25 ms, max 10 × base). */
 export const DEFAULT_RETRY_BACKOFF: Readonly<RetryBackoff> = { baseMs: 25, maxMs: 250 };
 
-/** Istio's default retry policy when a route sets none: 2 retries on connect-failure, refused-stream, 503. */
+/**
+ * Istio's default retry policy when a route sets none: 2 retries on connect-failure,
+ * refused-stream, gRPC unavailable and cancelled, and 503.
+ */
 export function defaultRetryPolicy(): RetryPolicy {
   return {
     attempts: 2,
-    retryOn: new Set<RetryOn>(['connect-failure', 'refused-stream', 'retriable-status-codes']),
+    retryOn: new Set<RetryOn>([
+      'connect-failure',
+      'refused-stream',
+      'unavailable',
+      'cancelled',
+      'retriable-status-codes',
+    ]),
     retriableStatusCodes: [503],
     backoff: { ...DEFAULT_RETRY_BACKOFF },
   };
@@ -88,6 +117,8 @@ export interface PoolPolicy {
   http2MaxRequests?: number;
   /** Requests per connection before it is closed (Istio `http.maxRequestsPerConnection`). */
   maxRequestsPerConnection?: number;
+  /** How long an upstream connection may stay idle in the pool (Istio `http.idleTimeout`). */
+  idleTimeoutMs?: number;
 }
 
 export interface RateLimitPolicy {
@@ -127,5 +158,7 @@ export type UpstreamError = 'connect-failure' | 'reset' | 'refused-stream' | 'ti
 /** What one upstream attempt came to: a response status, or an error before any response. */
 export interface AttemptOutcome {
   status?: number;
+  /** grpc-status of a trailers-only gRPC response (the status is known with the headers). */
+  grpcStatus?: number;
   error?: UpstreamError;
 }

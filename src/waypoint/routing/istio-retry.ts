@@ -1,7 +1,8 @@
 // Istio `retries` → RetryPolicy, as istiod converts them (pilot/pkg/networking/core/route/retry):
 // attempts <= 0 turns retries off; an unset retryOn keeps Istio's default (connect-failure,
-// refused-stream, 503); numbers in retryOn are retriable status codes and imply
-// retriable-status-codes; gRPC status names are not supported here and are reported.
+// refused-stream, unavailable, cancelled, 503); numbers in retryOn are retriable status codes
+// and imply retriable-status-codes; gRPC status names (unavailable…) retry by grpc-status;
+// values ambit does not know are reported.
 import { DEFAULT_RETRY_BACKOFF, RETRY_ON_VALUES, defaultRetryPolicy } from '../resilience/types.js';
 import type { RetryOn, RetryPolicy } from '../resilience/types.js';
 import { parseDurationMs } from './duration.js';

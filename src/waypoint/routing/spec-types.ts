@@ -194,7 +194,12 @@ export interface IstioLoadBalancer {
 
 export interface IstioConnectionPool {
   tcp?: { maxConnections?: number };
-  http?: { http1MaxPendingRequests?: number; http2MaxRequests?: number; maxRequestsPerConnection?: number };
+  http?: {
+    http1MaxPendingRequests?: number;
+    http2MaxRequests?: number;
+    maxRequestsPerConnection?: number;
+    idleTimeout?: string;
+  };
 }
 
 export interface IstioOutlierDetection {

@@ -232,7 +232,7 @@ describe('createDestinationResilience', () => {
     expect(plain.balancer.kind).toBe('ROUND_ROBIN');
     expect(plain.retryBudget.limit()).toBe(3);
     expect(plain.outlier).toBeUndefined();
-    expect(plain.pool).toBeUndefined();
+    expect(plain.pool.policy).toEqual({}); // always there: it keys the upstream connection pool
     expect(plain.rateLimit).toBeUndefined();
 
     let now = 0;
@@ -246,8 +246,8 @@ describe('createDestinationResilience', () => {
       { clock: () => now, retryBudget: { budgetPercent: 50 } },
     );
     expect(full.retryBudget.budgetPercent).toBe(50);
-    expect(full.pool?.tryAcquire()).toMatchObject({ ok: true });
-    expect(full.pool?.tryAcquire()).toEqual({ ok: false, reason: 'max requests overflow' });
+    expect(full.pool.tryAcquire()).toMatchObject({ ok: true });
+    expect(full.pool.tryAcquire()).toEqual({ ok: false, reason: 'max requests overflow' });
     expect(full.rateLimit?.take()).toMatchObject({ allowed: true });
     expect(full.rateLimit?.take()).toEqual({ allowed: false, resetMs: 1000 });
     now += 1000;

@@ -129,6 +129,58 @@ describe('ConnectionPoolLimiter', () => {
     expect(pool.stats()).toMatchObject({ active: 0, idle: 1, connections: 1 });
   });
 
+  it('keys connections: an idle connection serves only its own endpoint', () => {
+    const pool = new ConnectionPoolLimiter({});
+    granted(pool.tryAcquire('a')).release();
+    const b = granted(pool.tryAcquire('b'));
+    expect(b).toMatchObject({ fresh: true, connection: { id: 2, key: 'b' } });
+    expect(granted(pool.tryAcquire('a'))).toMatchObject({ fresh: false, connection: { id: 1, key: 'a' } });
+  });
+
+  it('at maxConnections, closes an idle connection of another endpoint instead of queueing', () => {
+    const pool = new ConnectionPoolLimiter({ maxConnections: 1 });
+    const evicted: number[] = [];
+    pool.onEvict((id) => evicted.push(id));
+    granted(pool.tryAcquire('a')).release();
+    expect(granted(pool.tryAcquire('b'))).toMatchObject({ fresh: true, connection: { id: 2, key: 'b' } });
+    expect(evicted).toEqual([1]);
+    expect(pool.stats()).toMatchObject({ connections: 1, idle: 0, active: 1 });
+  });
+
+  it('hands a connection released for one endpoint to a waiter for another (evicting it)', async () => {
+    const pool = new ConnectionPoolLimiter({ maxConnections: 1 });
+    const evicted: number[] = [];
+    pool.onEvict((id) => evicted.push(id));
+    const a = granted(pool.tryAcquire('a'));
+    const waiting = pool.acquire(undefined, 'b');
+    a.release();
+    expect(granted(await waiting)).toMatchObject({ fresh: true, connection: { key: 'b' } });
+    expect(evicted).toEqual([1]);
+  });
+
+  it('forgets an idle connection that died (discard) and serves the queue with a new one', async () => {
+    const pool = new ConnectionPoolLimiter({ maxConnections: 2 });
+    const a = granted(pool.tryAcquire('a'));
+    granted(pool.tryAcquire('a'));
+    a.release();
+    expect(pool.discard(a.connection.id)).toBe(true);
+    expect(pool.discard(a.connection.id)).toBe(false);
+    expect(pool.stats()).toMatchObject({ connections: 1, idle: 0 });
+    expect(granted(pool.tryAcquire('a')).fresh).toBe(true);
+  });
+
+  it('gives multiplexed (HTTP/2) requests a slot under http2MaxRequests, shared with HTTP/1', () => {
+    const pool = new ConnectionPoolLimiter({ http2MaxRequests: 2 });
+    const one = pool.tryAcquireRequest();
+    granted(pool.tryAcquire());
+    expect(pool.tryAcquireRequest()).toEqual({ ok: false, reason: 'max requests overflow' });
+    if (!one.ok) throw new Error('expected a slot');
+    one.release();
+    one.release();
+    expect(pool.stats().active).toBe(1);
+    expect(pool.tryAcquireRequest().ok).toBe(true);
+  });
+
   it('answers an overflow as Envoy does', () => {
     expect(overflowAnswer()).toEqual({
       status: 503,

@@ -104,14 +104,31 @@ describe('shouldRetry follows Envoy retry_on semantics', () => {
     );
   });
 
-  it("Istio's default policy retries connect failures, refused streams and 503", () => {
+  it("Istio's default policy retries connect failures, refused streams, gRPC unavailable/cancelled and 503", () => {
     const p = defaultRetryPolicy();
     expect(p.attempts).toBe(2);
     expect(shouldRetry(p, { error: 'connect-failure' })).toBe(true);
     expect(shouldRetry(p, { error: 'refused-stream' })).toBe(true);
     expect(shouldRetry(p, { status: 503 })).toBe(true);
+    expect(shouldRetry(p, { status: 200, grpcStatus: 14 })).toBe(true);
+    expect(shouldRetry(p, { status: 200, grpcStatus: 1 })).toBe(true);
+    expect(shouldRetry(p, { status: 200, grpcStatus: 13 })).toBe(false);
     expect(shouldRetry(p, { status: 500 })).toBe(false);
     expect(shouldRetry(p, { error: 'reset' })).toBe(false);
+  });
+
+  it.each<[RetryOn, number]>([
+    ['cancelled', 1],
+    ['deadline-exceeded', 4],
+    ['resource-exhausted', 8],
+    ['internal', 13],
+    ['unavailable', 14],
+  ])('gRPC %s retries grpc-status %i only', (on, code) => {
+    const p = policy([on]);
+    expect(shouldRetry(p, { status: 200, grpcStatus: code })).toBe(true);
+    expect(shouldRetry(p, { status: 200, grpcStatus: 0 })).toBe(false);
+    expect(shouldRetry(p, { status: 200, grpcStatus: code === 14 ? 13 : 14 })).toBe(false);
+    expect(shouldRetry(p, { status: 503 })).toBe(false);
   });
 });
 
@@ -222,6 +239,16 @@ describe('runWithRetries', () => {
     expect(result.outcome.status).toBe(200);
     expect(result.outcome.response).toBe('try 2');
     expect(result.attempts).toBe(2);
+  });
+
+  it('stops with not-replayable when the request cannot be sent again', async () => {
+    const s = scripted([{ status: 503 }, { status: 200 }]);
+    const result = await runWithRetries(s.attempt, policy(['5xx']), new RetryBudget(), {
+      sleep: noSleep,
+      canRetry: () => false,
+    });
+    expect(result).toMatchObject({ outcome: { status: 503 }, attempts: 1, stop: 'not-replayable' });
+    expect(s.calls).toEqual([1]);
   });
 
   it('makes 1 + attempts tries, then returns the last failure', async () => {

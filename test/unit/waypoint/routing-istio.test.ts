@@ -323,7 +323,11 @@ describe('VirtualService actions', () => {
             response: { remove: ['server'] },
           },
           timeout: '2s',
-          retries: { attempts: 3, perTryTimeout: '500ms', retryOn: '5xx,gateway-error,503,unavailable' },
+          retries: {
+            attempts: 3,
+            perTryTimeout: '500ms',
+            retryOn: '5xx,gateway-error,503,unavailable,envoy-ratelimited',
+          },
           fault: {
             delay: { fixedDelay: '100ms', percentage: { value: 10 } },
             abort: { httpStatus: 503, percentage: { value: 0.5 } },
@@ -345,7 +349,12 @@ describe('VirtualService actions', () => {
     expect(a.timeoutMs).toBe(2000);
     expect(a.perTryTimeoutMs).toBe(500);
     expect(a.retry).toMatchObject({ attempts: 3, perTryTimeoutMs: 500, retriableStatusCodes: [503] });
-    expect([...a.retry!.retryOn].sort()).toEqual(['5xx', 'gateway-error', 'retriable-status-codes']);
+    expect([...a.retry!.retryOn].sort()).toEqual([
+      '5xx',
+      'gateway-error',
+      'retriable-status-codes',
+      'unavailable',
+    ]);
     expect(a.fault).toEqual({ delay: { percent: 10, ms: 100 }, abort: { percent: 0.5, status: 503 } });
     expect(
       a.mirror!.map((m) => [m.backend.service.hostname.split('.')[0], m.percent, m.backend.port]),
@@ -355,7 +364,7 @@ describe('VirtualService actions', () => {
     ]);
     expect(warningsOf(t, 'VirtualService/shop/vs')).toEqual([
       expect.stringMatching(
-        /^UNSUPPORTED_FIELD spec\.http\[0\]\.retries\.retryOn: retryOn value "unavailable"/,
+        /^UNSUPPORTED_FIELD spec\.http\[0\]\.retries\.retryOn: retryOn value "envoy-ratelimited"/,
       ),
     ]);
   });
@@ -466,7 +475,12 @@ describe('destinationPolicy', () => {
           },
           connectionPool: {
             tcp: { maxConnections: 10 },
-            http: { http1MaxPendingRequests: 5, http2MaxRequests: 100, maxRequestsPerConnection: 1 },
+            http: {
+              http1MaxPendingRequests: 5,
+              http2MaxRequests: 100,
+              maxRequestsPerConnection: 1,
+              idleTimeout: '90s',
+            },
           },
         },
       }),
@@ -485,6 +499,7 @@ describe('destinationPolicy', () => {
         http1MaxPendingRequests: 5,
         http2MaxRequests: 100,
         maxRequestsPerConnection: 1,
+        idleTimeoutMs: 90_000,
       },
     });
   });

@@ -1,0 +1,309 @@
+// HTTP/2 prior knowledge (h2c) and gRPC at the waypoint: each stream through the shared
+// pipeline (`pipeline.ts`) — retries with the budget, per-try and route timeouts, the pool's
+// `http2MaxRequests`, outlier recording, mirrors — on one upstream HTTP/2 session per endpoint
+// (over one HBONE stream). The request body is streamed to the try in flight and kept (up to
+// 1 MiB) so another try can replay it; past that, no retry (Envoy does the same). A gRPC
+// trailers-only answer carries its grpc-status with the headers, so `unavailable` & co. can be
+// retried; a gRPC request the waypoint answers itself gets a grpc-status (Envoy's mapping).
+import http2 from 'node:http2';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Logger } from '../common/log.js';
+import type { TunnelContext } from './http-proxy.js';
+import { applyModifier, forwardHeaders, HOP_BY_HOP, rewrittenPath, toL7Request } from './http-request.js';
+import { failureOf, RETRY_BUFFER_BYTES, toFailure, type Plan, type RequestPipeline } from './pipeline.js';
+import { newExchange, type Exchange } from './request-record.js';
+import type { AttemptResult } from './resilience/retry.js';
+import type { ConnectionPoolLimiter } from './resilience/pool.js';
+import { defaultRetryPolicy } from './resilience/types.js';
+import { socketOf } from './stream-adapter.js';
+import { ReplayBody } from './replay-body.js';
+import { UPSTREAM_IDLE_MS } from './h1-pool.js';
+import type { UpstreamEndpoint } from './upstream.js';
+
+const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM, NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR } = http2.constants;
+
+/** An upstream answer whose headers have arrived. */
+interface UpstreamAnswer {
+  stream: http2.ClientHttp2Stream;
+  headers: http2.IncomingHttpHeaders;
+  /** Headers-only (for gRPC: trailers-only) answer. */
+  endStream: boolean;
+  /**
+   * Trailers, caught from the start: nghttp2 often hands headers, data and trailers over in one
+   * read, so 'trailers' can fire before the relay is set up.
+   */
+  trailers: http2.IncomingHttpHeaders;
+}
+
+export class Http2Handler {
+  private readonly sessions = new Map<string, Promise<http2.ClientHttp2Session>>();
+
+  constructor(
+    private readonly pipeline: RequestPipeline,
+    private readonly contextOf: (session: object) => TunnelContext | undefined,
+    private readonly dial: (ep: UpstreamEndpoint) => Promise<Duplex>,
+    private readonly log: Logger,
+  ) {}
+
+  async onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
+    stream.on('error', () => {});
+    const ctx = stream.session ? this.contextOf(stream.session) : undefined;
+    if (!ctx) return void stream.close(NGHTTP2_REFUSED_STREAM);
+    const authority = String(headers[':authority'] ?? headers.host ?? '');
+    const url = String(headers[':path'] ?? '/');
+    const l7 = toL7Request(String(headers[':method'] ?? 'GET'), url, headers, ctx, authority);
+    const grpc = l7.grpc;
+    const x = newExchange(l7, ctx, grpc ? 'grpc' : 'http2');
+    const abort = new AbortController();
+    stream.once('close', () => abort.abort(new Error('downstream went away')));
+    try {
+      let answered = 0;
+      const plan = await this.pipeline.prepare(x, (status, hdrs, body) => {
+        answered = status;
+        if (grpc) answerGrpc(stream, x, status, body.trim(), {});
+        else if (!stream.destroyed && !stream.closed) {
+          stream.respond({ ':status': status, ...hdrs });
+          stream.end(body);
+        }
+      });
+      if (!plan) return this.pipeline.record(x, grpc ? 200 : answered);
+      // A stream reset by the client while we decided costs no upstream work (rapid reset).
+      if (stream.destroyed || stream.closed) {
+        x.reason = 'reset by client';
+        return this.pipeline.record(x, 0);
+      }
+      const reqHeaders: http2.OutgoingHttpHeaders = {};
+      for (const [k, v] of Object.entries(forwardHeaders(headers, l7, ctx, plan.action, 'http')))
+        if (!k.startsWith(':') && !HOP_BY_HOP.has(k)) reqHeaders[k] = v;
+      reqHeaders[':method'] = l7.method;
+      reqHeaders[':path'] = rewrittenPath(url, plan.action, l7.path);
+      reqHeaders[':authority'] = plan.action.rewrite?.authority ?? l7.authority;
+      reqHeaders[':scheme'] = 'http';
+      const body = new ReplayBody(stream, RETRY_BUFFER_BYTES);
+      body.onComplete((buf) => this.mirror(plan, reqHeaders, buf));
+      let previous: UpstreamAnswer | undefined;
+      const result = await this.pipeline.forward<UpstreamAnswer>(
+        x,
+        plan,
+        plan.action.retry ?? defaultRetryPolicy(),
+        abort.signal,
+        async (ep, signal, limiter) => {
+          if (previous && !previous.stream.closed) previous.stream.close(NGHTTP2_CANCEL); // discarded
+          const outcome = await this.send(x, ep, limiter, reqHeaders, body, signal);
+          previous = outcome.response;
+          return outcome;
+        },
+        () => body.replayable,
+      );
+      x.requestBytes = body.bytes;
+      const up = result.outcome.response;
+      if (result.stop === 'cancelled' || stream.destroyed || stream.closed) {
+        if (up && !up.stream.closed) up.stream.close(NGHTTP2_CANCEL);
+        x.reason = 'downstream went away';
+        return this.pipeline.record(x, 0);
+      }
+      if (!up) throw failureOf(result.outcome.error ?? 'reset', result.stop);
+      const status = await this.relay(x, plan, stream, up, body);
+      this.pipeline.record(x, status);
+    } catch (err) {
+      const f = toFailure(err);
+      x.reason = f.reason;
+      const canAnswer = !stream.headersSent && !stream.destroyed && !stream.closed;
+      if (canAnswer && grpc) answerGrpc(stream, x, f.status, f.body, f.headers);
+      else if (canAnswer) {
+        stream.respond({ ':status': f.status, 'content-type': 'text/plain', ...f.headers });
+        stream.end(`${f.body}\n`);
+      } else if (!stream.destroyed) stream.close(NGHTTP2_INTERNAL_ERROR);
+      // A gRPC answer is HTTP 200 with the grpc-status in the record.
+      this.pipeline.record(x, canAnswer && grpc ? 200 : f.status);
+    }
+  }
+
+  close(): void {
+    for (const p of this.sessions.values()) void p.then((s) => s.close()).catch(() => {});
+    this.sessions.clear();
+  }
+
+  /** One try: a request slot (http2MaxRequests), a stream on the endpoint's session, the body. */
+  private async send(
+    x: Exchange,
+    ep: UpstreamEndpoint,
+    limiter: ConnectionPoolLimiter | undefined,
+    headers: http2.OutgoingHttpHeaders,
+    body: ReplayBody,
+    signal: AbortSignal,
+  ): Promise<AttemptResult<UpstreamAnswer>> {
+    const slot = limiter?.tryAcquireRequest();
+    if (slot && !slot.ok) {
+      x.overflow = slot.reason;
+      return { error: 'overflow' };
+    }
+    const release = (): void => void (slot?.ok && slot.release());
+    let upStream: http2.ClientHttp2Stream;
+    try {
+      upStream = (await this.session(ep)).request(headers, { endStream: false });
+    } catch {
+      release();
+      return { error: 'connect-failure' };
+    }
+    upStream.on('error', () => {});
+    upStream.once('close', release);
+    if (signal.aborted) upStream.close(NGHTTP2_CANCEL);
+    else signal.addEventListener('abort', () => upStream.close(NGHTTP2_CANCEL), { once: true });
+    const answer: UpstreamAnswer = { stream: upStream, headers: {}, endStream: false, trailers: {} };
+    upStream.once('trailers', (t) => (answer.trailers = t));
+    return new Promise((resolve) => {
+      upStream.once('response', (h, flags) => {
+        answer.headers = h;
+        answer.endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+        const grpcStatus = answer.endStream ? grpcStatusIn(h) : undefined;
+        resolve({
+          status: Number(h[':status'] ?? 502),
+          ...(grpcStatus !== undefined ? { grpcStatus } : {}),
+          response: answer,
+        });
+      });
+      upStream.once('close', () =>
+        resolve({ error: upStream.rstCode === NGHTTP2_REFUSED_STREAM ? 'refused-stream' : 'reset' }),
+      );
+      body.attach(upStream);
+    });
+  }
+
+  /** Sends the chosen answer down: headers (edited), body, trailers; a reset is passed on. */
+  private relay(
+    x: Exchange,
+    plan: Plan,
+    stream: http2.ServerHttp2Stream,
+    up: UpstreamAnswer,
+    body: ReplayBody,
+  ): Promise<number> {
+    const code = Number(up.headers[':status'] ?? 502);
+    const edited = applyModifier(up.headers, plan.action.responseHeaders, plan.backend?.responseHeaders);
+    const out: http2.OutgoingHttpHeaders = { ':status': code };
+    for (const [k, v] of Object.entries(edited)) if (!k.startsWith(':') && !HOP_BY_HOP.has(k)) out[k] = v;
+    const grpcStatus = grpcStatusIn(up.headers);
+    if (grpcStatus !== undefined) x.grpcStatus = grpcStatus;
+    if (up.endStream) {
+      stream.respond(out, { endStream: true });
+      return Promise.resolve(code);
+    }
+    return new Promise((resolve) => {
+      let bytes = 0;
+      const done = (): void => {
+        x.responseBytes = bytes;
+        x.requestBytes = body.bytes;
+        resolve(code);
+      };
+      stream.respond(out, { waitForTrailers: true });
+      stream.once('wantTrailers', () => {
+        const t: http2.OutgoingHttpHeaders = {};
+        for (const [k, v] of Object.entries(up.trailers)) if (!k.startsWith(':')) t[k] = v;
+        const s = grpcStatusIn(up.trailers);
+        if (s !== undefined) x.grpcStatus = s;
+        if (!stream.destroyed) stream.sendTrailers(t);
+      });
+      up.stream.on('data', (c: Buffer) => (bytes += c.length));
+      up.stream.pipe(stream);
+      up.stream.once('close', () => {
+        const rst = up.stream.rstCode;
+        if (rst && rst !== NGHTTP2_NO_ERROR && !stream.destroyed) stream.close(rst);
+        done();
+      });
+      stream.once('close', () => {
+        if (!up.stream.closed) up.stream.close(NGHTTP2_CANCEL);
+        done();
+      });
+    });
+  }
+
+  /** Fire-and-forget copies of a fully received, buffered request; answers are discarded. */
+  private mirror(plan: Plan, headers: http2.OutgoingHttpHeaders, buf: Buffer): void {
+    for (const m of this.pipeline.mirrorTargets(plan, String(headers[':authority'] ?? ''))) {
+      const slot = m.limiter.tryAcquireRequest();
+      if (!slot.ok) continue;
+      this.session(m.endpoint).then(
+        (session) => {
+          const copy = session.request({ ...headers, ':authority': m.authority }, { endStream: false });
+          copy.on('error', () => {});
+          copy.once('close', () => slot.release());
+          copy.resume();
+          copy.end(buf);
+        },
+        () => slot.release(),
+      );
+    }
+  }
+
+  /** One HTTP/2 session per endpoint, over one HBONE tunnel; dropped when it closes or idles. */
+  private session(ep: UpstreamEndpoint): Promise<http2.ClientHttp2Session> {
+    const key = `${ep.workload.uid}|${ep.authority}`;
+    const existing = this.sessions.get(key);
+    if (existing) return existing;
+    const p: Promise<http2.ClientHttp2Session> = this.dial(ep).then((tunnel) => {
+      const session = http2.connect(`http://${ep.authority}`, {
+        // The peer's end closes the session (no half-open session that takes requests and never answers).
+        createConnection: () => socketOf(tunnel, false) as unknown as Socket,
+      });
+      const drop = (): void => {
+        if (this.sessions.get(key) === p) this.sessions.delete(key);
+      };
+      session.on('error', drop);
+      session.once('close', drop);
+      session.once('goaway', drop);
+      session.setTimeout(UPSTREAM_IDLE_MS, () => {
+        drop();
+        session.close();
+      });
+      return session;
+    });
+    p.catch(() => {
+      if (this.sessions.get(key) === p) this.sessions.delete(key);
+    });
+    this.sessions.set(key, p);
+    return p;
+  }
+}
+
+/** Answers a gRPC request from the waypoint: trailers-only, grpc-status from the HTTP status (Envoy). */
+function answerGrpc(
+  stream: http2.ServerHttp2Stream,
+  x: Exchange,
+  status: number,
+  message: string,
+  headers: Record<string, string>,
+): void {
+  if (stream.destroyed || stream.closed) return;
+  const grpcStatus = grpcStatusOf(status);
+  x.grpcStatus = grpcStatus;
+  const extra = { ...headers };
+  delete extra['content-type'];
+  stream.respond(
+    {
+      ':status': 200,
+      ...extra,
+      'content-type': 'application/grpc',
+      'grpc-status': String(grpcStatus),
+      'grpc-message': encodeURIComponent(message),
+    },
+    { endStream: true },
+  );
+}
+
+function grpcStatusIn(h: http2.IncomingHttpHeaders): number | undefined {
+  const v = h['grpc-status'];
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  return Number.isInteger(n) && n >= 0 ? n : undefined;
+}
+
+/** HTTP status → gRPC status, as Envoy maps them (grpc/doc/http-grpc-status-mapping.md). */
+export function grpcStatusOf(status: number): number {
+  if (status === 400) return 13;
+  if (status === 401) return 16;
+  if (status === 403) return 7;
+  if (status === 404) return 12;
+  if (status === 429 || status === 502 || status === 503 || status === 504) return 14;
+  return 2;
+}

@@ -1,0 +1,88 @@
+// The waypoint's non-HTTP paths: protocol sniffing of a fresh tunnel (the first bytes are put
+// back), and TCP, spliced to an endpoint chosen as a node proxy would choose it (`buildRoute`,
+// the waypoint as the source so it never routes to itself), over HBONE as the waypoint.
+import http2 from 'node:http2';
+import type { Duplex } from 'node:stream';
+import type { Logger } from '../common/log.js';
+import { errorMessage } from '../common/errors.js';
+import type { Ip, SocketAddr } from '../common/addr.js';
+import type { Workload } from '../xds/resources.js';
+import type { ProxyState } from '../node/state.js';
+import { buildRoute, type EndpointPicker } from '../node/route.js';
+import { connectTcp } from '../node/outbound.js';
+import { splice } from '../node/splice.js';
+import type { TunnelContext } from './http-proxy.js';
+import { SNIFF_TIMEOUT_MS, type WireProtocol } from './protocol.js';
+
+export interface TcpProxyDeps {
+  state: ProxyState;
+  /** The waypoint's own IP (source of plain TCP, and "self" for routing). */
+  self: Ip;
+  pick: EndpointPicker;
+  /** HBONE to an endpoint as the waypoint. */
+  connect(endpoint: Workload, authority: SocketAddr): Promise<Duplex>;
+  log: Logger;
+}
+
+/** TCP (not HTTP): to an endpoint chosen as a node proxy would, over HBONE as the waypoint. */
+export async function proxyTcp(
+  stream: http2.ServerHttp2Stream,
+  ctx: TunnelContext,
+  fields: Record<string, unknown>,
+  deps: TcpProxyDeps,
+): Promise<void> {
+  const start = Date.now();
+  let upstream: Duplex;
+  try {
+    const self = deps.state.workloadByAddress(deps.self) ?? { addresses: [deps.self] };
+    const route = buildRoute(ctx.target, deps.state, deps.pick, self);
+    if (route.kind === 'reject') throw new Error(route.reason);
+    if (route.kind === 'hbone') {
+      fields['upstream.workload'] = `${route.endpoint.namespace}/${route.endpoint.name}`;
+      upstream = await deps.connect(route.endpoint, route.authority);
+    } else {
+      upstream = await connectTcp(route.addr, deps.self);
+    }
+  } catch (err) {
+    deps.log.warn({ ...fields, error: errorMessage(err), protocol: 'tcp' }, 'connection failed');
+    if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
+    return;
+  }
+  const result = await splice(stream, upstream);
+  deps.log.info(
+    {
+      ...fields,
+      protocol: 'tcp',
+      duration_ms: Date.now() - start,
+      ...(result.error ? { error: result.error.message } : {}),
+    },
+    'connection complete',
+  );
+}
+
+/** Waits for the client's first bytes (up to SNIFF_TIMEOUT_MS) and decides; the bytes are put back. */
+export function sniff(
+  stream: http2.ServerHttp2Stream,
+  decide: (first: Buffer, complete: boolean) => WireProtocol | undefined,
+): Promise<WireProtocol> {
+  return new Promise((resolve) => {
+    let buf = Buffer.alloc(0);
+    const finish = (p: WireProtocol) => {
+      clearTimeout(timer);
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.pause();
+      if (buf.length && !stream.readableEnded) stream.unshift(buf);
+      resolve(p);
+    };
+    const onData = (c: Buffer) => {
+      buf = Buffer.concat([buf, c]);
+      const p = decide(buf, false);
+      if (p) finish(p);
+    };
+    const onEnd = () => finish(decide(buf, true) ?? 'tcp');
+    const timer = setTimeout(() => finish(decide(buf, true) ?? 'tcp'), SNIFF_TIMEOUT_MS);
+    stream.on('data', onData);
+    stream.once('end', onEnd);
+  });
+}
