@@ -47,6 +47,9 @@ import { HttpProxy, type L7Engine, type TunnelContext } from './http-proxy.js';
 import type { RequestRecord } from './request-record.js';
 import { serveReadiness } from './readiness.js';
 import { buildL7Engine } from './l7-engine.js';
+import { Registry } from 'prom-client';
+import { createRequestMetrics } from '../telemetry/request-metrics.js';
+import { METRICS_PORT, serveMetrics } from '../telemetry/metrics-server.js';
 
 export interface WaypointOptions {
   namespace: string;
@@ -64,6 +67,8 @@ export interface WaypointOptions {
   readinessPort?: number;
   /** Called once for every finished HTTP request (telemetry). */
   onRequest?: (record: RequestRecord) => void;
+  /** Istio request metrics on waypointIP:<port>/metrics (default 15020); false: none. */
+  metricsPort?: number | false;
   logger?: Logger;
 }
 
@@ -83,6 +88,8 @@ export class Waypoint {
   private warnings = new Set<string>();
   private readonly pick = roundRobin();
   private readiness?: http.Server;
+  private metricsServer?: http.Server;
+  readonly registry = new Registry();
   /** Why the waypoint is not ready; undefined once it is. */
   private notReady: string | undefined = 'starting';
 
@@ -184,9 +191,11 @@ export class Waypoint {
       state: this.state,
       engine: () => this.engine,
       connect: (endpoint, authority, ctx) => this.connectUpstream(endpoint, authority, ctx),
-      onRequest: o.onRequest,
+      onRequest: this.requestSink(),
       logger: this.log,
     });
+    if (o.metricsPort !== false)
+      this.metricsServer = await serveMetrics(this.registry, o.ip, o.metricsPort ?? METRICS_PORT);
     this.hbone = new HboneServer({
       podIp: o.ip,
       port: o.port ?? HBONE_PORT,
@@ -218,8 +227,8 @@ export class Waypoint {
   async stop(graceMs = 2000): Promise<void> {
     clearTimeout(this.engineTimer);
     this.notReady = 'stopping';
-    const readiness = this.readiness;
-    if (readiness) await new Promise<void>((resolve) => readiness.close(() => resolve()));
+    for (const server of [this.readiness, this.metricsServer])
+      if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
     this.xds?.stop();
     this.http?.close();
     this.pool?.close();
@@ -227,6 +236,27 @@ export class Waypoint {
     this.certs?.stop();
     this.ca?.close();
     this.log.info('waypoint stopped');
+  }
+
+  /** Every finished request: Istio's request metrics (reporter waypoint), then the caller's hook. */
+  private requestSink(): (record: RequestRecord) => void {
+    const hook = this.opts.onRequest;
+    if (this.opts.metricsPort === false) return (r) => hook?.(r);
+    // Labels are looked up once per workload (the recorder memoizes), so a scan is fine here.
+    const count = createRequestMetrics(this.registry, (namespace, name) => {
+      const w = this.state.allWorkloads().find((x) => x.namespace === namespace && x.name === name);
+      return (
+        w && {
+          canonicalName: w.canonicalName,
+          canonicalRevision: w.canonicalRevision,
+          clusterId: w.clusterId,
+        }
+      );
+    });
+    return (r) => {
+      count(r);
+      hook?.(r);
+    };
   }
 
   /** Which CONNECT targets this waypoint serves: services and workloads bound to it, nothing else. */

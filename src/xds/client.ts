@@ -47,6 +47,20 @@ export function controlPlaneConnection(
   };
 }
 
+/** Per resource type: the last response from the control plane and how it was answered. */
+export interface XdsTypeStatus {
+  typeUrl: string;
+  nonce: string;
+  /** The control plane's system_version_info with that response. */
+  systemVersion: string;
+  /** false: NACKed (the last good resources stay in force). */
+  acked: boolean;
+  error?: string;
+  at: string;
+  /** Resources of this type held now. */
+  resources: number;
+}
+
 export interface XdsClientOptions {
   address: string;
   credentials: grpc.ChannelCredentials;
@@ -79,6 +93,8 @@ export class XdsClient extends EventEmitter<{ connected: []; disconnected: [reas
   /** typeUrl → name → version of what has been applied: sent back as initial_resource_versions. */
   private readonly held = new Map<string, Map<string, string>>();
   private readonly firstApplied = new Set<string>();
+  /** typeUrl → what the last response was answered with (for /config_dump and `ambit ctl`). */
+  private readonly lastReply = new Map<string, XdsTypeStatus>();
   private client?: grpc.Client;
   private call?: AdsClientCall;
   private connected = false;
@@ -126,6 +142,11 @@ export class XdsClient extends EventEmitter<{ connected: []; disconnected: [reas
 
   isConnected(): boolean {
     return this.connected;
+  }
+
+  /** The last response of each type and whether it was ACKed (what `/config_dump` shows). */
+  status(): XdsTypeStatus[] {
+    return [...this.lastReply.values()];
   }
 
   stop(): void {
@@ -237,6 +258,15 @@ export class XdsClient extends EventEmitter<{ connected: []; disconnected: [reas
       );
     }
     call.write(ack);
+    this.lastReply.set(typeUrl, {
+      typeUrl,
+      nonce: res.nonce ?? '',
+      systemVersion: res.systemVersionInfo ?? '',
+      acked: errors.length === 0,
+      ...(errors.length ? { error: errors.join('; ') } : {}),
+      at: new Date().toISOString(),
+      resources: this.held.get(typeUrl)?.size ?? 0,
+    });
     if (!this.firstApplied.has(typeUrl)) {
       this.firstApplied.add(typeUrl);
       if (this.firstApplied.size === this.handlers.size) this.settleReady();

@@ -166,4 +166,28 @@ describe('L7 AuthorizationPolicy decision table through the waypoint', () => {
       expect(received.length).toBe(before); // nothing reached the app
     } else expect(received.at(-1)?.startsWith(method)).toBe(true);
   });
+
+  it('counts every request of the table in istio_requests_total, by response code (reporter waypoint)', async () => {
+    const text = await new Promise<string>((resolve, reject) => {
+      http
+        .get({ host: ip(200), port: 15020, path: '/metrics' }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (body += c));
+          res.on('end', () => resolve(body));
+        })
+        .once('error', reject);
+    });
+    const sum = (code: number) =>
+      text
+        .split('\n')
+        .filter((l) => l.startsWith('istio_requests_total{') && l.includes(`response_code="${code}"`))
+        .reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+    expect(sum(200)).toBe(CASES.filter((c) => c[4] === 200).length);
+    expect(sum(403)).toBe(CASES.filter((c) => c[4] === 403).length);
+    const line = text.split('\n').find((l) => l.startsWith('istio_requests_total{') && l.includes('client2'));
+    expect(line).toContain('reporter="waypoint"');
+    expect(line).toContain('source_principal="spiffe://cluster.local/ns/demo/sa/client2"');
+    expect(line).toContain('destination_service="api.demo.svc.cluster.local"');
+  });
 });

@@ -1,0 +1,160 @@
+// The node proxy's telemetry, wired in one place: its own Prometheus registry (so several proxies
+// in one process never share counters), the L4 metrics, the access-log policy, recent denials,
+// and two listeners: metrics on nodeIP:15020 (/metrics, /stats/prometheus) and admin on
+// nodeIP:15000 (node-admin.ts). The data path only sees `connections` (ConnectionTelemetry).
+import http from 'node:http';
+import { Counter, Registry } from 'prom-client';
+import type { Logger } from '../common/log.js';
+import {
+  DEFAULT_ACCESS_LOG,
+  AccessLogPolicy,
+  formatAccessLogMode,
+  parseAccessLogMode,
+  type AccessLogMode,
+} from './access-log.js';
+import { connectionTelemetry, DenialLog, type ConnectionTelemetry } from './connection-telemetry.js';
+import { L4Metrics } from './metrics.js';
+import { adminHandler, type NodeAdminSource, type XdsUpdateCounts } from './node-admin.js';
+import { closeHttp, listenHttp } from './http-util.js';
+import { METRICS_PORT, serveMetrics } from './metrics-server.js';
+
+export const ADMIN_PORT = 15000;
+export { METRICS_PORT };
+
+export interface NodeTelemetryOptions {
+  /** Collect and serve metrics (default true; AMBIT_METRICS=off turns them off). */
+  metrics?: boolean;
+  /** off | full | sample:RATIO, or a parsed mode (default full; AMBIT_ACCESS_LOG). */
+  accessLog?: string | AccessLogMode;
+  metricsPort?: number;
+  /** 0 or a port; admin is on by default. */
+  adminPort?: number;
+  /**
+   * Address admin binds to: the node IP by default (what `ambit ctl` reaches), or e.g. 127.0.0.1
+   * where the node IP is reachable by others and only local operators should drain or re-level
+   * the proxy (AMBIT_ADMIN_HOST).
+   */
+  adminHost?: string;
+  /** Called after a /quitquitquit drain (the CLI exits the process). */
+  onQuit?: () => void;
+}
+
+/** Options from the environment, so `ambit up` children and DaemonSet pods can be tuned without flags. */
+export function telemetryOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): NodeTelemetryOptions {
+  const m = env.AMBIT_METRICS?.toLowerCase();
+  return {
+    metrics: m === undefined ? undefined : !(m === 'off' || m === 'false' || m === '0'),
+    accessLog: env.AMBIT_ACCESS_LOG,
+    adminHost: env.AMBIT_ADMIN_HOST || undefined,
+  };
+}
+
+export class NodeTelemetry {
+  readonly registry = new Registry();
+  readonly metrics?: L4Metrics;
+  readonly access: AccessLogPolicy;
+  readonly denials = new DenialLog();
+  readonly connections: ConnectionTelemetry;
+  private readonly xdsCounts = new Map<string, XdsUpdateCounts>();
+  private metricsServer?: http.Server;
+  private adminServer?: http.Server;
+
+  constructor(
+    private readonly opts: NodeTelemetryOptions,
+    private readonly log: Logger,
+  ) {
+    const env = telemetryOptionsFromEnv();
+    const enabled = opts.metrics ?? env.metrics ?? true;
+    const access = opts.accessLog ?? env.accessLog;
+    const mode = typeof access === 'string' ? parseAccessLogMode(access) : (access ?? DEFAULT_ACCESS_LOG);
+    if (enabled) this.metrics = new L4Metrics(this.registry);
+    this.access = new AccessLogPolicy(mode);
+    this.connections = connectionTelemetry(this.metrics, this.access, this.denials);
+  }
+
+  /** Counts one xDS update of a type (for /config_dump). */
+  xdsUpdated(type: string, resources: number): void {
+    const c = this.xdsCounts.get(type) ?? { type, updates: 0, resources: 0 };
+    c.updates++;
+    c.resources = resources;
+    c.lastUpdate = new Date().toISOString();
+    this.xdsCounts.set(type, c);
+  }
+
+  async start(ctx: { nodeName: string; nodeIp: string; proxy: NodeAdminSource }): Promise<void> {
+    const metricsPort = this.opts.metricsPort ?? METRICS_PORT;
+    const adminPort = this.opts.adminPort ?? ADMIN_PORT;
+    const adminHost = this.opts.adminHost ?? telemetryOptionsFromEnv().adminHost ?? ctx.nodeIp;
+    const { state, policies } = ctx.proxy;
+    state.on('change', () => this.xdsUpdated('Address', state.counts().workloads + state.counts().services));
+    policies.on('change', () => this.xdsUpdated('Authorization', policies.all().size));
+    if (this.metrics) {
+      if (ctx.proxy.authzCounters) registerAuthzCounters(this.registry, () => ctx.proxy.authzCounters!());
+      this.metricsServer = await serveMetrics(this.registry, ctx.nodeIp, metricsPort);
+    }
+    if (adminPort) {
+      this.adminServer = http.createServer(
+        adminHandler({
+          nodeName: ctx.nodeName,
+          nodeIp: ctx.nodeIp,
+          metricsUrl: `http://${ctx.nodeIp}:${metricsPort}/metrics`,
+          proxy: ctx.proxy,
+          logger: this.log,
+          access: this.access,
+          denials: this.denials,
+          xdsUpdates: () => [...this.xdsCounts.values()],
+          onQuit: this.opts.onQuit,
+        }),
+      );
+      await listenHttp(this.adminServer, adminHost, adminPort);
+    }
+    this.log.info(
+      {
+        metrics: this.metrics ? `${ctx.nodeIp}:${metricsPort}` : 'off',
+        admin: adminPort ? `${adminHost}:${adminPort}` : 'off',
+        access_log: formatAccessLogMode(this.access.mode),
+      },
+      'telemetry listening',
+    );
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([closeHttp(this.metricsServer), closeHttp(this.adminServer)]);
+  }
+}
+
+/** The inbound L4 authorization counters as metrics (bounded: one series per deciding policy). */
+function registerAuthzCounters(
+  registry: Registry,
+  read: NonNullable<NodeAdminSource['authzCounters']>,
+): void {
+  const registers = [registry];
+  new Counter({
+    name: 'ambit_authz_allowed_total',
+    help: 'Inbound connections allowed by L4 authorization',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(read().allowed);
+    },
+  });
+  new Counter({
+    name: 'ambit_authz_denied_total',
+    help: 'Inbound connections denied (at connect or closed on a policy change), by deciding policy',
+    labelNames: ['policy'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [policy, n] of read().deniedByPolicy) this.inc({ policy }, n);
+    },
+  });
+  new Counter({
+    name: 'ambit_authz_closed_by_policy_change_total',
+    help: 'Open connections closed because a policy change no longer allows them',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(read().closedByPolicyChange);
+    },
+  });
+}

@@ -1,0 +1,75 @@
+import http from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { ProxyState } from '../../../src/node/state.js';
+import { PolicyStore } from '../../../src/node/policy-store.js';
+import { adminHandler, type NodeAdminSource } from '../../../src/telemetry/node-admin.js';
+import { AccessLogPolicy } from '../../../src/telemetry/access-log.js';
+import { DenialLog } from '../../../src/telemetry/connection-telemetry.js';
+import { httpRequest } from '../../../src/telemetry/http-util.js';
+
+// A proxy double whose dump would carry key text if the admin endpoint ever passed it through.
+let leak = false;
+let stoppedWith: number | undefined;
+const proxy: NodeAdminSource = {
+  state: new ProxyState(),
+  policies: new PolicyStore(),
+  certificates: () => [],
+  localPods: () =>
+    leak ? [{ uid: 'u', name: '-----BEGIN PRIVATE KEY-----', namespace: 'x', ip: '1', identity: 'i' }] : [],
+  isReady: () => ({ ready: true }),
+  stop: async (ms) => {
+    stoppedWith = ms;
+  },
+};
+const logger = pino({ level: 'info', enabled: false });
+let quit = 0;
+const server = http.createServer(
+  adminHandler({
+    nodeName: 'n1',
+    nodeIp: '127.0.51.240',
+    metricsUrl: 'http://127.0.51.240:15020/metrics',
+    proxy,
+    logger,
+    access: new AccessLogPolicy(),
+    denials: new DenialLog(),
+    xdsUpdates: () => [],
+    onQuit: () => quit++,
+  }),
+);
+let base = '';
+
+beforeAll(async () => {
+  await new Promise<void>((r) => server.listen(0, '127.0.51.240', r));
+  base = `http://127.0.51.240:${(server.address() as { port: number }).port}`;
+});
+afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+describe('node admin', () => {
+  it('refuses to answer with anything that looks like key material', async () => {
+    leak = true;
+    const r = await httpRequest(`${base}/config_dump`);
+    leak = false;
+    expect(r.status).toBe(500);
+    expect(r.body).not.toMatch(/BEGIN/);
+    expect((await httpRequest(`${base}/config_dump`)).status).toBe(200);
+  });
+
+  it('changes the level only by POST, and only to a known level', async () => {
+    expect((await httpRequest(`${base}/logging?level=debug`)).status).toBe(405);
+    expect((await httpRequest(`${base}/logging?level=chatty`, { method: 'POST' })).status).toBe(400);
+    expect((await httpRequest(`${base}/logging?access_log=sometimes`, { method: 'POST' })).status).toBe(400);
+    const r = await httpRequest(`${base}/logging?level=warn&access_log=sample:0.5`, { method: 'POST' });
+    expect(JSON.parse(r.body)).toEqual({ level: 'warn', access_log: 'sample:0.5' });
+    expect(logger.level).toBe('warn');
+  });
+
+  it('drains on POST /quitquitquit with the deadline asked for, then calls onQuit once', async () => {
+    expect((await httpRequest(`${base}/quitquitquit`)).status).toBe(405);
+    expect((await httpRequest(`${base}/quitquitquit?deadline_ms=-1`, { method: 'POST' })).status).toBe(400);
+    expect((await httpRequest(`${base}/quitquitquit?deadline_ms=1234`, { method: 'POST' })).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(stoppedWith).toBe(1234);
+    expect(quit).toBe(1);
+  });
+});
