@@ -1,7 +1,8 @@
 // `ambit exec --pod NS/NAME -- CMD`: run a command whose traffic enters the mesh as that pod.
 // Local mode captures explicitly: the command gets ALL_PROXY=socks5h://<podIP>:15080, which
 // curl and most HTTP tools honour (socks5h: names are resolved by the mesh, so service names
-// like echo.demo work).
+// like echo.demo work). In netns mode (`ambit up --netns`) the command runs inside the pod's
+// network namespace instead, with no proxy settings: its traffic is captured.
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -34,6 +35,8 @@ export async function exec(argv: string[]): Promise<number> {
     throw new UsageError(
       `pod ${pod} is not in the mesh's manifests (known: ${desc.pods.map((x) => `${x.namespace}/${x.name}`).join(', ')})`,
     );
+  const netns = (p as { netns?: string }).netns;
+  if (netns) return runInNetns(netns, p, cmd);
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     POD_IP: p.ip,
@@ -59,6 +62,28 @@ export async function exec(argv: string[]): Promise<number> {
   return new Promise((resolve) => {
     child.once('error', (err) => {
       console.error(`ambit: cannot run ${cmd[0]}: ${err.message}`);
+      resolve(127);
+    });
+    child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
+  });
+}
+
+/**
+ * netns mode: the command runs inside the pod's network namespace, as the pod's app would. No
+ * proxy settings: an ambient pod's traffic is captured by its redirection rules.
+ */
+function runInNetns(
+  netns: string,
+  p: { ip: string; name: string; namespace: string },
+  cmd: string[],
+): Promise<number> {
+  const child = spawn('ip', ['netns', 'exec', netns, ...cmd], {
+    stdio: 'inherit',
+    env: { ...process.env, POD_IP: p.ip, POD_NAME: p.name, POD_NAMESPACE: p.namespace },
+  });
+  return new Promise((resolve) => {
+    child.once('error', (err) => {
+      console.error(`ambit: cannot run ip netns exec (netns mode needs root and iproute2): ${err.message}`);
       resolve(127);
     });
     child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1)));

@@ -6,12 +6,20 @@ const USAGE = `ambit — an ambient (sidecar-less) service mesh
 
 Usage:
   ambit up DIR [--state DIR] [--log-format text|json]     run the mesh described by DIR until Ctrl-C
+  ambit up --netns DIR [--disable-capture]                 the same in real network namespaces, traffic captured (root)
+  ambit down [--netns-prefix P]                            remove the namespaces a crashed "up --netns" left
   ambit demo [DIR]                                         start the quickstart mesh, send traffic, explain it
   ambit exec --pod NS/NAME [--state DIR] -- CMD [ARGS...]  run CMD with its traffic entering the mesh as that pod
   ambit echo [--host IP] [--port N]                        HTTP echo server (host defaults to $POD_IP)
   ambit controlplane --config DIR --state DIR [--listen HOST:PORT] [--root-namespace NS]
+  ambit controlplane --kube [--kubeconfig FILE] [--namespace NS] [--waypoint-image IMG]   config from the API server
   ambit authz explain DIR|--server HOST:PORT --from SRC --to DST:PORT   why a connection is allowed or denied
   ambit node --name NODE --ip IP --state DIR --controlplane HOST:PORT [--cert-ttl SECONDS]
+             [--access-log off|full|sample:RATIO] [--no-metrics]   (or AMBIT_ACCESS_LOG, AMBIT_METRICS=off)
+             [--capture socks|netns [--netns-prefix P] [--disable-capture]]   (SIGUSR2 toggles netns capture;
+             without --netns-prefix a pod's namespace is found by its IP, as on Kubernetes)
+  ambit ctl workloads|services|policies|certs|status|config-dump --node N|analyze DIR [-o json] [--controlplane HOST:15014]
+  ambit dashboard [--controlplane HOST:15014] [--open]       the live service graph's URL
   ambit waypoint --name NS/NAME --ip IP --state DIR --controlplane HOST:PORT [--node NODE] [--cert-ttl SECONDS]
 
 State (CA root, node tokens, mesh.json) lives in --state, default ./.ambit.
@@ -26,6 +34,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./demo.js')).demo(rest);
     case 'exec':
       return (await import('./exec.js')).exec(rest);
+    case 'down':
+      return (await import('./down.js')).down(rest);
     case 'echo':
       return echo(rest);
     case 'controlplane':
@@ -36,6 +46,10 @@ async function main(argv: string[]): Promise<number> {
       return waypoint(rest);
     case 'authz':
       return (await import('./authz.js')).authz(rest);
+    case 'ctl':
+      return (await import('./ctl.js')).ctl(rest);
+    case 'dashboard':
+      return (await import('./dashboard.js')).dashboard(rest);
     case undefined:
     case '-h':
     case '--help':
@@ -84,9 +98,15 @@ async function controlplane(args: string[]): Promise<number> {
       'root-cert': { type: 'string' },
       'root-key': { type: 'string' },
       'waypoint-pool': { type: 'string' },
+      kube: { type: 'boolean' },
+      kubeconfig: { type: 'string' },
+      namespace: { type: 'string' },
+      'waypoint-image': { type: 'string' },
     },
   });
-  if (!values.config) throw new UsageError('controlplane needs --config DIR');
+  if (!values.config && !values.kube) throw new UsageError('controlplane needs --config DIR or --kube');
+  if (values.config && values.kube)
+    throw new UsageError('controlplane takes --config DIR or --kube, not both');
   const { ControlPlane } = await import('../controlplane/server.js');
   const cp = new ControlPlane({
     configDir: values.config,
@@ -97,6 +117,13 @@ async function controlplane(args: string[]): Promise<number> {
     rootCertFile: values['root-cert'],
     rootKeyFile: values['root-key'],
     waypointPool: values['waypoint-pool'],
+    kube: values.kube
+      ? {
+          kubeconfig: values.kubeconfig,
+          namespace: values.namespace,
+          waypointImage: values['waypoint-image'],
+        }
+      : undefined,
   });
   await cp.start();
   process.send?.({ type: 'ready' });
@@ -116,9 +143,16 @@ async function node(args: string[]): Promise<number> {
       'cert-ttl': { type: 'string' },
       'trust-domain': { type: 'string' },
       'key-algorithm': { type: 'string' },
+      'access-log': { type: 'string' },
+      'no-metrics': { type: 'boolean' },
+      capture: { type: 'string', default: 'socks' },
+      'netns-prefix': { type: 'string' },
+      'disable-capture': { type: 'boolean' },
     },
   });
   if (!values.name || !values.ip) throw new UsageError('node needs --name NODE and --ip IP');
+  if (values.capture !== 'socks' && values.capture !== 'netns')
+    throw new UsageError('--capture must be socks (local mode) or netns (transparent, in pod namespaces)');
   const alg = values['key-algorithm'];
   if (alg && alg !== 'ECDSA_P256' && alg !== 'RSA_2048')
     throw new UsageError('--key-algorithm must be ECDSA_P256 or RSA_2048');
@@ -131,8 +165,21 @@ async function node(args: string[]): Promise<number> {
     certTtlSeconds: values['cert-ttl'] ? Number(values['cert-ttl']) : undefined,
     trustDomain: values['trust-domain'],
     keyAlgorithm: alg as 'ECDSA_P256' | 'RSA_2048' | undefined,
+    telemetry: {
+      accessLog: values['access-log'],
+      metrics: values['no-metrics'] ? false : undefined,
+      // After an admin /quitquitquit drain, leave the way Ctrl-C does.
+      onQuit: () => process.emit('SIGTERM'),
+    },
+    netnsCapture:
+      values.capture === 'netns'
+        ? { netnsPathOf: podNetnsLookup(values['netns-prefix']), enabled: !values['disable-capture'] }
+        : undefined,
   });
   await proxy.start();
+  // Kill switch at run time: SIGUSR2 turns transparent capture off, the next one on again.
+  if (values.capture === 'netns')
+    process.on('SIGUSR2', () => void proxy.setCaptureEnabled(!proxy.captureEnabled()));
   process.send?.({ type: 'ready' });
   await untilSignal();
   await proxy.stop();
@@ -173,6 +220,25 @@ async function waypoint(args: string[]): Promise<number> {
   await untilSignal();
   await wp.stop();
   return 0;
+}
+
+/**
+ * Where a pod's network namespace is: by name under /run/netns when the namespaces were made by
+ * `ambit up --netns` (--netns-prefix), else found by the pod's IP (Kubernetes: the runtime's
+ * /var/run/netns bind mounts, or /proc).
+ */
+function podNetnsLookup(prefix: string | undefined) {
+  return async (pod: { namespace: string; name: string; addresses: string[] }): Promise<string> => {
+    if (prefix !== undefined) return `/run/netns/${prefix}pod-${pod.namespace}-${pod.name}`;
+    const ip = pod.addresses[0] ?? '';
+    const { findPodNetns } = await import('../config/kube-pod-netns.js');
+    const found = (await findPodNetns([ip])).get(ip);
+    if (!found)
+      throw new Error(
+        `no network namespace on this node has pod ${pod.namespace}/${pod.name}'s address ${ip}`,
+      );
+    return found.path;
+  };
 }
 
 export class UsageError extends Error {}

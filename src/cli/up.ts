@@ -4,6 +4,7 @@ import path from 'node:path';
 import { Mesh } from './mesh-runner.js';
 import { formatLogLine } from './log-format.js';
 import { UsageError, untilSignal } from './main.js';
+import type { NetnsMeshOptions } from '../redirect/netns-mesh.js';
 
 export async function up(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -13,12 +14,24 @@ export async function up(args: string[]): Promise<number> {
       state: { type: 'string', default: '.ambit' },
       'log-format': { type: 'string', default: 'text' },
       controlplane: { type: 'string', default: '127.0.0.1:15012' },
+      netns: { type: 'boolean' },
+      'netns-prefix': { type: 'string', default: 'ambit-' },
+      'disable-capture': { type: 'boolean' },
     },
   });
   const dir = positionals[0];
   if (!dir) throw new UsageError('up needs a directory of manifests, e.g. `ambit up examples/quickstart`');
   const json = values['log-format'] === 'json';
   const stateDir = path.resolve(values.state);
+  if (values.netns)
+    return upNetns({
+      configDir: path.resolve(dir),
+      stateDir,
+      controlPlaneAddr: values.controlplane,
+      prefix: values['netns-prefix'],
+      disableCapture: values['disable-capture'],
+      onLog: (component, line) => console.log(json ? line : formatLogLine(component, line)),
+    });
   const mesh = await Mesh.start({
     configDir: path.resolve(dir),
     stateDir,
@@ -42,6 +55,34 @@ export async function up(args: string[]): Promise<number> {
   );
   await untilSignal();
   console.log('ambit: stopping');
+  await mesh.stop();
+  return 0;
+}
+
+/** `ambit up --netns DIR`: the same mesh in real network namespaces, with transparent capture. */
+async function upNetns(opts: NetnsMeshOptions): Promise<number> {
+  const { NetnsMesh } = await import('../redirect/netns-mesh.js');
+  // Ctrl-C during start-up must still remove what was built: stop() runs once start() returns.
+  let interrupted = false;
+  const early = () => (interrupted = true);
+  process.once('SIGINT', early);
+  process.once('SIGTERM', early);
+  const mesh = await NetnsMesh.start(opts);
+  process.off('SIGINT', early);
+  process.off('SIGTERM', early);
+  for (const e of mesh.configErrors) console.error(`ambit: manifest problem: ${e}`);
+  const d = mesh.description;
+  const ambient = d.pods.filter((p) => p.ambient);
+  const client = ambient[0];
+  console.log(
+    `ambit: mesh ready in network namespaces (${d.netns.prefix}*) — control plane ${d.controlPlane} in ${d.netns.router}, ` +
+      `${d.nodes.length} node proxies, ${d.pods.length} pods (${ambient.length} captured). ` +
+      (client
+        ? `Try: ambit exec --pod ${client.namespace}/${client.name} -- curl -s http://<service>.<namespace>:<port>/`
+        : ''),
+  );
+  if (!interrupted) await untilSignal();
+  console.log('ambit: stopping (removing the namespaces)');
   await mesh.stop();
   return 0;
 }

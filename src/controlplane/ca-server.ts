@@ -23,12 +23,18 @@ const IMPERSONATED_IDENTITY = 'ImpersonatedIdentity';
 
 export interface CaHandlerOptions {
   ca: MeshCa;
-  /** The calling node's name, or undefined when the call carries no valid node credential. */
-  authenticate(md: Metadata): string | undefined;
+  /** The calling node's name, or undefined when the call carries no valid node credential (async: TokenReview). */
+  authenticate(md: Metadata): string | undefined | Promise<string | undefined>;
   /** SPIFFE ids of the service accounts of pods currently scheduled on `node`. */
   identitiesOnNode(node: string): ReadonlySet<string>;
   logger: Logger;
   defaultTtlSeconds?: number;
+  /** Telemetry hooks (telemetry/controlplane-metrics.ts): CSRs received, signed, refused. */
+  metrics?: {
+    csrReceived(): void;
+    certIssued(): void;
+    csrRefused(reason: 'unauthenticated' | 'bad_csr' | 'permission_denied' | 'internal'): void;
+  };
 }
 
 /** What is known about a call so far, for the log line of a refusal. */
@@ -45,7 +51,7 @@ export function createCaHandlers(opts: CaHandlerOptions): UntypedServiceImplemen
     call: ServerUnaryCall<CertRequestMsg, CertResponseMsg>,
     ctx: CallContext,
   ): Promise<CertResponseMsg> {
-    const node = (ctx.node = opts.authenticate(call.metadata));
+    const node = (ctx.node = await opts.authenticate(call.metadata));
     if (node === undefined) {
       throw new AmbitError(
         'CA_UNAUTHENTICATED',
@@ -88,10 +94,15 @@ export function createCaHandlers(opts: CaHandlerOptions): UntypedServiceImplemen
       callback: sendUnaryData<CertResponseMsg>,
     ) {
       const ctx: CallContext = {};
+      opts.metrics?.csrReceived();
       createCertificate(call, ctx).then(
-        (res) => callback(null, res),
+        (res) => {
+          opts.metrics?.certIssued();
+          callback(null, res);
+        },
         (err: unknown) => {
           const code = statusOf(err);
+          opts.metrics?.csrRefused(REFUSAL_BY_STATUS[code] ?? 'internal');
           const details = errorMessage(err);
           const fields = { node: ctx.node, identity: ctx.identity, reason: details };
           if (code === status.INTERNAL) log.error({ ...fields, err }, 'certificate request failed');
@@ -110,6 +121,12 @@ function requestedTtl(raw: CertRequestMsg['validityDuration'], defaultTtl: numbe
     throw new AmbitError('CA_BAD_CSR', `validityDuration ${String(raw)} is negative`);
   return n === 0 ? defaultTtl : n;
 }
+
+const REFUSAL_BY_STATUS: Partial<Record<status, 'unauthenticated' | 'bad_csr' | 'permission_denied'>> = {
+  [status.UNAUTHENTICATED]: 'unauthenticated',
+  [status.INVALID_ARGUMENT]: 'bad_csr',
+  [status.PERMISSION_DENIED]: 'permission_denied',
+};
 
 function statusOf(err: unknown): status {
   if (isAmbitError(err, 'CA_BAD_CSR')) return status.INVALID_ARGUMENT;

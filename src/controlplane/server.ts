@@ -1,9 +1,14 @@
 // The control plane process, wired in one readable place:
-//  1. the mesh CA (root created on first start, kept in the state directory);
-//  2. the config source (a watched folder of manifests) feeding the ambient index;
+//  1. the mesh CA (root created on first start, kept in the state directory; with `kube`, kept
+//     in a Secret and created by the elected leader: kube-controlplane.ts);
+//  2. the config source (a watched folder of manifests, or the Kubernetes API) feeding the
+//     ambient index; in Kubernetes mode the leader then runs the trust bundle publisher and the
+//     waypoint controller;
 //  3. one gRPC server over TLS (serving certificate from the mesh CA) carrying Delta ADS and
-//     the CA service, on 15012.
+//     the CA service, on 15012;
+//  4. metrics, debug (syncz, workloads, …) and the service graph dashboard over HTTP on 15014.
 import grpc from '@grpc/grpc-js';
+import { Registry } from 'prom-client';
 import type { Logger } from '../common/log.js';
 import { componentLogger } from '../common/log.js';
 import { parseSocketAddr } from '../common/addr.js';
@@ -17,11 +22,17 @@ import { createCaHandlers } from './ca-server.js';
 import { LocalNodeAuthenticator } from './node-auth.js';
 import { AmbientIndex, type WaypointStatus } from './ambient-index.js';
 import { DeltaXdsServer } from './xds-server.js';
+import { KubeControlPlane, type KubeModeOptions } from './kube-controlplane.js';
+import { ControlPlaneMetrics } from '../telemetry/controlplane-metrics.js';
+import { ControlPlaneDebugServer, CONTROL_PLANE_DEBUG_PORT } from '../telemetry/controlplane-debug.js';
 
 export const CONTROL_PLANE_SERVER_NAME = 'istiod.istio-system.svc';
 
 export interface ControlPlaneOptions {
-  configDir: string;
+  /** Folder of manifests (files mode); unused with `kube`. */
+  configDir?: string;
+  /** Kubernetes mode: config from the API server, CA root in a Secret, TokenReview node auth. */
+  kube?: KubeModeOptions;
   stateDir: string;
   /** "host:port" to serve xDS and the CA on. */
   listen: string;
@@ -33,6 +44,8 @@ export interface ControlPlaneOptions {
   keyAlgorithm?: KeyAlgorithm;
   /** IPv4 CIDR for waypoints without spec.addresses (local mode); default 127.0.200.0/24. */
   waypointPool?: string;
+  /** "host:port" for metrics, debug and the dashboard; default the --listen host, port 15014. */
+  debugListen?: string;
   logger?: Logger;
 }
 
@@ -40,6 +53,9 @@ export class ControlPlane {
   private readonly log: Logger;
   private server?: grpc.Server;
   private source?: ConfigSource;
+  private kube?: KubeControlPlane;
+  private debug?: ControlPlaneDebugServer;
+  readonly registry = new Registry();
   index?: AmbientIndex;
   xds?: DeltaXdsServer;
   ca?: MeshCa;
@@ -64,15 +80,28 @@ export class ControlPlane {
       'control plane starting',
     );
 
-    // 1. CA
-    this.ca = await MeshCa.loadOrCreate({
-      stateDir: o.stateDir,
-      trustDomain,
-      rootCertFile: o.rootCertFile,
-      rootKeyFile: o.rootKeyFile,
-      keyAlgorithm: o.keyAlgorithm,
-      logger: this.log.child({ part: 'ca' }),
-    });
+    if (!o.kube && !o.configDir)
+      throw new Error('the control plane needs a config folder or Kubernetes mode');
+    // 1. CA (Kubernetes: the root Secret, created by the elected leader; kube-controlplane.ts)
+    const kube = (this.kube = o.kube
+      ? new KubeControlPlane({
+          ...o.kube,
+          stateDir: o.stateDir,
+          trustDomain,
+          keyAlgorithm: o.keyAlgorithm,
+          logger: this.log.child({ part: 'kube' }),
+        })
+      : undefined);
+    this.ca = kube
+      ? await kube.loadCa()
+      : await MeshCa.loadOrCreate({
+          stateDir: o.stateDir,
+          trustDomain,
+          rootCertFile: o.rootCertFile,
+          rootKeyFile: o.rootKeyFile,
+          keyAlgorithm: o.keyAlgorithm,
+          logger: this.log.child({ part: 'ca' }),
+        });
 
     // 2. config → index
     this.index = new AmbientIndex({
@@ -95,19 +124,26 @@ export class ControlPlane {
       for (const w of s.warnings) log.warn(w);
       if (s.skipped && s.warnings.length === 0) log.info(`not sent to node proxies: ${s.skipped}`);
     });
-    const source = new FileSource({ dir: o.configDir, logger: this.log.child({ part: 'config' }) });
+    const source =
+      kube?.source ?? new FileSource({ dir: o.configDir!, logger: this.log.child({ part: 'config' }) });
     this.source = source;
     await source.start();
     this.index.rebuild(source.snapshot());
     source.onChange((change, snapshot) => this.index!.apply(change, snapshot));
     for (const e of source.errors()) this.log.warn({ error: String(e) }, 'invalid manifest skipped');
+    await kube?.startControllers(this.ca.rootCertPem);
 
     // 3. gRPC: ADS + CA over TLS
-    const auth = new LocalNodeAuthenticator(o.stateDir);
+    const auth = kube ?? new LocalNodeAuthenticator(o.stateDir);
+    const metrics = new ControlPlaneMetrics(this.registry, {
+      connectedProxies: () => this.xds?.connections().length ?? 0,
+      rootCertNotAfter: () => this.ca?.rootNotAfter,
+    });
     this.xds = new DeltaXdsServer({
       index: this.index,
       logger: this.log.child({ part: 'xds' }),
       authenticate: (md) => auth.authenticate(md),
+      onPush: (typeUrl, startedAt, changedAt) => metrics.pushed(typeUrl, startedAt, changedAt),
     });
     const serving = await this.ca.issueServingCert({
       dnsNames: [CONTROL_PLANE_SERVER_NAME, 'localhost'],
@@ -120,8 +156,12 @@ export class ControlPlane {
       createCaHandlers({
         ca: this.ca,
         authenticate: (md) => auth.authenticate(md),
-        identitiesOnNode: (node) => this.index!.identitiesOnNode(node),
+        identitiesOnNode: (node) =>
+          kube
+            ? kube.identitiesFor(node, (n) => this.index!.identitiesOnNode(n))
+            : this.index!.identitiesOnNode(node),
         logger: this.log.child({ part: 'ca' }),
+        metrics,
       }),
     );
     const creds = grpc.ServerCredentials.createSsl(
@@ -132,6 +172,21 @@ export class ControlPlane {
     const port = await new Promise<number>((resolve, reject) =>
       this.server!.bindAsync(o.listen, creds, (err, p) => (err ? reject(err) : resolve(p))),
     );
+    // 4. metrics and debug on 15014
+    const debugAddr = parseSocketAddr(o.debugListen ?? `${listen.host}:${CONTROL_PLANE_DEBUG_PORT}`);
+    if (!debugAddr) throw new Error(`--debug-listen ${JSON.stringify(o.debugListen)} is not host:port`);
+    this.debug = new ControlPlaneDebugServer({
+      host: debugAddr.host,
+      port: debugAddr.port,
+      registry: this.registry,
+      logger: this.log.child({ part: 'debug' }),
+      source: {
+        index: () => this.index,
+        connections: () => this.xds?.connections() ?? [],
+        rootCertPem: () => this.ca?.rootCertPem,
+      },
+    });
+    await this.debug.start();
     this.log.info(
       { listen: o.listen, workloads: this.index.workloads().length, services: this.index.services().length },
       'control plane ready',
@@ -146,6 +201,8 @@ export class ControlPlane {
 
   async stop(): Promise<void> {
     await this.source?.stop();
+    await this.kube?.stop();
+    await this.debug?.stop();
     await new Promise<void>((resolve) => {
       if (!this.server) return resolve();
       const timer = setTimeout(() => {

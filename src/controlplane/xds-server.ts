@@ -39,6 +39,8 @@ export interface DeltaXdsServerOptions {
   logger: Logger;
   /** Node name for the caller's credentials, or undefined to refuse with UNAUTHENTICATED. */
   authenticate?(md: grpc.Metadata): string | undefined | Promise<string | undefined>;
+  /** Telemetry hook: one response written (`changedAt`: when its first change reached the stream). */
+  onPush?(typeUrl: string, startedAt: number, changedAt: number | undefined): void;
 }
 
 type AdsCall = grpc.ServerDuplexStream<DeltaRequestMsg, DeltaResponseMsg>;
@@ -54,12 +56,16 @@ interface Subscription {
   /** The first request of a subscription is always answered, even with nothing (readiness). */
   mustRespond: boolean;
   status: XdsTypeStatus;
+  /** When the oldest change not yet pushed arrived (push latency). */
+  changedAt?: number;
 }
 
 export class DeltaXdsServer {
   private readonly index: AmbientIndex;
   private readonly log: Logger;
   private readonly authenticate: DeltaXdsServerOptions['authenticate'];
+  /** @internal */
+  readonly onPush: DeltaXdsServerOptions['onPush'];
   private readonly streams = new Set<AdsStream>();
   private nonceSeq = 0;
   private readonly onUpdate = (u: IndexUpdate) => {
@@ -70,6 +76,7 @@ export class DeltaXdsServer {
     this.index = opts.index;
     this.log = opts.logger;
     this.authenticate = opts.authenticate;
+    this.onPush = opts.onPush;
     this.index.on('update', this.onUpdate);
   }
 
@@ -162,7 +169,10 @@ class AdsStream {
     if (!sub || this.closed) return;
     for (const name of u.upserted) if (sub.wildcard || sub.names.has(name)) sub.pending.add(name);
     for (const name of u.removed) if (sub.held.has(name)) sub.pending.add(name);
-    if (sub.pending.size) this.scheduleFlush();
+    if (sub.pending.size) {
+      sub.changedAt ??= Date.now();
+      this.scheduleFlush();
+    }
   }
 
   private onRequest(req: DeltaRequestMsg): void {
@@ -266,13 +276,16 @@ class AdsStream {
   private flush(): void {
     if (this.writing || this.closed) return;
     for (const sub of this.subs.values()) {
+      const start = Date.now();
+      const changedAt = sub.changedAt;
+      sub.changedAt = undefined;
       const res = this.buildResponse(sub);
       if (!res) continue;
       this.writing = true;
-      const start = Date.now();
       this.call.write(res, (err?: Error | null) => {
         this.writing = false;
         if (err) return this.close(errorMessage(err));
+        this.server.onPush?.(sub.typeUrl, start, changedAt);
         const ms = Date.now() - start;
         if (ms > 1000) this.log.info({ 'xds.type': sub.typeUrl, 'write.ms': ms }, 'slow xDS client');
         this.scheduleFlush();

@@ -6,13 +6,13 @@
 // Ready", "Ready -> Draining", "-> Closed").
 import http2 from 'node:http2';
 import type { ClientHttp2Session, ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
-import net from 'node:net';
 import tls from 'node:tls';
 import { randomFillSync } from 'node:crypto';
 import type { Logger } from '../common/log.js';
 import { AmbitError, errorMessage } from '../common/errors.js';
 import { formatSocketAddr, type HostPort, type SocketAddr } from '../common/addr.js';
 import { clientTlsOptions, type TlsIdentity } from './tls.js';
+import { defaultTcpConnect, type TcpConnect } from '../common/tcp-connect.js';
 import {
   CONNECT_TIMEOUT_MS,
   H2_CLIENT_HEADER_LIST,
@@ -81,6 +81,8 @@ export class HbonePool {
       idleMs?: number;
       pingIntervalMs?: number;
       pingTimeoutMs?: number;
+      /** How the TCP connection is opened; netns mode opens it from inside the source pod. */
+      connect?: TcpConnect;
     } = {},
   ) {}
 
@@ -167,7 +169,7 @@ export class HbonePool {
       'hbone pool: -> Connecting',
     );
     this.handshakes++;
-    const socket = await tlsConnect(req);
+    const socket = await tlsConnect(req, this.opts.connect ?? defaultTcpConnect);
     const session = http2.connect(`https://${formatSocketAddr(req.hboneAddr.host, req.hboneAddr.port)}`, {
       createConnection: () => socket,
       maxSessionMemory: 64,
@@ -256,9 +258,9 @@ export class HbonePool {
   }
 }
 
-function tlsConnect(req: TunnelRequest): Promise<tls.TLSSocket> {
+function tlsConnect(req: TunnelRequest, connect: TcpConnect): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
-    const tcp = net.connect({
+    const tcp = connect({
       host: req.hboneAddr.host,
       port: req.hboneAddr.port,
       localAddress: req.sourceIp,

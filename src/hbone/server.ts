@@ -44,6 +44,8 @@ export interface HboneServerOptions {
    * bound to it instead.
    */
   checkTarget?(target: HostPort & { host: Ip }): { status: number; reason: string } | undefined;
+  /** A listening socket made elsewhere (netns mode: inside the pod's namespace) instead of binding here. */
+  listenFd?(): number;
 }
 
 export class HboneServer {
@@ -67,7 +69,13 @@ export class HboneServer {
       unknownProtocolTimeout: 1000,
     };
     this.server = http2.createSecureServer(options);
-    this.server.on('connection', (socket: Socket) => socket.setNoDelay(true));
+    this.server.on('connection', (socket: Socket) => {
+      socket.setNoDelay(true);
+      // Tracked as well as sessions: a session closed gracefully leaves its socket ending, and
+      // towards a peer that can no longer be reached (its pod is gone) that lasts minutes; the
+      // drain deadline must end it, or stop() never returns.
+      this.sessions.track(socket);
+    });
     this.server.on('session', (s) => this.onSession(s));
     this.server.on('stream', (stream, headers) => this.onStream(stream, headers));
     this.server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
@@ -90,7 +98,9 @@ export class HboneServer {
   async start(): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen({ host: this.opts.podIp, port: this.opts.port, backlog: 1024 }, () => {
+      const fd = this.opts.listenFd?.();
+      const at = fd === undefined ? { host: this.opts.podIp, port: this.opts.port, backlog: 1024 } : { fd };
+      this.server.listen(at, () => {
         this.server.off('error', reject);
         this.server.on('error', (err) => this.log.error({ err: err.message }, 'hbone: server error'));
         resolve();

@@ -13,7 +13,14 @@ import type { ProxyState } from './state.js';
 import type { PolicyStore } from './policy-store.js';
 import { evaluate, type AuthzConnection, type AuthzDecision } from './authz.js';
 import { connectTcp } from './outbound.js';
+import { defaultTcpConnect, type TcpConnect } from '../common/tcp-connect.js';
 import { splice } from './splice.js';
+import {
+  NO_TELEMETRY,
+  type ConnectionTelemetry,
+  type DenialRecord,
+} from '../telemetry/connection-telemetry.js';
+import { traceIdOf } from '../telemetry/access-log.js';
 
 /** In-memory L4 authorization counters; the telemetry issue exports them. */
 export interface AuthzCounters {
@@ -48,6 +55,9 @@ export class Inbound {
     private readonly state: ProxyState,
     private readonly policies: PolicyStore,
     logger: Logger,
+    private readonly telemetry: ConnectionTelemetry = NO_TELEMETRY,
+    /** How the app is reached; netns mode connects from inside the pod, marked (not recaptured). */
+    private readonly connect: TcpConnect = defaultTcpConnect,
   ) {
     this.log = logger.child({ direction: 'inbound' });
   }
@@ -58,6 +68,9 @@ export class Inbound {
     const srcIp = unmapV4(peerAddr.host);
     const srcWorkload = this.state.workloadByAddress(srcIp);
     const fields: Record<string, unknown> = {
+      start_time: new Date(start).toISOString(),
+      trace_id: traceIdOf(tunnel.headers.traceparent),
+      connection_security_policy: 'mutual_tls',
       'src.addr': forwardedFor(tunnel) ?? `${peerAddr.host}:${peerAddr.port}`,
       'src.identity': peerIdentity,
       'src.workload': srcWorkload?.name,
@@ -77,10 +90,28 @@ export class Inbound {
       dstPort: target.port,
     };
     const decision = evaluate(this.policies.forWorkload(pod), conn);
+    const record = this.telemetry.opened({
+      reporter: 'destination',
+      source: srcWorkload,
+      sourcePrincipal: peerIdentity,
+      destination: pod,
+      destinationPrincipal: spiffeIdOf(pod),
+      destinationService: this.guessService(pod, target.port),
+      securityPolicy: 'mutual_tls',
+    });
     if (!decision.allow) {
+      record.close('DENY');
       this.recordDenial(decision);
+      this.telemetry.denied(denialOf(fields, srcIp, target.port, decision, 'denied'));
       this.log.warn(
-        { ...fields, 'src.ip': srcIp, 'dst.port': target.port, ...decisionFields(decision), status: 401 },
+        {
+          ...fields,
+          'src.ip': srcIp,
+          'dst.port': target.port,
+          ...decisionFields(decision),
+          response_flags: 'DENY',
+          status: 401,
+        },
         'connection denied by policy',
       );
       if (!stream.destroyed) stream.respond({ ':status': INBOUND_DENY_STATUS }, { endStream: true });
@@ -91,30 +122,48 @@ export class Inbound {
     let app: Socket;
     try {
       // In local mode every address is on loopback, so the app can see the real source IP.
-      app = await connectTcp(target, isLoopback(srcIp) ? srcIp : undefined).catch((err) => {
-        if ((err as NodeJS.ErrnoException).code === 'EADDRNOTAVAIL') return connectTcp(target);
+      // netns mode delivers with the client's address as the source where it can (sourceAddress).
+      const deliver: TcpConnect = (o) => this.connect({ ...o, sourceAddress: srcIp });
+      app = await connectTcp(target, isLoopback(srcIp) ? srcIp : undefined, deliver).catch((err) => {
+        if ((err as NodeJS.ErrnoException).code === 'EADDRNOTAVAIL')
+          return connectTcp(target, undefined, deliver);
         throw err;
       });
     } catch (err) {
+      record.close('CONNECT');
       this.log.warn(
-        { ...fields, status: 503, error: errorMessage(err), duration_ms: Date.now() - start },
+        {
+          ...fields,
+          status: 503,
+          response_flags: 'CONNECT',
+          error: errorMessage(err),
+          duration_ms: Date.now() - start,
+        },
         'connection failed: app refused',
       );
       if (!stream.destroyed) stream.respond({ ':status': 503 }, { endStream: true });
       return;
     }
     if (stream.destroyed) {
+      record.close('CONNECT');
       app.destroy();
       return;
     }
     const entry: OpenTunnel = { tunnel, podUid: pod.uid, pod, conn, app, fields };
     this.open.add(entry);
+    // Istio's direction: received = client → server (to the app), sent = server → client.
+    record.trackBytes(() => ({ received: app.bytesWritten, sent: app.bytesRead }));
     stream.respond({ ':status': 200 });
     const result = await splice(stream, app);
-    this.open.delete(entry);
+    const closedByPolicy = !this.open.delete(entry); // reevaluate() removed it
+    record.close(closedByPolicy ? 'DENY' : '-');
+    if (!result.error && !closedByPolicy && !this.telemetry.logComplete()) return;
     this.log.info(
       {
         ...fields,
+        'authz.decision': 'allow',
+        'authz.policy': decision.policy ?? null,
+        response_flags: closedByPolicy ? 'DENY' : '-',
         bytes_sent: app.bytesRead,
         bytes_recv: app.bytesWritten,
         duration_ms: Date.now() - start,
@@ -133,6 +182,7 @@ export class Inbound {
       this.open.delete(t);
       this.recordDenial(decision);
       this.counters.closedByPolicyChange++;
+      this.telemetry.denied(denialOf(t.fields, t.conn.srcIp, t.conn.dstPort, decision, 'closed'));
       this.log.warn(
         { ...t.fields, 'src.ip': t.conn.srcIp, 'dst.port': t.conn.dstPort, ...decisionFields(decision) },
         'connection closed: policy no longer allows it',
@@ -147,6 +197,17 @@ export class Inbound {
     return this.open.size;
   }
 
+  /** The service a connection to `port` of `pod` most likely came through (ztunnel's guess_inbound_service). */
+  private guessService(pod: Workload, port: number) {
+    for (const [key, ports] of Object.entries(pod.services)) {
+      if (!ports.some((p) => p.targetPort === port || (p.targetPort === 0 && p.servicePort === port)))
+        continue;
+      const svc = this.state.serviceByHostname(key.slice(key.indexOf('/') + 1));
+      if (svc) return svc;
+    }
+    return undefined;
+  }
+
   private recordDenial(d: AuthzDecision): void {
     this.counters.denied++;
     const key = d.policy ?? '(no ALLOW matched)';
@@ -156,6 +217,26 @@ export class Inbound {
 
 function decisionFields(d: AuthzDecision): Record<string, unknown> {
   return { policy: d.policy ?? null, 'policy.rule': d.ruleIndex ?? null, reason: d.reason };
+}
+
+function denialOf(
+  fields: Record<string, unknown>,
+  srcIp: string,
+  dstPort: number,
+  d: AuthzDecision,
+  kind: DenialRecord['kind'],
+): DenialRecord {
+  return {
+    time: new Date().toISOString(),
+    srcIdentity: fields['src.identity'] as string | undefined,
+    srcIp,
+    dstWorkload: String(fields['dst.workload']),
+    dstNamespace: String(fields['dst.namespace']),
+    dstPort,
+    policy: d.policy ?? null,
+    reason: d.reason,
+    kind,
+  };
 }
 
 function forwardedFor(t: InboundTunnel): string | undefined {

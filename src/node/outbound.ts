@@ -1,7 +1,7 @@
-// Outbound: a local pod's connection, from the SOCKS5 request to the final record.
+// Outbound: a local pod's connection, from the SOCKS5 request (or a connection captured
+// transparently on 15001, capture.ts: the same request with an IP target) to the final record.
 // resolve the target → buildRoute (pure) → open an HBONE tunnel as the source pod's identity,
 // or plain TCP for destinations outside the mesh → answer the client → splice → record once.
-import net from 'node:net';
 import { lookup } from 'node:dns/promises';
 import type { Socket } from 'node:net';
 import type { ClientHttp2Stream } from 'node:http2';
@@ -12,9 +12,18 @@ import type { HbonePool } from '../hbone/pool.js';
 import type { TlsIdentity } from '../hbone/tls.js';
 import { spiffeIdOf, type Workload } from '../xds/resources.js';
 import type { ProxyState } from './state.js';
+import { defaultTcpConnect, type TcpConnect } from '../common/tcp-connect.js';
+import type { ConnectionOpen } from '../telemetry/metrics.js';
 import { buildRoute, resolveServiceName, type EndpointPicker, type Route } from './route.js';
 import { SOCKS_REPLY, type SocksReplyCode, type SocksRequest, type SocksTarget } from './socks5.js';
 import { splice } from './splice.js';
+import {
+  NO_TELEMETRY,
+  responseFlagFor,
+  type ConnectionResult,
+  type ConnectionTelemetry,
+} from '../telemetry/connection-telemetry.js';
+import { traceIdOf } from '../telemetry/access-log.js';
 
 export interface OutboundDeps {
   state: ProxyState;
@@ -23,6 +32,10 @@ export interface OutboundDeps {
   certificateFor(w: Workload): Promise<TlsIdentity>;
   pick: EndpointPicker;
   logger: Logger;
+  /** Metrics, access-log policy (telemetry/); none when omitted. */
+  telemetry?: ConnectionTelemetry;
+  /** How passthrough TCP is opened; netns mode opens it from inside the source pod. */
+  connect?: TcpConnect;
 }
 
 export class Outbound {
@@ -35,7 +48,9 @@ export class Outbound {
     const start = Date.now();
     const client = req.socket;
     const srcIp = source.addresses[0]!;
+    const telemetry = this.deps.telemetry ?? NO_TELEMETRY;
     const fields: Record<string, unknown> = {
+      start_time: new Date(start).toISOString(),
       'src.addr': `${client.remoteAddress}:${client.remotePort}`,
       'src.workload': source.name,
       'src.namespace': source.namespace,
@@ -44,26 +59,44 @@ export class Outbound {
     };
     let upstream: Socket | ClientHttp2Stream;
     let route: Route;
+    let record: ConnectionResult | undefined;
     try {
       const target = await this.resolve(source, req.target);
       route = buildRoute(target, this.deps.state, this.deps.pick, source);
       describeRoute(route, fields);
+      // Counted from here (ztunnel's ConnectionResult): the route names the destination.
+      record = telemetry.opened(openOf(route, source, this.deps.state));
       upstream = await this.open(route, source, srcIp, client);
     } catch (err) {
       const code = replyFor(err);
+      const flag = responseFlagFor(err);
+      record?.close(flag);
       fields.error = errorMessage(err);
-      this.log.warn({ ...fields, 'socks.reply': code, duration_ms: Date.now() - start }, 'connection failed');
+      this.log.warn(
+        { ...fields, 'socks.reply': code, response_flags: flag, duration_ms: Date.now() - start },
+        'connection failed',
+      );
       req.reply(code);
       return;
     }
     req.reply(SOCKS_REPLY.succeeded);
+    // Bytes count from here: not the SOCKS handshake, but any data the client sent early (still
+    // buffered). Istio's direction: received = client → server, sent = server → client.
+    const base = { read: client.bytesRead - client.readableLength, written: client.bytesWritten };
+    const received = () => client.bytesRead - base.read;
+    const sent = () => client.bytesWritten - base.written;
+    record.trackBytes(() => ({ received: received(), sent: sent() }));
     client.resume();
     const result = await splice(client, upstream);
+    record.close('-');
+    if (!result.error && !telemetry.logComplete()) return;
     this.log.info(
       {
         ...fields,
-        bytes_sent: client.bytesRead,
-        bytes_recv: client.bytesWritten,
+        trace_id: traceIdOf((upstream as ClientHttp2Stream).sentHeaders?.traceparent),
+        response_flags: '-',
+        bytes_sent: received(),
+        bytes_recv: sent(),
         duration_ms: Date.now() - start,
         ...(result.error ? { error: result.error.message } : {}),
       },
@@ -106,7 +139,7 @@ export class Outbound {
         });
       }
       case 'passthrough':
-        return connectTcp(route.addr, srcIp);
+        return connectTcp(route.addr, srcIp, this.deps.connect);
     }
   }
 }
@@ -115,17 +148,21 @@ export class Outbound {
 export const SOCKET_HIGH_WATER_MARK = 256 * 1024;
 
 /** Plain TCP, bound to the source pod's IP so the far end sees who connects. */
-export function connectTcp(addr: HostPort, localAddress?: string): Promise<Socket> {
+export function connectTcp(
+  addr: HostPort,
+  localAddress?: string,
+  connect: TcpConnect = defaultTcpConnect,
+): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    // highWaterMark is accepted by net.Socket (it is a Duplex option) though @types/node omits it.
-    const s = net.connect({
+    // highWaterMark: a bigger socket buffer (net.Socket accepts it as a Duplex option).
+    const s = connect({
       host: addr.host,
       port: addr.port,
       localAddress,
       allowHalfOpen: true,
       noDelay: true,
       highWaterMark: SOCKET_HIGH_WATER_MARK,
-    } as net.NetConnectOpts);
+    });
     const timer = setTimeout(
       () =>
         s.destroy(
@@ -145,8 +182,35 @@ export function connectTcp(addr: HostPort, localAddress?: string): Promise<Socke
   });
 }
 
+/** The labels' facts for the source reporter: HBONE is mTLS with the destination's identity verified. */
+function openOf(route: Route, source: Workload, state: ProxyState): ConnectionOpen {
+  switch (route.kind) {
+    case 'hbone':
+      return {
+        reporter: 'source',
+        source,
+        sourcePrincipal: spiffeIdOf(source),
+        destination: route.endpoint,
+        destinationPrincipal: route.expectedIdentity,
+        destinationService: route.service,
+        securityPolicy: 'mutual_tls',
+      };
+    case 'passthrough':
+      return {
+        reporter: 'source',
+        source,
+        destination: route.endpoint ?? state.workloadByAddress(route.addr.host),
+        destinationService: route.service,
+        securityPolicy: 'unknown',
+      };
+    case 'reject':
+      return { reporter: 'source', source, securityPolicy: 'unknown' };
+  }
+}
+
 function describeRoute(route: Route, fields: Record<string, unknown>): void {
   fields.route = route.kind;
+  fields.connection_security_policy = route.kind === 'hbone' ? 'mutual_tls' : 'unknown';
   if (route.kind === 'hbone') {
     fields['dst.hbone_addr'] = `${route.hboneAddr.host}:${route.hboneAddr.port}`;
     fields['dst.addr'] = route.authority;

@@ -3,7 +3,9 @@
 //  2. certificate manager (CSRs to the control plane's CA);
 //  3. xDS client → ProxyState and PolicyStore (keep the last config while the control plane is
 //     away); a change to either re-checks open inbound tunnels against the policies;
-//  4. per local ambient pod: HBONE listener podIP:15008 and SOCKS5 listener podIP:15080;
+//  4. per local ambient pod: HBONE listener podIP:15008 and SOCKS5 listener podIP:15080, or in
+//     netns mode (capture.ts) both made inside the pod's namespace with 15001/15006/15053 and
+//     the pod's redirection rules;
 //  5. readiness on nodeIP:15021.
 import http from 'node:http';
 import { readFile } from 'node:fs/promises';
@@ -34,7 +36,10 @@ import { Inbound, type AuthzCounters } from './inbound.js';
 import { PolicyStore } from './policy-store.js';
 import type { Authorization } from '../xds/authorization.js';
 import { Socks5Listener } from './socks5.js';
+import { NetnsCapture, type NetnsCaptureOptions } from './capture.js';
+import { PlaintextInbound } from './inbound-plaintext.js';
 import { roundRobin } from './route.js';
+import { NodeTelemetry, type NodeTelemetryOptions } from '../telemetry/node-telemetry.js';
 
 export interface NodeProxyOptions {
   nodeName: string;
@@ -50,13 +55,21 @@ export interface NodeProxyOptions {
   controlPlaneServerName?: string;
   ports?: { hbone?: number; socks5?: number; readiness?: number };
   logger?: Logger;
+  /** Metrics (nodeIP:15020), admin (nodeIP:15000), access-log mode: telemetry/node-telemetry.ts. */
+  telemetry?: NodeTelemetryOptions;
+  /**
+   * Transparent capture in each pod's network namespace (netns/K8s mode, capture.ts) instead of
+   * SOCKS5 on podIP:15080 (local mode).
+   */
+  netnsCapture?: Omit<NetnsCaptureOptions, 'logger'>;
 }
 
 interface PodListeners {
   workload: Workload;
   spiffeId: string;
   hbone: HboneServer;
-  socks: Socks5Listener;
+  /** How the pod's traffic enters: SOCKS5 (local mode) or transparent capture (netns mode). */
+  entry: { start(): Promise<void>; stop(graceMs: number): Promise<void> };
 }
 
 export class NodeProxy {
@@ -77,9 +90,12 @@ export class NodeProxy {
   private reconcileQueued = false;
   private retryTimer?: NodeJS.Timeout;
   private stopped = false;
+  private capture?: NetnsCapture;
+  readonly telemetry: NodeTelemetry;
 
   constructor(private readonly opts: NodeProxyOptions) {
     this.log = opts.logger ?? componentLogger('node', { node: opts.nodeName });
+    this.telemetry = new NodeTelemetry(opts.telemetry ?? {}, this.log);
   }
 
   get trustDomain(): string {
@@ -113,16 +129,34 @@ export class NodeProxy {
     });
     this.certs.on('rotated', (cert: WorkloadCert) => this.onRotated(cert));
 
-    // 3. data path parts, then xDS
-    this.pool = new HbonePool(this.log.child({ part: 'pool' }));
+    // 3. data path parts (in netns mode their sockets are opened inside the pods), then xDS
+    if (o.netnsCapture) this.capture = await NetnsCapture.create({ ...o.netnsCapture, logger: this.log });
+    const connect = this.capture?.connect;
+    this.pool = new HbonePool(this.log.child({ part: 'pool' }), { connect });
     this.outbound = new Outbound({
       state: this.state,
       pool: this.pool,
       certificateFor: (w) => this.certificateFor(w),
       pick: roundRobin(),
       logger: this.log,
+      telemetry: this.telemetry.connections,
+      connect,
     });
-    this.inbound = new Inbound(this.state, this.policies, this.log);
+    this.inbound = new Inbound(this.state, this.policies, this.log, this.telemetry.connections, connect);
+    if (this.capture) {
+      const plaintext = new PlaintextInbound({
+        state: this.state,
+        policies: this.policies,
+        logger: this.log,
+        connect: this.capture.connect,
+        telemetry: this.telemetry.connections,
+      });
+      this.capture.setHandlers({
+        state: this.state,
+        outbound: (source, req) => void this.outbound.handle(source, req),
+        plaintext: (client, pod, dst) => void plaintext.handle(client, pod, dst),
+      });
+    }
     this.state.on('change', () => {
       this.scheduleReconcile();
       this.inbound.reevaluate(); // a workload's list of policies may have changed
@@ -161,6 +195,7 @@ export class NodeProxy {
 
     // 5. readiness (before xDS is ready, so probes can see "not ready yet")
     await this.startReadiness();
+    await this.telemetry.start({ nodeName: o.nodeName, nodeIp: o.nodeIp, proxy: this });
     await this.xds.ready();
     this.xdsReady = true;
     await this.reconcileNow();
@@ -173,7 +208,8 @@ export class NodeProxy {
   /** True once xDS has synced and every local ambient pod has its listeners. */
   isReady(): { ready: boolean; reason?: string } {
     if (!this.xdsReady) return { ready: false, reason: 'waiting for the first xDS response' };
-    if (this.failed.size > 0) return { ready: false, reason: [...this.failed.values()].join('; ') };
+    const failed = [...this.failed.values(), ...(this.capture?.failures() ?? [])];
+    if (failed.length > 0) return { ready: false, reason: failed.join('; ') };
     return { ready: true };
   }
 
@@ -200,18 +236,33 @@ export class NodeProxy {
     return this.certs.list();
   }
 
+  /**
+   * Kill switch (netns mode): off removes every pod's redirection rules and capture listeners on
+   * this node within seconds (pods keep working with plain networking); on puts them back.
+   */
+  async setCaptureEnabled(on: boolean): Promise<void> {
+    if (!this.capture) throw new Error('this node proxy does not capture transparently (no netns mode)');
+    await this.capture.setEnabled(on);
+  }
+
+  captureEnabled(): boolean | undefined {
+    return this.capture?.enabled;
+  }
+
   async stop(graceMs = 2000): Promise<void> {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.xds?.stop();
     this.pool?.close();
+    this.capture?.keepRulesOnStop(); // the next proxy on this node reuses them
     await Promise.all(
-      [...this.pods.values()].map((p) => Promise.all([p.hbone.stop(graceMs), p.socks.stop(graceMs)])),
+      [...this.pods.values()].map((p) => Promise.all([p.hbone.stop(graceMs), p.entry.stop(graceMs)])),
     );
     this.pods.clear();
     this.certs?.stop();
     this.ca?.close();
     await new Promise<void>((r) => (this.readiness ? this.readiness.close(() => r()) : r()));
+    await this.telemetry.stop();
     this.log.info('node proxy stopped');
   }
 
@@ -259,7 +310,7 @@ export class NodeProxy {
       const w = desired.get(uid);
       if (!w || w.addresses[0] !== p.workload.addresses[0] || spiffeIdOf(w) !== p.spiffeId) {
         this.pods.delete(uid);
-        await Promise.all([p.hbone.stop(1000), p.socks.stop(1000)]);
+        await Promise.all([p.hbone.stop(1000), p.entry.stop(1000)]);
         this.log.info(
           { pod: `${p.workload.namespace}/${p.workload.name}` },
           'pod removed from the mesh on this node',
@@ -287,6 +338,7 @@ export class NodeProxy {
     const ports = this.opts.ports ?? {};
     try {
       const cert = await this.certificateFor(w);
+      const captured = await this.capture?.pod(w); // netns mode: finds the pod's namespace
       const hbone = new HboneServer({
         podIp: ip,
         port: ports.hbone ?? HBONE_PORT,
@@ -294,22 +346,30 @@ export class NodeProxy {
         trustDomain: this.trustDomain,
         logger: this.log.child({ pod }),
         onTunnel: (t) => void this.inbound.handle(t, this.state.workload(w.uid) ?? w),
+        listenFd: captured?.hboneListenFd(ports.hbone ?? HBONE_PORT),
       });
-      const socks = new Socks5Listener(
-        { host: ip, port: ports.socks5 ?? SOCKS5_PORT },
-        this.log.child({ pod }),
-        (req) => {
-          void this.outbound.handle(this.state.workload(w.uid) ?? w, req);
-        },
-      );
-      await hbone.start();
+      const entry =
+        captured ??
+        new Socks5Listener(
+          { host: ip, port: ports.socks5 ?? SOCKS5_PORT },
+          this.log.child({ pod }),
+          (req) => {
+            void this.outbound.handle(this.state.workload(w.uid) ?? w, req);
+          },
+        );
       try {
-        await socks.start();
+        await hbone.start();
+      } catch (err) {
+        await entry.stop(0);
+        throw err;
+      }
+      try {
+        await entry.start();
       } catch (err) {
         await hbone.stop(0);
         throw err;
       }
-      this.pods.set(w.uid, { workload: w, spiffeId: cert.spiffeId, hbone, socks });
+      this.pods.set(w.uid, { workload: w, spiffeId: cert.spiffeId, hbone, entry });
       this.log.info({ pod, ip, identity: cert.spiffeId }, 'pod added to the mesh on this node');
     } catch (err) {
       this.failed.set(w.uid, `${pod}: ${errorMessage(err)}`);
