@@ -7,6 +7,7 @@
 //     netns mode (capture.ts) both made inside the pod's namespace with 15001/15006/15053 and
 //     the pod's redirection rules;
 //  5. readiness on nodeIP:15021.
+import { tokenFromFile } from '../common/token.js';
 import http from 'node:http';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -21,7 +22,7 @@ import type { TlsIdentity } from '../hbone/tls.js';
 import { CaClient } from '../identity/ca-client.js';
 import { CertificateManager, type WorkloadCert } from '../identity/cert-manager.js';
 import type { KeyAlgorithm } from '../identity/keys.js';
-import { XdsClient, controlPlaneConnection } from '../xds/client.js';
+import { XdsClient, controlPlaneConnection, type XdsTypeStatus } from '../xds/client.js';
 import { TYPE_ADDRESS, TYPE_AUTHORIZATION } from '../xds/proto.js';
 import {
   decodeAddress,
@@ -116,7 +117,8 @@ export class NodeProxy {
     );
     // 1. trust root and node token
     const rootPem = await readFile(path.join(o.stateDir, 'ca', 'root-cert.pem'), 'utf8');
-    const token = (await readFile(path.join(o.stateDir, 'nodes', `${o.nodeName}.token`), 'utf8')).trim();
+    // Re-read at each use: in Kubernetes this is a projected token the kubelet rotates.
+    const token = tokenFromFile(path.join(o.stateDir, 'nodes', `${o.nodeName}.token`));
     const serverName = o.controlPlaneServerName ?? 'istiod.istio-system.svc';
 
     // 2. certificates
@@ -206,6 +208,11 @@ export class NodeProxy {
   }
 
   /** True once xDS has synced and every local ambient pod has its listeners. */
+  /** The last xDS response of each type and whether it was ACKed (for /config_dump). */
+  xdsStatus(): XdsTypeStatus[] {
+    return this.xds?.status() ?? [];
+  }
+
   isReady(): { ready: boolean; reason?: string } {
     if (!this.xdsReady) return { ready: false, reason: 'waiting for the first xDS response' };
     const failed = [...this.failed.values(), ...(this.capture?.failures() ?? [])];

@@ -9,6 +9,7 @@
 //   GET  /debug/denials    recent L4 denials with their policies
 //   POST /quitquitquit[?deadline_ms=N]   graceful drain: stop accepting, let connections finish, exit
 // Every answer passes one last check that no private key text is in it.
+import type { XdsTypeStatus } from '../xds/client.js';
 import type http from 'node:http';
 import { X509Certificate } from 'node:crypto';
 import type { Logger } from '../common/log.js';
@@ -27,6 +28,8 @@ export interface NodeAdminSource {
   certificates(): WorkloadCert[];
   localPods(): { uid: string; name: string; namespace: string; ip: string; identity: string }[];
   isReady(): { ready: boolean; reason?: string };
+  /** The last xDS response of each type: nonce, control plane version, ACK or NACK. */
+  xdsStatus?(): XdsTypeStatus[];
   /** L4 authorization counters (node/inbound.ts), exported as ambit_authz_* metrics. */
   authzCounters?(): {
     allowed: number;
@@ -186,6 +189,7 @@ export function configDump(ctx: NodeAdminContext) {
     ready: p.isReady(),
     localPods: p.localPods(),
     xds: ctx.xdsUpdates(),
+    xdsResponses: p.xdsStatus?.() ?? [],
     workloads: p.state.allWorkloads(),
     services: p.state.allServices(),
     policies: [...p.policies.all().entries()].map(([key, policy]) => ({ key, ...policy })),

@@ -11,6 +11,7 @@
 //     the waypoint (tcp-proxy.ts); HTTP/1.1, h2c and gRPC go through http-proxy.ts.
 // Readiness (`GET /healthz/ready` on waypointIP:15021) is served from the start: 503 with the
 // step it waits for, 200 once xDS has answered, the certificate is issued and 15008 listens.
+import { tokenFromFile } from '../common/token.js';
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type http from 'node:http';
@@ -127,7 +128,7 @@ export class Waypoint {
     // 1. trust root and node token
     this.notReady = 'waiting for the trust root and node token';
     const rootPem = await readFile(path.join(o.stateDir, 'ca', 'root-cert.pem'), 'utf8');
-    const token = (await readFile(path.join(o.stateDir, 'nodes', `${nodeName}.token`), 'utf8')).trim();
+    const token = tokenFromFile(path.join(o.stateDir, 'nodes', `${nodeName}.token`));
     const serverName = o.controlPlaneServerName ?? 'istiod.istio-system.svc';
 
     // 2. certificate for the waypoint's own identity

@@ -293,8 +293,25 @@ describe('node admin on 15000', () => {
       policies: { key: string }[];
       certificates: { identity: string }[];
       xds: { type: string; updates: number }[];
+      xdsResponses: {
+        typeUrl: string;
+        nonce: string;
+        systemVersion: string;
+        acked: boolean;
+        resources: number;
+      }[];
     };
     expect(dump.node).toBe('node-1');
+    // The last response of each type, as acknowledged to the control plane (ztunnel's config dump shows the same).
+    expect(dump.xdsResponses.map((r) => r.typeUrl.split('.').pop()).sort()).toEqual([
+      'Address',
+      'Authorization',
+    ]);
+    for (const r of dump.xdsResponses) {
+      expect(r.acked).toBe(true);
+      expect(r.nonce).not.toBe('');
+      expect(Number(r.systemVersion)).toBeGreaterThan(0);
+    }
     expect(dump.workloads.map((w) => w.name)).toEqual(
       expect.arrayContaining(['sleep', 'echo-v1', 'echo-v2']),
     );
