@@ -25,6 +25,8 @@ export const WATCHED_TYPES: { readonly [K in Kind]: KubeResourceType } = {
   Node: r('Node', 'v1', 'nodes', false),
   Pod: r('Pod', 'v1', 'pods'),
   Service: r('Service', 'v1', 'services'),
+  EndpointSlice: r('EndpointSlice', 'discovery.k8s.io/v1', 'endpointslices'),
+  ServiceAccount: r('ServiceAccount', 'v1', 'serviceaccounts'),
   PeerAuthentication: r('PeerAuthentication', 'security.istio.io/v1', 'peerauthentications'),
   AuthorizationPolicy: r('AuthorizationPolicy', 'security.istio.io/v1', 'authorizationpolicies'),
   RequestAuthentication: r('RequestAuthentication', 'security.istio.io/v1', 'requestauthentications'),
@@ -40,7 +42,7 @@ export const WATCHED_TYPES: { readonly [K in Kind]: KubeResourceType } = {
 /** What the control plane writes. */
 export const SECRET = r('Secret', 'v1', 'secrets');
 export const CONFIG_MAP = r('ConfigMap', 'v1', 'configmaps');
-export const SERVICE_ACCOUNT = r('ServiceAccount', 'v1', 'serviceaccounts');
+export const SERVICE_ACCOUNT = WATCHED_TYPES.ServiceAccount;
 export const SERVICE = WATCHED_TYPES.Service;
 export const POD = WATCHED_TYPES.Pod;
 export const GATEWAY = WATCHED_TYPES.Gateway;

@@ -22,12 +22,16 @@ export function validateKubeObject(t: KubeResourceType & { kind: Kind }, raw: Ra
   const namespace = CLUSTER_SCOPED_KINDS.has(kind) ? undefined : raw.metadata.namespace;
   const name = raw.metadata.name;
   // List items of built-in kinds carry no apiVersion/kind; the informer knows what it lists.
+  // Most kinds keep their state under spec/status; EndpointSlice keeps it at the top level.
+  const body =
+    kind === 'EndpointSlice'
+      ? { addressType: raw.addressType, endpoints: raw.endpoints, ports: raw.ports }
+      : { spec: raw.spec, status: raw.status };
   const doc = normalize({
     apiVersion: raw.apiVersion ?? t.apiVersion,
     kind,
     metadata: raw.metadata,
-    spec: raw.spec,
-    status: raw.status,
+    ...body,
   }) as Record<string, unknown>;
   if (namespace === undefined) delete (doc.metadata as Record<string, unknown>).namespace;
   const result = KIND_SCHEMAS[kind].safeParse(doc, { reportInput: true, error: issueMessage });

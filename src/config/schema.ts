@@ -155,6 +155,51 @@ export const serviceSchema = z.object({
     }),
 });
 
+export const endpointSliceSchema = z.object({
+  apiVersion: z.literal('discovery.k8s.io/v1'),
+  kind: z.literal('EndpointSlice'),
+  metadata: namespacedMeta(dns1123Subdomain),
+  addressType: z.enum(['IPv4', 'IPv6', 'FQDN']),
+  endpoints: z
+    .array(
+      z.object({
+        addresses: z.array(z.string().min(1)).min(1),
+        conditions: z
+          .object({
+            ready: z.boolean().optional(),
+            serving: z.boolean().optional(),
+            terminating: z.boolean().optional(),
+          })
+          .optional(),
+        nodeName: z.string().optional(),
+        targetRef: z
+          .object({
+            kind: z.string().optional(),
+            name: z.string().optional(),
+            namespace: z.string().optional(),
+          })
+          .optional(),
+      }),
+    )
+    .optional(),
+  ports: z
+    .array(
+      z.object({
+        name: z.string().optional(),
+        port: z.number().int().min(1).max(65535).optional(),
+        protocol: protocol.optional(),
+        appProtocol: z.string().optional(),
+      }),
+    )
+    .optional(),
+});
+
+export const serviceAccountSchema = z.object({
+  apiVersion: z.enum(CORE),
+  kind: z.literal('ServiceAccount'),
+  metadata: namespacedMeta(dns1123Subdomain),
+});
+
 // ---- Istio and Gateway API kinds ----
 
 function specObject<
@@ -204,6 +249,8 @@ export const KIND_SCHEMAS: { readonly [K in Kind]: z.ZodType<Extract<KubeResourc
   Node: nodeSchema,
   Pod: podSchema,
   Service: serviceSchema,
+  EndpointSlice: endpointSliceSchema,
+  ServiceAccount: serviceAccountSchema,
   PeerAuthentication: peerAuthenticationSchema,
   AuthorizationPolicy: authorizationPolicySchema,
   RequestAuthentication: requestAuthenticationSchema,

@@ -66,6 +66,24 @@ export interface Service extends KubeObject<'Service', 'v1'> {
   };
 }
 
+/** Who an EndpointSlice says backs its Service (discovery.k8s.io/v1): Services without a selector. */
+export interface EndpointSliceEndpoint {
+  addresses: string[];
+  conditions?: { ready?: boolean; serving?: boolean; terminating?: boolean };
+  nodeName?: string;
+  targetRef?: { kind?: string; name?: string; namespace?: string };
+}
+export interface EndpointSlice extends KubeObject<'EndpointSlice', 'discovery.k8s.io/v1'> {
+  addressType: 'IPv4' | 'IPv6' | 'FQDN';
+  endpoints?: EndpointSliceEndpoint[];
+  ports?: { name?: string; port?: number; protocol?: string; appProtocol?: string }[];
+}
+/** The Service an EndpointSlice belongs to (label set by the EndpointSlice controller). */
+export const LABEL_SERVICE_NAME = 'kubernetes.io/service-name';
+
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type -- a named kind, kept as an interface like its siblings
+export interface ServiceAccount extends KubeObject<'ServiceAccount', 'v1'> {}
+
 /** The Istio and Gateway API kinds: stored and validated structurally; later issues act on them. */
 export interface GenericSpecObject<K extends string> extends KubeObject<K> {
   spec: Record<string, unknown>;
@@ -87,6 +105,8 @@ export type KubeResource =
   | Node
   | Pod
   | Service
+  | EndpointSlice
+  | ServiceAccount
   | PeerAuthentication
   | AuthorizationPolicy
   | RequestAuthentication

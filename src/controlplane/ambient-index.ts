@@ -14,6 +14,8 @@ import {
   type PeerAuthentication,
   type Pod,
   type Service as KubeService,
+  type EndpointSlice,
+  LABEL_SERVICE_NAME,
 } from '../config/types.js';
 import { TYPE_ADDRESS, TYPE_AUTHORIZATION, TYPE_CONFIG_OBJECT } from '../xds/proto.js';
 import {
@@ -52,6 +54,8 @@ import {
   DOMAIN_SUFFIX,
   isAmbientEnrolled,
   isTerminal,
+  hasSelector,
+  podIps,
   selects,
   workloadUid,
   type IndexOptions,
@@ -142,6 +146,7 @@ const INDEXED_KINDS = new Set([
   'Namespace',
   'Pod',
   'Service',
+  'EndpointSlice',
   'AuthorizationPolicy',
   'PeerAuthentication',
   'Node',
@@ -203,6 +208,9 @@ export class AmbientIndex extends EventEmitter<{
   // Label and selector indexes make membership a lookup instead of a pods × services scan.
   private readonly podsByLabel = new Map<string, Set<string>>();
   private readonly svcsBySelector = new Map<string, Set<string>>();
+  // Services without a selector take their members from EndpointSlices (by pod IP).
+  private readonly slices = new Map<string, { svc: string; ips: string[] }>();
+  private readonly svcsByEndpointIp = new Map<string, Set<string>>(); // "ns\0ip" → service keys
   private readonly enrolledByNode = new Map<string, Map<string, string>>(); // node → pod key → SPIFFE id
   private readonly nodeOfEnrolled = new Map<string, string>(); // pod key → node, to undo the above
   private readonly policies = new Map<string, PolicyEntry>();
@@ -252,6 +260,11 @@ export class AmbientIndex extends EventEmitter<{
       if (!present.has(`Namespace/${ns.metadata.name}`)) deleted.push(ns);
     for (const [k, e] of this.pods) if (!present.has(`Pod/${k}`)) deleted.push(e.pod);
     for (const [k, e] of this.svcs) if (!present.has(`Service/${k}`)) deleted.push(e.svc);
+    for (const k of this.slices.keys())
+      if (!present.has(`EndpointSlice/${k}`)) {
+        const [namespace, name = ''] = k.split('/');
+        deleted.push({ kind: 'EndpointSlice', metadata: { name, namespace } } as EndpointSlice);
+      }
     for (const [k, e] of this.policies) if (!present.has(`AuthorizationPolicy/${k}`)) deleted.push(e.obj);
     for (const [k, e] of this.peerAuthns) if (!present.has(`PeerAuthentication/${k}`)) deleted.push(e.obj);
     for (const n of this.nodes)
@@ -279,6 +292,7 @@ export class AmbientIndex extends EventEmitter<{
       if (d.kind === 'Namespace') this.setNamespace(d.metadata.name, undefined, dirty);
       else if (d.kind === 'Pod') this.removePod(keyOf(d.metadata), dirty);
       else if (d.kind === 'Service') this.removeService(keyOf(d.metadata), dirty);
+      else if (d.kind === 'EndpointSlice') this.setSlice(keyOf(d.metadata), undefined, dirty);
       else if (d.kind === 'AuthorizationPolicy') this.setPolicy(keyOf(d.metadata), undefined, dirty);
       else if (d.kind === 'PeerAuthentication') this.setPeerAuthn(keyOf(d.metadata), undefined, dirty);
     }
@@ -286,6 +300,7 @@ export class AmbientIndex extends EventEmitter<{
       if (o.kind === 'Namespace') this.setNamespace(o.metadata.name, o, dirty);
       else if (o.kind === 'Pod') this.upsertPod(o, dirty);
       else if (o.kind === 'Service') this.upsertService(o, dirty);
+      else if (o.kind === 'EndpointSlice') this.setSlice(keyOf(o.metadata), o, dirty);
       else if (o.kind === 'AuthorizationPolicy') this.setPolicy(keyOf(o.metadata), o, dirty);
       else if (o.kind === 'PeerAuthentication') this.setPeerAuthn(keyOf(o.metadata), o, dirty);
     }
@@ -588,7 +603,9 @@ export class AmbientIndex extends EventEmitter<{
     for (const [k, v] of Object.entries(pod.metadata.labels ?? {})) {
       for (const s of this.svcsBySelector.get(labelKey(ns, k, v)) ?? []) candidates.add(s);
     }
-    for (const s of candidates) this.link(key, s, selects(this.svcs.get(s)!.svc, pod));
+    for (const ip of podIps(pod))
+      for (const s of this.svcsByEndpointIp.get(`${ns}\0${ip}`) ?? []) candidates.add(s);
+    for (const s of candidates) this.link(key, s, this.isMember(s, pod));
     dirty.pods.add(key);
   }
 
@@ -613,7 +630,7 @@ export class AmbientIndex extends EventEmitter<{
     this.indexSelector(key, svc, true);
     // Ports or selector may have changed: every old and new member is rebuilt.
     for (const p of entry.members) dirty.pods.add(p);
-    for (const p of [...entry.members]) this.link(p, key, selects(svc, this.pods.get(p)!.pod));
+    for (const p of [...entry.members]) this.link(p, key, this.isMember(key, this.pods.get(p)!.pod));
     for (const p of this.matchingPods(svc)) {
       this.link(p, key, true);
       dirty.pods.add(p);
@@ -633,11 +650,63 @@ export class AmbientIndex extends EventEmitter<{
     dirty.services.add(key);
   }
 
-  /** Pods whose labels match `svc`'s selector, starting from the rarest selector pair. */
+  /** A pod backs a service: by its selector, or (no selector) by an EndpointSlice naming the pod's IP. */
+  private isMember(svcKey: string, pod: Pod): boolean {
+    const svc = this.svcs.get(svcKey)?.svc;
+    if (!svc || svc.metadata.namespace !== pod.metadata.namespace) return false;
+    if (hasSelector(svc)) return selects(svc, pod);
+    const ns = pod.metadata.namespace ?? 'default';
+    return podIps(pod).some((ip) => this.svcsByEndpointIp.get(`${ns}\0${ip}`)?.has(svcKey));
+  }
+
+  /** Records an EndpointSlice (only the ready endpoints' IPs count) and re-links its Service. */
+  private setSlice(key: string, obj: EndpointSlice | undefined, dirty: Dirty): void {
+    const ns = obj?.metadata.namespace ?? key.split('/')[0] ?? 'default';
+    const prev = this.slices.get(key);
+    const svcName = obj?.metadata.labels?.[LABEL_SERVICE_NAME];
+    const next =
+      obj && svcName && obj.addressType !== 'FQDN'
+        ? {
+            svc: `${ns}/${svcName}`,
+            ips: (obj.endpoints ?? [])
+              .filter((e) => e.conditions?.ready !== false)
+              .flatMap((e) => e.addresses),
+          }
+        : undefined;
+    if (JSON.stringify(prev) === JSON.stringify(next)) return;
+    for (const ip of prev?.ips ?? []) removeFrom(this.svcsByEndpointIp, `${ns}\0${ip}`, prev!.svc);
+    if (next) this.slices.set(key, next);
+    else this.slices.delete(key);
+    // Another slice of the same service may still name an IP this one dropped.
+    const ips = (svcKey: string) =>
+      [...this.slices.values()].filter((x) => x.svc === svcKey).flatMap((x) => x.ips);
+    for (const svcKey of new Set([prev?.svc, next?.svc])) {
+      if (!svcKey) continue;
+      for (const ip of ips(svcKey)) addTo(this.svcsByEndpointIp, `${ns}\0${ip}`, svcKey);
+      this.relink(svcKey, dirty);
+    }
+  }
+
+  /** Re-decides every member of a service (after its EndpointSlices changed). */
+  private relink(svcKey: string, dirty: Dirty): void {
+    const entry = this.svcs.get(svcKey);
+    if (!entry || hasSelector(entry.svc)) return;
+    for (const p of [...entry.members, ...this.matchingPods(entry.svc)]) {
+      const member = this.isMember(svcKey, this.pods.get(p)!.pod);
+      if (member === entry.members.has(p)) continue;
+      this.link(p, svcKey, member);
+      dirty.pods.add(p);
+    }
+    dirty.services.add(svcKey);
+  }
+
+  /** Pods whose labels match `svc`'s selector, starting from the rarest selector pair; without a selector, those its EndpointSlices name. */
   private matchingPods(svc: KubeService): string[] {
     const ns = svc.metadata.namespace ?? 'default';
+    const svcKey = keyOf(svc.metadata);
+    if (!hasSelector(svc))
+      return [...(this.podsByNs.get(ns) ?? [])].filter((p) => this.isMember(svcKey, this.pods.get(p)!.pod));
     const pairs = Object.entries(svc.spec.selector ?? {});
-    if (pairs.length === 0) return [];
     let smallest: Set<string> | undefined;
     for (const [k, v] of pairs) {
       const set = this.podsByLabel.get(labelKey(ns, k, v));

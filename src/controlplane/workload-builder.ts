@@ -73,6 +73,11 @@ export function podHealth(pod: Pod): Workload['status'] {
 }
 
 /** Kubernetes semantics: same namespace and a non-empty selector that is a subset of the labels. */
+/** A Service with a non-empty selector; one without takes its endpoints from EndpointSlices. */
+export function hasSelector(svc: KubeService): boolean {
+  return Object.keys(svc.spec.selector ?? {}).length > 0;
+}
+
 export function selects(svc: KubeService, pod: Pod): boolean {
   const sel = svc.spec.selector;
   if (!sel || svc.metadata.namespace !== pod.metadata.namespace) return false;
@@ -161,7 +166,12 @@ export function buildWorkload(
   const namespace = pod.metadata.namespace ?? 'default';
   const svcPorts: Record<string, PortMapping[]> = {};
   // Sorted so that equal inputs encode to equal bytes (protobuf maps follow key insertion order).
-  const selecting = services.filter((s) => hasClusterIp(s) && selects(s, pod));
+  // `services` are those the index found the pod backs; a selector is re-checked here, while a
+  // Service without one is trusted to come from its EndpointSlices.
+  const selecting = services.filter(
+    (s) =>
+      hasClusterIp(s) && (hasSelector(s) ? selects(s, pod) : s.metadata.namespace === pod.metadata.namespace),
+  );
   for (const s of selecting.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))) {
     svcPorts[`${namespace}/${serviceHostname(s)}`] = workloadPorts(s, pod);
   }

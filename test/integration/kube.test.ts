@@ -3,11 +3,10 @@
 // TokenReview, survives API outages and its own restarts, elects one leader to write the CA
 // Secret, publishes the trust bundle and runs the waypoint controller.
 import { afterEach, describe, expect, it } from 'vitest';
-import { pino, type Logger } from 'pino';
-import { Writable } from 'node:stream';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { captureLogger } from '../support/capture-logger.js';
 import { FakeApiServer, type Obj } from '../support/fake-apiserver.js';
 import { clientFor, eventually, node, ns, pod, service } from '../support/kube.js';
 import { ControlPlane, CONTROL_PLANE_SERVER_NAME } from '../../src/controlplane/server.js';
@@ -28,18 +27,6 @@ const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-function captureLogger(): { logger: Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _e, cb) {
-      for (const l of chunk.toString().split('\n'))
-        if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  return { logger: pino({ level: 'debug' }, sink), lines };
-}
 
 /** A cluster: two nodes, an ambient namespace with pods on both, a node proxy pod per node. */
 async function cluster(): Promise<{ api: FakeApiServer; tokens: Record<string, string> }> {
@@ -143,7 +130,14 @@ function proxy(host: string, rootPem: string, token: string) {
       waiters.add(check);
       check();
     });
-  return { workloads, until };
+  /** The services a workload is an endpoint of, as the proxy holds it. */
+  const servicesOf = (name: string) => {
+    for (const a of state.values())
+      if ('workload' in a && `${a.workload.namespace}/${a.workload.name}` === name)
+        return Object.keys(a.workload.services).sort();
+    return [];
+  };
+  return { workloads, until, servicesOf };
 }
 
 async function askCert(host: string, rootPem: string, token: string, ns_: string, sa: string) {
@@ -181,6 +175,34 @@ describe('control plane on the Kubernetes API', () => {
     await p.until(has('demo/new'));
     api.remove('Pod', 'demo', 'sleep');
     await p.until((w) => !w.includes('demo/sleep'));
+  });
+
+  it('takes the endpoints of a Service without a selector from its EndpointSlices', async () => {
+    const { api, tokens } = await cluster();
+    const { cp, started } = await startControlPlane(api, CP_HOSTS[0]!);
+    await started;
+    const p = proxy(CP_HOSTS[0]!, cp.ca!.rootCertPem, tokens['node-1']!);
+    await p.until(has('demo/echo'));
+    api.put(service('external-db', 'demo', '10.96.100.9', {}, 5432));
+    api.put({
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: {
+        name: 'external-db-1',
+        namespace: 'demo',
+        labels: { 'kubernetes.io/service-name': 'external-db' },
+      },
+      addressType: 'IPv4',
+      endpoints: [{ addresses: ['10.1.2.10'], conditions: { ready: true } }],
+      ports: [{ name: 'tcp', port: 5432 }],
+    });
+    await eventually(
+      () => p.servicesOf('demo/echo').includes('demo/external-db.demo.svc.cluster.local') || undefined,
+    );
+    api.remove('EndpointSlice', 'demo', 'external-db-1');
+    await eventually(
+      () => !p.servicesOf('demo/echo').includes('demo/external-db.demo.svc.cluster.local') || undefined,
+    );
   });
 
   it('keeps serving through an API server outage, then converges (410 → relist) without losing deletes', async () => {

@@ -221,9 +221,14 @@ describe('services', () => {
     });
   });
 
+  it('lists a service without a selector that the index passes (its EndpointSlices name the pod)', () => {
+    const s = svc('s', undefined, [{ port: 80, targetPort: 8080 }]);
+    expect(buildWorkload(pod('a', {}), undefined, [s], OPTS)!.services).toEqual({
+      'demo/s.demo.svc.cluster.local': [{ servicePort: 80, targetPort: 8080 }],
+    });
+  });
+
   it.each([
-    ['an empty selector', svc('s', {})],
-    ['no selector', svc('s', undefined)],
     ['a selector the pod does not match', svc('s', { app: 'other' })],
     ['another namespace', svc('s', { app: 'echo' }, undefined, '10.96.0.1', 'other')],
     ['a headless service', svc('s', { app: 'echo' }, undefined, 'None')],
@@ -281,6 +286,45 @@ describe('AmbientIndex incremental updates', () => {
     );
     index.apply({ upserted: [pod('a', { ip: '10.0.0.1', labels: { app: 'echo' } })], deleted: [] });
     expect(updates).toEqual([]);
+  });
+
+  it('a Service without a selector takes its members from EndpointSlices (ready endpoints only)', () => {
+    const { index, updates } = seeded();
+    const slice = (name: string, ips: string[], ready = true): KubeResource =>
+      ({
+        apiVersion: 'discovery.k8s.io/v1',
+        kind: 'EndpointSlice',
+        metadata: { name, namespace: 'demo', labels: { 'kubernetes.io/service-name': 'manual' } },
+        addressType: 'IPv4',
+        endpoints: ips.map((ip) => ({ addresses: [ip], conditions: { ready } })),
+      }) as KubeResource;
+    const MANUAL = 'demo/manual.demo.svc.cluster.local';
+    const servicesOf = (n: string) => {
+      const r = index.resources(TYPE_ADDRESS).get(uid(n))!;
+      const d = decodeAddress(r.name, r.bytes);
+      return 'workload' in d ? Object.keys(d.workload.services).sort() : [];
+    };
+    index.apply({ upserted: [svc('manual', undefined, undefined, '10.96.0.9')], deleted: [] });
+    expect(servicesOf('c')).toEqual([]);
+    updates.length = 0;
+    index.apply({ upserted: [slice('manual-1', ['10.0.0.3'])], deleted: [] });
+    expect(servicesOf('c')).toEqual([MANUAL]);
+    // Membership lives on the workload (Istio's workload API): only c is pushed, not the Service.
+    expect(updates.flatMap((u) => u.upserted)).toEqual([uid('c')]);
+    // A second slice adds b; an endpoint that is not ready does not count.
+    index.apply({
+      upserted: [slice('manual-2', ['10.0.0.2']), slice('manual-3', ['10.0.0.1'], false)],
+      deleted: [],
+    });
+    expect(servicesOf('b')).toEqual([ECHO, MANUAL]);
+    expect(servicesOf('a')).toEqual([ECHO]);
+    // Deleting the first slice releases c only.
+    index.apply({ upserted: [], deleted: [slice('manual-1', [])] });
+    expect(servicesOf('c')).toEqual([]);
+    expect(servicesOf('b')).toEqual([ECHO, MANUAL]);
+    // A pod that takes a listed IP later joins too.
+    index.apply({ upserted: [pod('d', { ip: '10.0.0.2', labels: {} })], deleted: [] });
+    expect(servicesOf('d')).toEqual([MANUAL]);
   });
 
   it("changing one pod's label emits exactly that pod", () => {
