@@ -65,30 +65,14 @@ import {
   buildWaypointService,
   buildWaypointWorkload,
   DEFAULT_WAYPOINT_POOL,
-  isWaypointGateway,
-  planWaypoints,
   requestedWaypoint,
   waypointHostname,
   waypointUid,
-  type WaypointInfo,
-  type WaypointProblem,
 } from './waypoints.js';
 import { ResourceStore, noChanges, type Changes, type XdsResource } from './resource-store.js';
+import { WaypointPlanner, type WaypointStatus } from './waypoint-planner.js';
 
-export type { IndexOptions, XdsResource };
-
-/** A waypoint's state as the control plane knows it (the file source is read-only: status lives here). */
-export interface WaypointStatus {
-  /** "namespace/name" of the Gateway. */
-  key: string;
-  programmed: boolean;
-  address?: string;
-  node?: string;
-  identity?: string;
-  waypointFor?: string;
-  /** Why it is not programmed. */
-  reason?: string;
-}
+export type { IndexOptions, XdsResource, WaypointStatus };
 
 /** What the node proxies will make of one AuthorizationPolicy (for logs, `authz explain`, `ambit ctl`). */
 export interface PolicyStatus {
@@ -194,11 +178,7 @@ export class AmbientIndex extends EventEmitter<{
   waypoint: [WaypointStatus];
 }> {
   readonly opts: IndexOptions;
-  private readonly waypointPool: string;
-  private readonly nodes = new Set<string>();
-  private readonly gateways = new Map<string, KubeResource>();
-  private waypoints = new Map<string, WaypointInfo>();
-  private waypointProblems = new Map<string, WaypointProblem>();
+  private readonly waypoints: WaypointPlanner;
   /** Everything else the index holds, by "Kind/ns/name", so rebuild can tell what disappeared. */
   private readonly otherObjects = new Map<string, KubeResource>();
   private readonly namespaces = new Map<string, Namespace>();
@@ -231,13 +211,13 @@ export class AmbientIndex extends EventEmitter<{
     } = {},
   ) {
     super();
-    this.waypointPool = opts.waypointPool ?? DEFAULT_WAYPOINT_POOL;
     this.opts = {
       trustDomain: opts.trustDomain ?? DEFAULT_TRUST_DOMAIN,
       clusterId: opts.clusterId ?? 'Kubernetes',
       network: opts.network ?? '',
       rootNamespace: opts.rootNamespace ?? DEFAULT_ROOT_NAMESPACE,
     };
+    this.waypoints = new WaypointPlanner(opts.waypointPool ?? DEFAULT_WAYPOINT_POOL, this.opts.trustDomain);
     // istiod always offers the static STRICT policy; workloads under STRICT reference it.
     this.setAuthorization(
       authorizationKey(staticStrictPolicy(this.opts.rootNamespace)),
@@ -267,9 +247,9 @@ export class AmbientIndex extends EventEmitter<{
       }
     for (const [k, e] of this.policies) if (!present.has(`AuthorizationPolicy/${k}`)) deleted.push(e.obj);
     for (const [k, e] of this.peerAuthns) if (!present.has(`PeerAuthentication/${k}`)) deleted.push(e.obj);
-    for (const n of this.nodes)
+    for (const n of this.waypoints.knownNodes())
       if (!present.has(`Node/${n}`)) deleted.push({ kind: 'Node', metadata: { name: n } });
-    for (const [id, o] of [...this.gateways, ...this.otherObjects])
+    for (const [id, o] of [...this.waypoints.knownGateways(), ...this.otherObjects])
       if (!present.has(id) && !deleted.includes(o)) deleted.push(o);
     this.apply({ upserted, deleted });
   }
@@ -333,16 +313,12 @@ export class AmbientIndex extends EventEmitter<{
     const ids = new Set(this.enrolledByNode.get(node)?.values());
     // A waypoint's node proxy host may sign for the waypoint's service account (istio's waypoint
     // Deployment runs with an SA of the Gateway's name).
-    for (const w of this.waypoints.values()) if (w.node === node) ids.add(this.waypointIdentity(w));
+    for (const id of this.waypoints.identitiesOnNode(node)) ids.add(id);
     return ids;
   }
   /** Every waypoint Gateway: programmed (address, node, identity) or why not. */
   waypointStatuses(): WaypointStatus[] {
-    const out: WaypointStatus[] = [];
-    for (const w of this.waypoints.values()) out.push(this.statusOf(w));
-    for (const p of this.waypointProblems.values())
-      out.push({ key: p.key, programmed: false, reason: p.reason });
-    return out.sort((a, b) => a.key.localeCompare(b.key));
+    return this.waypoints.statuses();
   }
   workloads(): Workload[] {
     return [...this.pods.values()].flatMap((e) => (e.workload ? [e.workload] : []));
@@ -397,17 +373,11 @@ export class AmbientIndex extends EventEmitter<{
   ): void {
     const id = objectIdOf(o);
     if (o.kind === 'Node') {
-      const had = this.nodes.has(o.metadata.name);
-      if (obj) this.nodes.add(o.metadata.name);
-      else this.nodes.delete(o.metadata.name);
-      if (had !== !!obj) dirty.waypoints = true;
+      if (this.waypoints.trackNode(o.metadata.name, !!obj)) dirty.waypoints = true;
       return;
     }
     if (o.kind === 'Gateway') {
-      const prev = this.gateways.get(id);
-      if (obj && isWaypointGateway(obj)) this.gateways.set(id, obj);
-      else this.gateways.delete(id);
-      if (prev !== this.gateways.get(id)) dirty.waypoints = true;
+      if (this.waypoints.trackGateway(id, obj)) dirty.waypoints = true;
       return;
     }
     if (!CONFIG_OBJECT_KINDS.has(o.kind)) return;
@@ -433,21 +403,12 @@ export class AmbientIndex extends EventEmitter<{
 
   /** Re-plans every waypoint; republishes those that changed and re-binds what asked for them. */
   private replanWaypoints(dirty: Dirty, changes: Changes): void {
-    const objects = [
-      ...this.gateways.values(),
-      ...[...this.nodes].map((name) => ({ kind: 'Node', metadata: { name } })),
-    ];
-    const { waypoints, problems } = planWaypoints(objects, this.waypointPool);
-    const next = new Map(waypoints.map((w) => [w.key, w]));
-    const changed = new Set<string>();
-    for (const [k, w] of this.waypoints) {
-      if (JSON.stringify(next.get(k)) === JSON.stringify(w)) continue;
-      changed.add(k);
+    const { changed, withdrawn, planned, statuses } = this.waypoints.replan();
+    for (const w of withdrawn) {
       this.setResource(waypointUid(this.opts.clusterId, w), undefined, changes);
       this.setResource(`${w.namespace}/${waypointHostname(w)}`, undefined, changes);
     }
-    for (const [k, w] of next) {
-      if (JSON.stringify(this.waypoints.get(k)) !== JSON.stringify(w)) changed.add(k);
+    for (const w of planned) {
       this.setResource(
         waypointUid(this.opts.clusterId, w),
         { workload: buildWaypointWorkload(w, this.opts) },
@@ -459,14 +420,7 @@ export class AmbientIndex extends EventEmitter<{
         changes,
       );
     }
-    const nextProblems = new Map(problems.map((p) => [p.key, p]));
-    for (const p of nextProblems.values()) {
-      if (this.waypointProblems.get(p.key)?.reason !== p.reason)
-        this.emit('waypoint', { key: p.key, programmed: false, reason: p.reason });
-    }
-    this.waypoints = next;
-    this.waypointProblems = nextProblems;
-    for (const k of changed) if (next.has(k)) this.emit('waypoint', this.statusOf(next.get(k)!));
+    for (const st of statuses) this.emit('waypoint', st);
     if (changed.size === 0) return;
     // Re-bind only the objects that ask for a waypoint whose deployment changed.
     for (const [k, e] of this.pods) {
@@ -477,25 +431,6 @@ export class AmbientIndex extends EventEmitter<{
       const want = requestedWaypoint(e.svc, this.namespaces.get(e.svc.metadata.namespace ?? 'default'));
       if (want && changed.has(want)) dirty.services.add(k);
     }
-  }
-
-  private waypointIdentity(w: WaypointInfo): string {
-    return spiffeIdOf({
-      trustDomain: this.opts.trustDomain,
-      namespace: w.namespace,
-      serviceAccount: w.serviceAccount,
-    });
-  }
-
-  private statusOf(w: WaypointInfo): WaypointStatus {
-    return {
-      key: w.key,
-      programmed: true,
-      address: w.ip,
-      node: w.node,
-      identity: this.waypointIdentity(w),
-      waypointFor: w.waypointFor,
-    };
   }
 
   private setPolicy(key: string, obj: AuthorizationPolicy | undefined, dirty: Dirty): void {
@@ -749,7 +684,7 @@ export class AmbientIndex extends EventEmitter<{
         entry.svc,
         this.namespaces.get(ns),
         'service',
-        this.waypoints,
+        this.waypoints.current(),
         this.opts.network,
       );
       if (waypoint) service.waypoint = waypoint;
@@ -774,7 +709,13 @@ export class AmbientIndex extends EventEmitter<{
       );
       const waypoint =
         workload?.tunnelProtocol === 'HBONE'
-          ? bindWaypoint(entry.pod, this.namespaces.get(ns), 'workload', this.waypoints, this.opts.network)
+          ? bindWaypoint(
+              entry.pod,
+              this.namespaces.get(ns),
+              'workload',
+              this.waypoints.current(),
+              this.opts.network,
+            )
           : undefined;
       if (workload && waypoint) workload.waypoint = waypoint;
     }
