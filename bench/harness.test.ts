@@ -1,4 +1,4 @@
-// Keeps the benchmark harness working: runs the l4 and cost suites in --quick mode once and
+// Keeps the benchmark harness working: runs the l4, cost and l7 suites in --quick mode once and
 // checks that they produced sane, non-zero figures for every path. It asserts no speed threshold.
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile } from 'node:fs/promises';
@@ -18,6 +18,8 @@ interface Result {
   latency: { path: string; test: string; p50: Summary; p99: Summary; p999: Summary }[];
   cost: {
     path: string;
+    process?: string;
+    protocol?: string;
     vcpuPer1kRps: Summary;
     rssMbAt1kRps: Summary;
     idleRssMb: number;
@@ -64,5 +66,37 @@ describe('bench harness', () => {
     expect(ambit!.vcpuPer1kRps.median).toBeGreaterThan(0);
     expect(ambit!.rssMbAt1kRps.median).toBeGreaterThan(ambit!.idleRssMb * 0.5);
     expect(ambit!.rssMbWithIdleTunnels).toBeGreaterThan(0);
+  }, 300_000);
+
+  it('runs the l7 suite quickly: every path answers, waypoint CPU and RSS are reported', async () => {
+    const { result, stdout } = await runSuite('l7');
+    const paths = new Set(result.measurements.map((m) => m.path));
+    for (const p of ['direct', 'ambit L4 only', 'ambit waypoint, 1 rule', 'ambit waypoint, 1 000 rules'])
+      expect(paths.has(p), p).toBe(true);
+    const tests = new Set(result.measurements.map((m) => m.test));
+    expect([...tests].some((t) => t.startsWith('HTTP/1.1'))).toBe(true);
+    expect([...tests].some((t) => t.startsWith('h2c'))).toBe(true);
+    for (const m of result.measurements) {
+      expect(m.runs.length, `${m.path} / ${m.test}`).toBeGreaterThan(0);
+      // Every path answers in the closed loop. At a fixed rate a path that cannot keep up on a busy
+      // machine may complete nothing inside the short quick window: its latency still shows it.
+      if (!m.test.includes(' @ '))
+        for (const v of m.runs) expect(v, `${m.path} / ${m.test}`).toBeGreaterThan(0);
+      expect(m.min).toBeLessThanOrEqual(m.median);
+      expect(m.median).toBeLessThanOrEqual(m.max);
+    }
+    for (const l of result.latency) {
+      expect(l.p50.median, `${l.path} / ${l.test}`).toBeGreaterThan(0);
+      expect(l.p99.median).toBeGreaterThanOrEqual(l.p50.median);
+    }
+    for (const proto of ['HTTP/1.1', 'h2c']) {
+      const w = result.cost.find(
+        (c) => c.path === 'ambit waypoint, 1 rule' && c.protocol === proto && c.process === 'waypoint',
+      );
+      expect(w, proto).toBeDefined();
+      expect(w!.vcpuPer1kRps.median).toBeGreaterThan(0);
+      expect(w!.rssMbAt1kRps.median).toBeGreaterThan(0);
+    }
+    expect(stdout).toMatch(/waypoint req\/s vs haproxy/);
   }, 300_000);
 });

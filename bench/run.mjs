@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run bench -- [l4|cost|controlplane|all] [--quick] [--out FILE] [--no-peers]`
+// `npm run bench -- [l4|cost|l7|controlplane|all] [--quick] [--out FILE] [--no-peers]`
 // Benchmarks on loopback; every measurement repeated (median, min–max), every run bounded in
 // time. Results: bench/results/<date>-<suite>.{json,md,png} (or --out FILE for the JSON).
 import { spawnSync } from 'node:child_process';
@@ -11,7 +11,9 @@ import { startTopology } from './lib/topology.mjs';
 import { progress } from './lib/stats.mjs';
 import { runL4 } from './suites/l4.mjs';
 import { runCost } from './suites/cost.mjs';
-import { l4Markdown, costMarkdown, targetsMarkdown } from './lib/report.mjs';
+import { runL7, L7_RATES } from './suites/l7.mjs';
+import { startL7Topology } from './lib/l7-topology.mjs';
+import { l4Markdown, costMarkdown, targetsMarkdown, l7Markdown, l7Targets } from './lib/report.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -22,7 +24,7 @@ const outFile = value('--out');
 const suite = args.find((a, i) => !a.startsWith('--') && args[i - 1] !== '--out') ?? 'l4';
 const RUNS = 3;
 const timing = quick ? { warmupMs: 200, durationMs: 500 } : { warmupMs: 1000, durationMs: 5000 };
-const SUITES = ['l4', 'cost', 'controlplane', 'all'];
+const SUITES = ['l4', 'cost', 'l7', 'controlplane', 'all'];
 if (!SUITES.includes(suite)) {
   console.error(`unknown suite ${suite} (available: ${SUITES.join(', ')})`);
   process.exit(2);
@@ -50,7 +52,7 @@ const result = {
 const md = [
   `# ambit benchmarks: ${suite} — ${started.toISOString()}${quick ? ' (quick)' : ''}`,
   '',
-  `machine: ${machine.cores} cores (${machine.cpu}), Node ${machine.node}, Linux ${machine.kernel}, load average ${machine.loadAvgAtStart.toFixed(1)} at start; ${RUNS} runs each, median (min–max); ${timing.durationMs / 1000} s per run after ${timing.warmupMs / 1000} s warm-up.`,
+  `machine: ${machine.cores} cores (${machine.cpu}), Node ${machine.node}, Linux ${machine.kernel}, load average ${machine.loadAvgAtStart.toFixed(1)} at start${suite === 'l7' ? '.' : `; ${RUNS} runs each, median (min–max); ${timing.durationMs / 1000} s per run after ${timing.warmupMs / 1000} s warm-up.`}`,
   '',
 ];
 
@@ -73,6 +75,37 @@ if (suite === 'l4' || suite === 'cost' || suite === 'all') {
   if (result.measurements.length) md.push(l4Markdown(result), '');
   if (result.cost.length) md.push(costMarkdown(result), '');
   md.push(targetsMarkdown(result), '');
+}
+if (suite === 'l7' || suite === 'all') {
+  // In `all` the l7 figures go under result.l7 (result.measurements/latency/cost are l4's and
+  // cost's); run alone they are the result's own, so the chart and the tests read them as usual.
+  // --quick: one run per measurement and the 1 000 req/s rate only, to stay under a minute.
+  const t7 = quick ? { warmupMs: 200, durationMs: 400 } : timing;
+  const topo = await startL7Topology({ withPeers: !flag('--no-peers') });
+  let l7;
+  try {
+    l7 = await runL7(topo, {
+      runs: quick ? 1 : RUNS,
+      timing: t7,
+      rates: quick ? [1000] : L7_RATES,
+      settleMaxMs: quick ? 3000 : 20_000,
+    });
+  } finally {
+    await topo.stop();
+  }
+  const r7 = { ...result, ...l7, runs: quick ? 1 : RUNS };
+  if (suite === 'l7') Object.assign(result, l7, { runs: r7.runs });
+  else result.l7 = l7;
+  md.push(
+    '## l7: HTTP through the waypoint',
+    '',
+    `${r7.runs} run${r7.runs > 1 ? 's' : ''} each, median (min–max); ${t7.durationMs / 1000} s per run after ${t7.warmupMs / 1000} s warm-up; load average ${loadavg()[0].toFixed(1)} at the end.`,
+    '',
+    l7Markdown(r7),
+    '',
+    targetsMarkdown(r7, l7Targets(r7)),
+    '',
+  );
 }
 if (suite === 'controlplane' || suite === 'all') {
   progress('controlplane suite (bench/controlplane.mjs)');
@@ -102,16 +135,16 @@ if (outFile) {
   await mkdir(path.dirname(base), { recursive: true });
   await writeFile(`${base}.json`, JSON.stringify(result, null, 2));
   await writeFile(`${base}.md`, text + '\n');
-  if (result.measurements.length) {
+  // Fixed-rate runs achieve their rate by design; the chart shows their latency instead.
+  const fixedRate = (m) => m.test.startsWith('http @') || / @ \d+ req\/s$/.test(m.test);
+  const charts = [[result, `${base}.png`]];
+  if (result.l7) charts.push([{ ...result, suite: 'l7', ...result.l7 }, `${base}-l7.png`]);
+  for (const [r, png] of charts) {
+    if (!r.measurements.length) continue;
     try {
       const { renderChart } = await import('./lib/chart.mjs');
-      // Fixed-rate runs achieve their rate by design; the chart shows their latency instead.
-      const forChart = {
-        ...result,
-        measurements: result.measurements.filter((m) => !m.test.startsWith('http @')),
-      };
-      if (await renderChart(forChart, `${base}.png`))
-        progress(`chart: ${path.relative(process.cwd(), base)}.png`);
+      const forChart = { ...r, measurements: r.measurements.filter((m) => !fixedRate(m)) };
+      if (await renderChart(forChart, png)) progress(`chart: ${path.relative(process.cwd(), png)}`);
     } catch (err) {
       progress(`no chart (${err.message})`);
     }

@@ -175,13 +175,16 @@ function panel({ x, y, w, h, title, unit, groups, series, colour, showGroupLabel
           );
       }
       const text = esc(formatValue(v));
+      // Keep the label inside the plot (a clipped whisker reaches its top edge): it must not run
+      // into the panel's title.
+      const labelY = Math.max(topY - 5, py + (rotate ? textWidth(formatValue(v), labelSize) : labelSize));
       if (rotate)
         out.push(
-          `<text transform="translate(${cx + labelSize * 0.35} ${topY - 5}) rotate(-90)" font-size="${labelSize}" ${HALO}>${text}</text>`,
+          `<text transform="translate(${cx + labelSize * 0.35} ${labelY}) rotate(-90)" font-size="${labelSize}" ${HALO}>${text}</text>`,
         );
       else
         out.push(
-          `<text x="${cx}" y="${topY - 5}" font-size="${labelSize}" text-anchor="middle" ${HALO}>${text}</text>`,
+          `<text x="${cx}" y="${labelY}" font-size="${labelSize}" text-anchor="middle" ${HALO}>${text}</text>`,
         );
     });
   });

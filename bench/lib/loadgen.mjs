@@ -8,7 +8,19 @@
 //            so a stall is charged to every request it delayed (no coordinated omission)
 //   newconn: C workers, each opens a new connection per request (Connection: close) → conn/s
 //   idle:    opens N connections and holds them until stdin closes (prints "open" when done)
+//   h2rps:   C h2c connections (HTTP/2 with prior knowledge, node:http2), S streams in flight on
+//            each, closed loop → req/s and latencies
+//   h2rate:  open loop at R req/s spread round-robin over C h2c connections; each request is
+//            timed from its send (h2 never holds a request behind another on its connection, so
+//            a stall of the path shows as the response's lateness; peer stream limits queue
+//            inside the client and are charged to the path)
+// Options shared by the HTTP modes: `path` (default "/").
+// Open-loop modes stop at a hard deadline (end of the window + 1 s): requests due in the window
+// that are still unanswered then count as `unfinished`, with their time-so-far as a lower bound
+// of their latency, and `rps` counts only responses that completed inside the window, so a path
+// that cannot keep up shows a lower achieved rate instead of stretching the run.
 // usage: node loadgen.mjs JSON-OPTIONS ; prints one JSON result line.
+import http2 from 'node:http2';
 import net from 'node:net';
 
 const o = JSON.parse(process.argv[2]);
@@ -30,10 +42,16 @@ function socksConnect(proxy, host, port) {
         p.writeUInt16BE(port);
         s.write(Buffer.concat([Buffer.from([5, 1, 0, 1, ...host.split('.').map(Number)]), p]));
       }
-      if (stage === 1 && buf.length >= 10) {
+      // The reply is 4 bytes + the bound address (IPv4 4, IPv6 16, name 1+len) + 2.
+      const replyLen = buf.length >= 5 ? 6 + (buf[3] === 4 ? 16 : buf[3] === 3 ? 1 + buf[4] : 4) : Infinity;
+      if (stage === 1 && buf.length >= replyLen) {
         s.off('data', onData);
         s.off('error', reject);
         if (buf[1] !== 0) return reject(new Error(`socks reply ${buf[1]}`));
+        // A server that speaks first (an h2c server's SETTINGS) may already have sent bytes
+        // behind the reply: keep them for whoever reads the tunnel next.
+        s.pause();
+        if (buf.length > replyLen) s.unshift(buf.subarray(replyLen));
         resolve(s);
       }
     };
@@ -82,7 +100,10 @@ function quantiles(lat) {
   return { p50: q(0.5), p90: q(0.9), p99: q(0.99), p999: q(0.999) };
 }
 
-/** Calls onResponse once per complete HTTP/1.1 response (content-length bodies) on socket s. */
+/**
+ * Calls onResponse(ok) once per complete HTTP/1.1 response (content-length bodies) on socket s;
+ * ok is whether its status was 2xx.
+ */
 function responses(s, onResponse) {
   let pending = '';
   s.on('data', (c) => {
@@ -92,20 +113,25 @@ function responses(s, onResponse) {
       if (head < 0) return;
       const len = Number(/content-length: (\d+)/i.exec(pending.slice(0, head))?.[1] ?? 0);
       if (pending.length < head + 4 + len) return;
+      const ok = pending.charCodeAt(9) === 50; // "HTTP/1.1 2xx"
       pending = pending.slice(head + 4 + len);
-      onResponse();
+      onResponse(ok);
     }
   });
+  s.resume(); // a SOCKS tunnel is handed over paused (see socksConnect)
 }
 
+const PATH = o.path ?? '/';
 const REQ = (close) =>
-  Buffer.from(`GET / HTTP/1.1\r\nHost: ${o.host}\r\n${close ? 'Connection: close\r\n' : ''}\r\n`);
+  Buffer.from(`GET ${PATH} HTTP/1.1\r\nHost: ${o.host}\r\n${close ? 'Connection: close\r\n' : ''}\r\n`);
+/** Grace after the measured window before an open-loop run gives up on outstanding requests. */
+const GRACE_MS = 1000;
 
 async function bulk() {
   const socks = await Promise.all(Array.from({ length: o.streams }, () => open(o.host, o.port)));
   let bytes = 0;
   let counting = false;
-  for (const s of socks) s.on('data', (c) => counting && (bytes += c.length));
+  for (const s of socks) s.on('data', (c) => counting && (bytes += c.length)).resume();
   await sleep(o.warmupMs);
   counting = true;
   const t0 = now();
@@ -122,6 +148,8 @@ async function rps() {
   const lat = [];
   let measuring = false;
   let stop = false;
+  let errors = 0; // non-2xx responses (not counted as requests done)
+  let closed = 0; // connections the path closed during the run
   for (const s of conns) {
     let t0 = 0;
     const send = () => {
@@ -129,11 +157,15 @@ async function rps() {
       t0 = now();
       s.write(req);
     };
-    responses(s, () => {
-      if (measuring) lat.push(now() - t0);
+    responses(s, (ok) => {
+      if (measuring) {
+        if (ok) lat.push(now() - t0);
+        else errors++;
+      }
       send();
     });
     s.on('error', () => {});
+    s.on('close', () => !stop && closed++);
     send();
   }
   await sleep(o.warmupMs);
@@ -145,7 +177,7 @@ async function rps() {
   const secs = (now() - t0) / 1000;
   const count = lat.length;
   for (const s of conns) s.destroy();
-  return { rps: count / secs, count, ...quantiles(lat) };
+  return { rps: count / secs, count, errors, closed, ...quantiles(lat) };
 }
 
 async function rate() {
@@ -157,6 +189,9 @@ async function rate() {
   const end = measureFrom + o.durationMs;
   const lat = [];
   let late = 0;
+  let done = 0; // 2xx responses completed inside the measured window
+  let errors = 0; // non-2xx responses
+  const stuck = []; // per connection given up at the deadline: { inFlight, from, due }
   await Promise.all(
     conns.map(
       (s, i) =>
@@ -168,9 +203,22 @@ async function rate() {
           let freeAt = 0; // when the previous response completed
           let from = 0; // the time this request's latency is measured from
           let timer;
+          const finish = () => {
+            clearTimeout(timer);
+            clearTimeout(deadline);
+            resolve();
+          };
+          // A path that cannot keep up must not stretch the run: give up at the deadline.
+          const deadline = setTimeout(
+            () => {
+              stuck[i] = { inFlight, from, due };
+              finish();
+            },
+            end + GRACE_MS - now(),
+          );
           const trySend = () => {
             if (inFlight) return;
-            if (due >= end) return resolve();
+            if (due >= end) return finish();
             const t = now();
             if (t < due) {
               timer = setTimeout(trySend, Math.max(0, due - t - 0.5));
@@ -183,26 +231,175 @@ async function rate() {
             inFlight = true;
             s.write(req);
           };
-          responses(s, () => {
+          responses(s, (ok) => {
             inFlight = false;
             const t = now();
             freeAt = t;
-            if (due >= measureFrom && due < end) lat.push(t - from);
+            if (!ok) errors++;
+            else if (due >= measureFrom && due < end) lat.push(t - from);
+            if (ok && t >= measureFrom && t < end) done++;
             k++;
             due = start + (i / o.connections + k) * interval;
             trySend();
           });
-          s.on('error', () => {
-            clearTimeout(timer);
-            resolve();
-          });
+          s.on('error', finish);
           trySend();
         }),
     ),
   );
+  const stoppedAt = now();
   for (const s of conns) s.destroy();
+  // A connection given up at the deadline: its request in flight, and every later one that was
+  // due in the window but never sent, count with their time so far (a lower bound).
+  let unfinished = 0;
+  for (const c of stuck.filter(Boolean)) {
+    for (let d = c.due, first = true; d < end; d += interval, first = false) {
+      if (d < measureFrom) continue;
+      lat.push(stoppedAt - (first && c.inFlight ? c.from : d));
+      unfinished++;
+    }
+  }
   const secs = o.durationMs / 1000;
-  return { rps: lat.length / secs, target: o.rate, count: lat.length, late, ...quantiles(lat) };
+  return {
+    rps: done / secs,
+    target: o.rate,
+    count: lat.length,
+    late,
+    unfinished,
+    errors,
+    ...quantiles(lat),
+  };
+}
+
+/** An h2c session to host:port through the path's entry (direct, SOCKS5 or HTTP CONNECT). */
+async function h2session() {
+  const sock = await open(o.host, o.port);
+  const session = http2.connect(`http://${o.host}:${o.port}`, {
+    createConnection: () => sock,
+    peerMaxConcurrentStreams: 1000,
+  });
+  session.on('error', () => {});
+  await new Promise((resolve, reject) => {
+    session.once('connect', resolve);
+    session.once('error', reject);
+    session.once('close', () => reject(new Error('h2c session closed before it was ready')));
+  });
+  return session;
+}
+
+/** Sends one GET on an h2 session; calls back once with true (a complete 2xx) or false. */
+function h2get(session, cb) {
+  let ok = false;
+  let called = false;
+  const once = (v) => {
+    if (!called) {
+      called = true;
+      cb(v);
+    }
+  };
+  let st;
+  try {
+    st = session.request({ ':method': 'GET', ':path': PATH, ':authority': `${o.host}:${o.port}` });
+  } catch {
+    return setImmediate(() => once(false));
+  }
+  st.on('response', (h) => (ok = h[':status'] >= 200 && h[':status'] < 300));
+  st.on('data', () => {});
+  st.on('end', () => once(ok));
+  st.on('error', () => once(false));
+  st.on('close', () => once(false));
+  st.end();
+}
+
+async function h2rps() {
+  const sessions = await Promise.all(Array.from({ length: o.connections }, h2session));
+  const lat = [];
+  let measuring = false;
+  let stop = false;
+  let errors = 0;
+  for (const session of sessions)
+    for (let j = 0; j < (o.streams ?? 10); j++) {
+      const send = () => {
+        if (stop || session.destroyed) return;
+        const t0 = now();
+        h2get(session, (ok) => {
+          if (measuring) {
+            if (ok) lat.push(now() - t0);
+            else errors++;
+          }
+          send();
+        });
+      };
+      send();
+    }
+  await sleep(o.warmupMs);
+  measuring = true;
+  const t0 = now();
+  await sleep(o.durationMs);
+  measuring = false;
+  stop = true;
+  const secs = (now() - t0) / 1000;
+  const count = lat.length;
+  for (const s of sessions) s.destroy();
+  return { rps: count / secs, count, errors, ...quantiles(lat) };
+}
+
+async function h2rate() {
+  const sessions = await Promise.all(Array.from({ length: o.connections }, h2session));
+  const interval = 1000 / o.rate; // ms between requests overall
+  const start = now() + 5;
+  const measureFrom = start + o.warmupMs;
+  const end = measureFrom + o.durationMs;
+  const lat = [];
+  const outstanding = new Map(); // request number → send time, for requests due in the window
+  let late = 0;
+  let done = 0;
+  let errors = 0;
+  let n = 0; // next request number
+  await new Promise((resolve) => {
+    let timer;
+    const deadline = setTimeout(
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      end + GRACE_MS - now(),
+    );
+    const tick = () => {
+      const t = now();
+      for (; start + n * interval <= t; n++) {
+        const due = start + n * interval;
+        if (due >= end) {
+          clearTimeout(deadline);
+          // Wait for the outstanding ones, but never past the deadline.
+          const wait = () =>
+            outstanding.size === 0 || now() >= end + GRACE_MS ? resolve() : setTimeout(wait, 5);
+          wait();
+          return;
+        }
+        if (t - due > interval && t - due > 1) late++;
+        const measured = due >= measureFrom;
+        const id = n;
+        if (measured) outstanding.set(id, t);
+        h2get(sessions[n % sessions.length], (ok) => {
+          const tr = now();
+          if (measured && outstanding.delete(id)) {
+            if (ok) lat.push(tr - t);
+            else errors++;
+          }
+          if (ok && tr >= measureFrom && tr < end) done++;
+        });
+      }
+      timer = setTimeout(tick, Math.max(0, start + n * interval - now() - 0.5));
+    };
+    tick();
+  });
+  const stoppedAt = now();
+  const unfinished = outstanding.size;
+  for (const sent of outstanding.values()) lat.push(stoppedAt - sent);
+  for (const s of sessions) s.destroy();
+  const secs = o.durationMs / 1000;
+  return { rps: done / secs, target: o.rate, count: lat.length, late, unfinished, errors, ...quantiles(lat) };
 }
 
 async function newconn() {
@@ -260,7 +457,40 @@ async function idle() {
   return { open: conns.length };
 }
 
-const modes = { bulk, rps, rate, newconn, idle };
+/** One GET (h1, or h2c with `h2: true`) through the path; resolves with its status (0: failed). */
+async function probe() {
+  const give = (ms, p) => Promise.race([p, sleep(ms).then(() => 0)]);
+  if (o.h2) {
+    const session = await h2session();
+    const status = await give(
+      5000,
+      new Promise((resolve) => {
+        const st = session.request({ ':method': 'GET', ':path': PATH, ':authority': `${o.host}:${o.port}` });
+        let code = 0;
+        st.on('response', (h) => (code = h[':status']));
+        st.on('data', () => {});
+        st.on('end', () => resolve(code));
+        st.on('error', () => resolve(0));
+        st.end();
+      }),
+    );
+    session.destroy();
+    return { status };
+  }
+  const s = await open(o.host, o.port);
+  const status = await give(
+    5000,
+    new Promise((resolve) => {
+      s.once('data', (c) => resolve(Number(c.toString('latin1', 9, 12)) || 0)).resume();
+      s.once('error', () => resolve(0));
+      s.write(REQ(true));
+    }),
+  );
+  s.destroy();
+  return { status };
+}
+
+const modes = { bulk, rps, rate, newconn, idle, h2rps, h2rate, probe };
 const result = await modes[o.mode]();
 const cpu = process.cpuUsage();
 console.log(JSON.stringify({ ...result, loadgenCpuSec: (cpu.user + cpu.system) / 1e6 }));

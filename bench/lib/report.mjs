@@ -106,8 +106,7 @@ export function targets(r) {
   return out;
 }
 
-export function targetsMarkdown(r) {
-  const t = targets(r);
+export function targetsMarkdown(r, t = targets(r)) {
   if (!t.length) return '';
   return [
     '| target | measured | goal | |',
@@ -117,4 +116,146 @@ export function targetsMarkdown(r) {
         `| ${x.name} | ${x.value} | ${typeof x.goal === 'number' ? (x.name.includes('added') ? `≤ ${x.goal}×` : `≥ ${x.goal}×`) : x.goal} | ${x.ok === undefined ? 'n/a' : x.ok ? 'met' : '**missed**'} |`,
     ),
   ].join('\n');
+}
+
+// ---- l7 suite ----
+
+const num0 = (v) => Math.round(v).toLocaleString('en-US').replace(/,/g, ' ');
+const fmt0 = (s) => `${num0(s.median)} (${num0(s.min)}–${num0(s.max)})`;
+const ms = (v) => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
+const fmtMs = (s) => (s ? `${ms(s.median)} (${ms(s.min)}–${ms(s.max)})` : '–');
+
+/** Istio's published waypoint cost (istio.io, Performance and Scalability, ambient). */
+export const ISTIO_WAYPOINT = { vcpuPer1kRps: 0.25, mbPer1kRps: 60 };
+
+export function l7Markdown(r) {
+  const paths = [...new Set(r.measurements.map((m) => m.path))];
+  const closed = r.measurements.filter((m) => m.rate === undefined);
+  const tests = [...new Set(closed.map((m) => m.test))];
+  const lines = [
+    'Maximum requests per second (closed loop; 64-byte responses; median (min–max)):',
+    '',
+    `| test | ${paths.join(' | ')} |`,
+    `|---|${paths.map(() => '---').join('|')}|`,
+  ];
+  for (const t of tests)
+    lines.push(
+      `| ${t} | ${paths
+        .map((p) => {
+          const m = closed.find((x) => x.path === p && x.test === t);
+          return m ? fmt0(m) : '–';
+        })
+        .join(' | ')} |`,
+    );
+  lines.push(
+    '',
+    'Where the CPU went at the maximum rate (vCPU = CPU seconds per second, from /proc, medians; the backend and the load generator are their own processes, not charged to any path; the machine has 2 cores and other work ran on it):',
+    '',
+    '| test | path | per process vCPU | peak RSS MB | backend vCPU | load generator vCPU | machine load average |',
+    '|---|---|---|---|---|---|---|',
+  );
+  for (const m of closed)
+    lines.push(
+      `| ${m.test} | ${m.path} | ${m.processes.map((x) => `${x.role} ${x.vcpu.median.toFixed(2)}`).join(', ') || '–'} | ${m.processes.map((x) => `${x.role} ${x.rssMb.median.toFixed(0)}`).join(', ') || '–'} | ${m.backendVcpu ? m.backendVcpu.median.toFixed(2) : '–'} | ${m.loadgenVcpu.median.toFixed(2)} | ${m.loadAvg ? m.loadAvg.median.toFixed(1) : '–'} |`,
+    );
+
+  lines.push(
+    '',
+    'Latency at fixed request rates (open loop; HTTP/1.1 over 50 keep-alive connections, h2c over 5; ms; added = path − direct, medians):',
+    '',
+    '| test | path | achieved req/s | p50 | p90 | p99 | p99.9 | added p50 | added p99 |',
+    '|---|---|---|---|---|---|---|---|---|',
+  );
+  for (const l of r.latency) {
+    const m = r.measurements.find((x) => x.path === l.path && x.test === l.test);
+    const d = r.latency.find((x) => x.path === 'direct' && x.test === l.test);
+    const added = (k) => (d && l.path !== 'direct' ? ms(l[k].median - d[k].median) : '–');
+    const short = m && m.median < 0.95 * l.rate ? ' (**short**)' : '';
+    lines.push(
+      `| ${l.test} | ${l.path} | ${m ? num0(m.median) : '–'}${short} | ${fmtMs(l.p50)} | ${fmtMs(l.p90)} | ${fmtMs(l.p99)} | ${fmtMs(l.p999)} | ${added('p50')} | ${added('p99')} |`,
+    );
+  }
+  lines.push('', l7CostMarkdown(r));
+  const slow = r.measurements.filter((m) => m.settleMs && m.settleMs.max > 1000);
+  if (slow.length)
+    lines.push(
+      '',
+      `Busy after the load stopped (work left queued in the path; the next run waited until it was idle): ${slow.map((m) => `${m.path} / ${m.test}: up to ${(m.settleMs.max / 1000).toFixed(1)} s`).join('; ')}.`,
+    );
+  const failed = r.measurements.filter((m) => m.failed?.length);
+  if (failed.length)
+    lines.push(
+      '',
+      `Failed runs (counted as 0 req/s): ${failed.map((m) => `${m.path} / ${m.test}: ${m.failed.join('; ')}`).join('; ')}.`,
+    );
+  if (r.events?.length)
+    lines.push(
+      '',
+      'Errors and exits logged by mesh processes during the run:',
+      '',
+      ...r.events.map((e) => `- ${e}`),
+    );
+  const errs = r.measurements.filter((m) => m.errors > 0);
+  if (errs.length)
+    lines.push(
+      '',
+      `Non-2xx or unanswered requests: ${errs.map((m) => `${m.path} / ${m.test}: ${m.errors}`).join('; ')}.`,
+    );
+  return lines.join('\n');
+}
+
+export function l7CostMarkdown(r) {
+  const lines = [
+    `Cost per process at a fixed ${num0(1000)} req/s (CPU seconds from /proc over the whole run, normalised to exactly 1 000 req/s achieved; peak RSS during the run):`,
+    '',
+    '| path | protocol | process | vCPU per 1 000 req/s | RSS MB at 1 000 req/s | idle RSS MB | achieved req/s |',
+    '|---|---|---|---|---|---|---|',
+  ];
+  for (const c of r.cost) {
+    // Normalising a rate the path did not reach overstates its cost per request: say so.
+    const a = c.achievedRps;
+    const achieved = a
+      ? `${num0(a.median)}${a.median < 950 ? ' (**short**: the path did not keep up)' : ''}`
+      : '–';
+    lines.push(
+      `| ${c.path} | ${c.protocol} | ${c.process} | ${fmt(c.vcpuPer1kRps, 3)} | ${fmt(c.rssMbAt1kRps, 0)} | ${c.idleRssMb.toFixed(0)} | ${achieved} |`,
+    );
+  }
+  lines.push(
+    `| Istio waypoint (Envoy), as published | HTTP | waypoint | ${ISTIO_WAYPOINT.vcpuPer1kRps} | ${ISTIO_WAYPOINT.mbPer1kRps} | – | 1 000 |`,
+  );
+  return lines.join('\n');
+}
+
+/** The l7 targets: waypoint ≥ 0.5× haproxy's req/s; waypoint cost next to Istio's published one. */
+export function l7Targets(r) {
+  const out = [];
+  const closed = r.measurements.filter((m) => m.rate === undefined);
+  for (const test of [...new Set(closed.map((m) => m.test))])
+    for (const rules of ['1 rule', '1 000 rules']) {
+      const w = closed.find((m) => m.test === test && m.path === `ambit waypoint, ${rules}`)?.median;
+      const h = closed.find((m) => m.test === test && m.path === `haproxy, ${rules}`)?.median;
+      const name = `waypoint req/s vs haproxy, ${test}, ${rules}`;
+      if (w === undefined || !h) out.push({ name, value: 'n/a', goal: 0.5, ok: undefined });
+      else out.push({ name, value: `${(w / h).toFixed(2)}×`, goal: 0.5, ok: w / h >= 0.5 });
+    }
+  for (const proto of ['HTTP/1.1', 'h2c']) {
+    const c = r.cost.find(
+      (x) => x.path === 'ambit waypoint, 1 rule' && x.protocol === proto && x.process === 'waypoint',
+    );
+    if (!c) continue;
+    out.push({
+      name: `waypoint process vCPU per 1 000 req/s (${proto}) vs Istio's`,
+      value: c.vcpuPer1kRps.median.toFixed(3),
+      goal: `≤ ${ISTIO_WAYPOINT.vcpuPer1kRps}`,
+      ok: c.vcpuPer1kRps.median <= ISTIO_WAYPOINT.vcpuPer1kRps,
+    });
+    out.push({
+      name: `waypoint process MB at 1 000 req/s (${proto}) vs Istio's`,
+      value: c.rssMbAt1kRps.median.toFixed(0),
+      goal: `≤ ${ISTIO_WAYPOINT.mbPer1kRps}`,
+      ok: c.rssMbAt1kRps.median <= ISTIO_WAYPOINT.mbPer1kRps,
+    });
+  }
+  return out;
 }

@@ -446,14 +446,35 @@ export function httpConnect(entry, target) {
 /**
  * client → haproxy (HTTP mode, keep-alive on both sides, one thread by default) → target.
  * The C analogue of an L7 waypoint.
- * @param {{ listen: {host,port}, target: {host,port}, threads?: number }} o
+ *
+ * Options for the l7 suite:
+ *  - `h2c: { listen, target }`: a second frontend speaking h2c (`proto h2`, HTTP/2 with prior
+ *    knowledge) to a backend that speaks h2c too (`server … proto h2`);
+ *  - `routes: { count, prefix }`: route rules on both frontends, evaluated in order: `count - 1`
+ *    `use_backend` rules on path prefixes the benchmark never asks for (`/nomatch-0001/` …), then
+ *    the one it does (`path <prefix>` or `path_beg <prefix>/`, Gateway API PathPrefix semantics);
+ *    all to the same backend, as the l7 suite's HTTPRoutes; anything else gets 404. Without
+ *    `routes` every request goes to the backend.
+ * @param {{ listen: {host,port}, target: {host,port}, threads?: number,
+ *   h2c?: { listen: {host,port}, target: {host,port} }, routes?: { count: number, prefix: string } }} o
  */
 export async function startHaproxy(o) {
   const bin = await need('haproxy', ['haproxy'], 'haproxy');
   const listen = addr(o.listen, 'listen');
   const target = addr(o.target, 'target');
+  const h2c = o.h2c && { listen: addr(o.h2c.listen, 'h2c.listen'), target: addr(o.h2c.target, 'h2c.target') };
   const dir = await mkdtemp(path.join(tmpdir(), 'ambit-peer-haproxy-'));
   const conf = path.join(dir, 'haproxy.cfg');
+  const routing = (backend) => {
+    if (!o.routes) return [`  default_backend ${backend}`];
+    const { count, prefix } = o.routes;
+    const lines = [];
+    for (let i = 1; i < count; i++)
+      lines.push(`  use_backend ${backend} if { path_beg /nomatch-${String(i).padStart(4, '0')}/ }`);
+    lines.push(`  use_backend ${backend} if { path ${prefix} } || { path_beg ${prefix}/ }`);
+    lines.push('  default_backend be_noroute');
+    return lines;
+  };
   await writeFile(
     conf,
     [
@@ -472,14 +493,33 @@ export async function startHaproxy(o) {
       '  timeout http-keep-alive 10m',
       'frontend fe',
       `  bind ${listen.host}:${listen.port}`,
-      '  default_backend be',
+      ...routing('be'),
       'backend be',
       `  server app ${target.host}:${target.port}`,
+      ...(h2c
+        ? [
+            'frontend fe_h2c',
+            `  bind ${h2c.listen.host}:${h2c.listen.port} proto h2`,
+            ...routing('be_h2c'),
+            'backend be_h2c',
+            `  server app ${h2c.target.host}:${h2c.target.port} proto h2`,
+          ]
+        : []),
+      ...(o.routes
+        ? ['backend be_noroute', '  http-request return status 404 content-type text/plain string "no route"']
+        : []),
       '',
     ].join('\n'),
   );
   // -db: foreground, no daemon; -W is not used, so there is one process.
-  return launch('haproxy', { ...listen }, [{ bin, args: ['-db', '-f', conf], wait: listen }], [dir]);
+  const peer = await launch(
+    'haproxy',
+    { ...listen },
+    [{ bin, args: ['-db', '-f', conf], wait: listen }],
+    [dir],
+  );
+  if (h2c) await waitForPort(h2c.listen.host, h2c.listen.port);
+  return peer;
 }
 
 /**
