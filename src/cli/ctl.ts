@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util';
 import { loadDirectory } from '../config/load.js';
 import type { Service, Workload } from '../xds/resources.js';
+import type { WaypointStatus } from '../controlplane/waypoint-planner.js';
 import type { SyncEntry } from '../telemetry/controlplane-debug.js';
 import type { CertInfo } from '../telemetry/node-admin.js';
 import { getJson } from '../telemetry/http-util.js';
@@ -135,16 +136,7 @@ async function run(args: string[]): Promise<number> {
       return 0;
     }
     case 'waypoints': {
-      type W = {
-        key: string;
-        programmed: boolean;
-        address?: string;
-        node?: string;
-        identity?: string;
-        waypointFor?: string;
-        reason?: string;
-      };
-      const ws = await getJson<W[]>(`${cp}/debug/waypoints`);
+      const ws = await getJson<WaypointStatus[]>(`${cp}/debug/waypoints`);
       print(
         ws,
         ['WAYPOINT', 'PROGRAMMED', 'ADDRESS', 'NODE', 'FOR', 'IDENTITY / REASON'],

@@ -3,10 +3,7 @@
 // plane places it: controlplane/waypoints.ts), each in its own child process (so tests can kill
 // and restart one), plus the app command of every pod that names one. Used by `ambit up`,
 // `ambit demo` and the integration tests.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, writeFile, chmod } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import net from 'node:net';
 import { loadDirectory } from '../config/load.js';
@@ -23,8 +20,9 @@ import { ensureNodeToken } from '../controlplane/node-auth.js';
 import { isAmbientEnrolled } from '../controlplane/workload-builder.js';
 import { planWaypoints } from '../controlplane/waypoints.js';
 import { SOCKS5_PORT } from '../hbone/constants.js';
+import { MeshRun, nodeArgs, pollUntil, waypointArgs, writeShim } from './mesh-processes.js';
 
-export const AMBIT_BIN = fileURLToPath(new URL('../../bin/ambit.js', import.meta.url));
+export { AMBIT_BIN } from './mesh-processes.js';
 
 export interface MeshOptions {
   configDir: string;
@@ -76,16 +74,7 @@ export interface MeshDescription {
   waypoints: MeshWaypoint[];
 }
 
-interface Child {
-  name: string;
-  args: string[];
-  proc?: ChildProcess;
-  exited?: Promise<number | null>;
-}
-
-export class Mesh {
-  private readonly children = new Map<string, Child>();
-  private stopping = false;
+export class Mesh extends MeshRun {
   private source?: FileSource;
   /** Reconciliations run one at a time, in order: a later folder state wins. */
   private reconciling: Promise<void> = Promise.resolve();
@@ -94,7 +83,9 @@ export class Mesh {
     private readonly opts: MeshOptions,
     readonly description: MeshDescription,
     readonly configErrors: string[],
-  ) {}
+  ) {
+    super(opts);
+  }
 
   static async start(opts: MeshOptions): Promise<Mesh> {
     const { objects, errors } = await loadDirectory(opts.configDir);
@@ -104,7 +95,7 @@ export class Mesh {
     await writeShim(opts.stateDir);
     for (const n of desc.nodes) await ensureNodeToken(opts.stateDir, n.name);
     try {
-      await mesh.spawnChild('controlplane', [
+      await mesh.children.spawnAmbit('controlplane', [
         'controlplane',
         '--config',
         opts.configDir,
@@ -113,13 +104,15 @@ export class Mesh {
         '--listen',
         desc.controlPlane,
       ]);
-      await Promise.all(desc.nodes.map((n) => mesh.spawnChild(`node/${n.name}`, mesh.nodeArgs(n))));
+      await Promise.all(desc.nodes.map((n) => mesh.children.spawnAmbit(`node/${n.name}`, mesh.nodeArgs(n))));
       await Promise.all(
-        desc.waypoints.map((w) => mesh.spawnChild(`waypoint/${w.namespace}/${w.name}`, mesh.waypointArgs(w))),
+        desc.waypoints.map((w) =>
+          mesh.children.spawnAmbit(`waypoint/${w.namespace}/${w.name}`, mesh.waypointArgs(w)),
+        ),
       );
       if (opts.startApps !== false) {
         const apps = desc.pods.filter((p) => p.command);
-        for (const p of apps) mesh.spawnApp(p);
+        for (const p of apps) mesh.children.spawnApp(p);
         await Promise.all(apps.flatMap((p) => p.ports.map((port) => waitForPort(p.ip, port, 10_000))));
       }
     } catch (err) {
@@ -158,7 +151,7 @@ export class Mesh {
       want.set(`node/${n.name}`, this.nodeArgs(n));
     }
     for (const w of next.waypoints) want.set(`waypoint/${w.namespace}/${w.name}`, this.waypointArgs(w));
-    for (const [name, c] of this.children) {
+    for (const [name, c] of this.children.entries()) {
       if (!/^(node|waypoint)\//.test(name)) continue;
       const args = want.get(name);
       if (args && args.join('\0') === c.args.join('\0')) continue;
@@ -171,7 +164,7 @@ export class Mesh {
         .filter(([name]) => !this.children.has(name))
         .map(async ([name, args]) => {
           try {
-            await this.spawnChild(name, args);
+            await this.children.spawnAmbit(name, args);
             started.push(name);
           } catch (err) {
             this.opts.onLog?.(
@@ -193,143 +186,28 @@ export class Mesh {
   }
 
   private nodeArgs(n: MeshNode): string[] {
-    return [
-      'node',
-      '--name',
-      n.name,
-      '--ip',
-      n.ip,
-      '--state',
-      this.opts.stateDir,
-      '--controlplane',
-      this.description.controlPlane,
-      ...(this.opts.certTtlSeconds ? ['--cert-ttl', String(this.opts.certTtlSeconds)] : []),
-    ];
+    return nodeArgs(n, { ...this.opts, controlPlane: this.description.controlPlane });
   }
 
   private waypointArgs(w: MeshWaypoint): string[] {
-    return [
-      'waypoint',
-      '--name',
-      `${w.namespace}/${w.name}`,
-      '--ip',
-      w.ip,
-      '--node',
-      w.node,
-      '--state',
-      this.opts.stateDir,
-      '--controlplane',
-      this.description.controlPlane,
-      ...(this.opts.certTtlSeconds ? ['--cert-ttl', String(this.opts.certTtlSeconds)] : []),
-    ];
-  }
-
-  /** Kills one component ("controlplane", "node/<name>", "waypoint/<ns>/<name>", "app/<ns>/<pod>") and waits for it to exit. */
-  async kill(name: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    const c = this.children.get(name);
-    if (!c?.proc) throw new Error(`no running component ${name}`);
-    c.proc.kill(signal);
-    await c.exited;
-    c.proc = undefined;
-  }
-
-  /** Starts a killed component again with the same arguments and waits until it is ready. */
-  async restart(name: string): Promise<void> {
-    const c = this.children.get(name);
-    if (!c) throw new Error(`unknown component ${name}`);
-    if (c.proc) await this.kill(name, 'SIGTERM');
-    await this.spawnChild(name, c.args);
-  }
-
-  pid(name: string): number | undefined {
-    return this.children.get(name)?.proc?.pid;
+    return waypointArgs(w, { ...this.opts, controlPlane: this.description.controlPlane });
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
     await this.source?.stop();
     await this.reconciling;
-    const running = [...this.children.values()].filter((c) => c.proc);
-    for (const c of running) c.proc!.kill('SIGTERM');
-    const deadline = setTimeout(() => running.forEach((c) => c.proc?.kill('SIGKILL')), 5000);
-    await Promise.all(running.map((c) => c.exited));
-    clearTimeout(deadline);
-  }
-
-  private spawnChild(
-    name: string,
-    args: string[],
-    readyTimeoutMs = this.opts.readyTimeoutMs ?? 30_000,
-  ): Promise<void> {
-    // AMBIT_NODE_ARGS passes flags to the node binary itself (e.g. --cpu-prof for profiling).
-    const nodeArgs = (this.opts.env?.AMBIT_NODE_ARGS ?? process.env.AMBIT_NODE_ARGS ?? '')
-      .split(' ')
-      .filter(Boolean);
-    const proc = spawn(process.execPath, [...nodeArgs, AMBIT_BIN, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-      env: { ...process.env, ...this.opts.env },
-    });
-    const child: Child = this.children.get(name) ?? { name, args };
-    child.proc = proc;
-    child.exited = new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
-    this.children.set(name, child);
-    this.pipeLogs(name, proc);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`${name} did not become ready within ${readyTimeoutMs} ms`)),
-        readyTimeoutMs,
-      );
-      proc.on('message', (m: { type?: string }) => {
-        if (m?.type === 'ready') {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      proc.once('exit', (code, signal) => {
-        clearTimeout(timer);
-        if (!this.stopping)
-          this.opts.onLog?.('ambit', JSON.stringify({ level: 40, msg: `${name} exited`, code, signal }));
-        reject(new Error(`${name} exited (code ${code}, signal ${signal}) before it was ready`));
-      });
-    });
-  }
-
-  private spawnApp(p: MeshPod): void {
-    const name = `app/${p.namespace}/${p.name}`;
-    // `exec` so the app replaces the shell and our signals reach it.
-    const proc = spawn('/bin/sh', ['-c', `exec ${p.command!}`], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        ...process.env,
-        ...this.opts.env,
-        PATH: `${path.join(this.opts.stateDir, 'bin')}:${process.env.PATH ?? ''}`,
-        POD_IP: p.ip,
-        POD_NAME: p.name,
-        POD_NAMESPACE: p.namespace,
-      },
-    });
-    this.children.set(name, {
-      name,
-      args: [],
-      proc,
-      exited: new Promise((r) => proc.once('exit', (c) => r(c))),
-    });
-    this.pipeLogs(name, proc);
-  }
-
-  private pipeLogs(name: string, proc: ChildProcess): void {
-    const sink = this.opts.onLog ?? (() => {});
-    for (const stream of [proc.stdout, proc.stderr]) {
-      if (!stream) continue;
-      createInterface({ input: stream }).on('line', (line) => sink(name, line));
-    }
+    await this.children.stopAll();
   }
 }
 
 /** Nodes, pods and addresses of a manifest set, as `ambit up` lays them out. */
 export function describeMesh(
   objects: KubeResource[],
-  opts: Pick<MeshOptions, 'controlPlaneAddr' | 'stateDir'>,
+  opts: Pick<MeshOptions, 'controlPlaneAddr' | 'stateDir'> & {
+    /** Where waypoints without an address get one (controlplane/waypoints.ts has the default). */
+    waypointPool?: string;
+  },
 ): MeshDescription {
   const namespaces = new Map<string, Namespace>();
   const nodes: MeshNode[] = [];
@@ -359,7 +237,7 @@ export function describeMesh(
       ports: (pod.spec.containers ?? []).flatMap((c) => (c.ports ?? []).map((p) => p.containerPort)),
     });
   }
-  const waypoints = planWaypoints(objects).waypoints.map((w) => ({
+  const waypoints = planWaypoints(objects, opts.waypointPool).waypoints.map((w) => ({
     namespace: w.namespace,
     name: w.name,
     ip: w.ip,
@@ -382,24 +260,14 @@ function nodeIp(n: Node): string | undefined {
 }
 
 /** Resolves once something accepts TCP on host:port, or after the deadline (the app may be slow; not fatal). */
-async function waitForPort(host: string, port: number, deadlineMs: number): Promise<void> {
-  const end = Date.now() + deadlineMs;
-  while (Date.now() < end) {
-    const ok = await new Promise<boolean>((resolve) => {
+function waitForPort(host: string, port: number, deadlineMs: number): Promise<void> {
+  const accepts = () =>
+    new Promise<boolean>((resolve) => {
       const s = net.connect({ host, port }, () => {
         s.destroy();
         resolve(true);
       });
       s.once('error', () => resolve(false));
     });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** `ambit` on the PATH of app commands, whatever way ambit itself was installed. */
-async function writeShim(stateDir: string): Promise<void> {
-  const shim = path.join(stateDir, 'bin', 'ambit');
-  await writeFile(shim, `#!/bin/sh\nexec "${process.execPath}" "${AMBIT_BIN}" "$@"\n`);
-  await chmod(shim, 0o755);
+  return pollUntil(accepts, deadlineMs, 50);
 }

@@ -18,7 +18,7 @@ import type { ProxyState } from './state.js';
 import type { PolicyStore } from './policy-store.js';
 import { evaluate, type AuthzConnection, type AuthzDecision } from './authz.js';
 import { connectTcp } from './outbound.js';
-import { splice } from './splice.js';
+import { spliceToApp } from './inbound-splice.js';
 import { NO_TELEMETRY, type ConnectionTelemetry } from '../telemetry/connection-telemetry.js';
 import type { TcpConnect } from '../common/tcp-connect.js';
 
@@ -115,24 +115,12 @@ export class PlaintextInbound {
     }
     const entry: OpenPlaintext = { pod, conn, client, app, fields };
     this.open.add(entry);
-    record.trackBytes(() => ({ received: app.bytesWritten, sent: app.bytesRead }));
     client.resume();
-    const result = await splice(client, app);
-    const closedByPolicy = !this.open.delete(entry);
-    record.close(closedByPolicy ? 'DENY' : '-');
-    if (!result.error && !closedByPolicy && !this.telemetry.logComplete()) return;
-    this.log.info(
-      {
-        ...fields,
-        'authz.decision': 'allow',
-        'authz.policy': decision.policy ?? null,
-        response_flags: closedByPolicy ? 'DENY' : '-',
-        bytes_sent: app.bytesRead,
-        bytes_recv: app.bytesWritten,
-        duration_ms: Date.now() - start,
-        ...(result.error ? { error: result.error.message } : {}),
-      },
-      'connection complete',
+    const untrack = () => this.open.delete(entry);
+    await spliceToApp(
+      { downstream: client, app, record, decision, fields, start, untrack },
+      this.log,
+      this.telemetry,
     );
   }
 

@@ -14,7 +14,7 @@ import type { PolicyStore } from './policy-store.js';
 import { evaluate, type AuthzConnection, type AuthzDecision } from './authz.js';
 import { connectTcp } from './outbound.js';
 import { defaultTcpConnect, type TcpConnect } from '../common/tcp-connect.js';
-import { splice } from './splice.js';
+import { spliceToApp } from './inbound-splice.js';
 import {
   NO_TELEMETRY,
   type ConnectionTelemetry,
@@ -151,25 +151,12 @@ export class Inbound {
     }
     const entry: OpenTunnel = { tunnel, podUid: pod.uid, pod, conn, app, fields };
     this.open.add(entry);
-    // Istio's direction: received = client → server (to the app), sent = server → client.
-    record.trackBytes(() => ({ received: app.bytesWritten, sent: app.bytesRead }));
     stream.respond({ ':status': 200 });
-    const result = await splice(stream, app);
-    const closedByPolicy = !this.open.delete(entry); // reevaluate() removed it
-    record.close(closedByPolicy ? 'DENY' : '-');
-    if (!result.error && !closedByPolicy && !this.telemetry.logComplete()) return;
-    this.log.info(
-      {
-        ...fields,
-        'authz.decision': 'allow',
-        'authz.policy': decision.policy ?? null,
-        response_flags: closedByPolicy ? 'DENY' : '-',
-        bytes_sent: app.bytesRead,
-        bytes_recv: app.bytesWritten,
-        duration_ms: Date.now() - start,
-        ...(result.error ? { error: result.error.message } : {}),
-      },
-      'connection complete',
+    const untrack = () => this.open.delete(entry); // false: reevaluate() removed it
+    await spliceToApp(
+      { downstream: stream, app, record, decision, fields, start, untrack },
+      this.log,
+      this.telemetry,
     );
   }
 

@@ -8,14 +8,12 @@
 //   waypoint        in its own namespace on its node, like a pod
 //   app             a pod's ambit.dev/command, inside the pod's namespace
 // Stop (Ctrl-C) ends the processes and deletes every namespace; after a crash, `ambit down`.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { chmod, mkdir, writeFile } from 'node:fs/promises';
-import { createInterface } from 'node:readline';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { loadDirectory } from '../config/load.js';
 import { ensureNodeToken } from '../controlplane/node-auth.js';
-import { planWaypoints } from '../controlplane/waypoints.js';
-import { AMBIT_BIN, describeMesh, type MeshDescription, type MeshPod } from '../cli/mesh-runner.js';
+import { describeMesh, type MeshDescription, type MeshPod } from '../cli/mesh-runner.js';
+import { MeshRun, nodeArgs, pollUntil, waypointArgs, writeShim } from '../cli/mesh-processes.js';
 import { toNetnsHostPort } from './address-map.js';
 import { ManifestMirror } from './manifest-mirror.js';
 import { detectBackend } from './iptables.js';
@@ -24,7 +22,6 @@ import {
   addEndpoint,
   applyTopology,
   DEFAULT_NETNS_PREFIX,
-  inNetns,
   nodeNetnsName,
   planTopology,
   podNetnsName,
@@ -60,14 +57,6 @@ export interface NetnsMeshDescription extends MeshDescription {
   pods: (MeshPod & { netns: string })[];
 }
 
-interface Child {
-  name: string;
-  netns: string;
-  args: string[];
-  proc?: ChildProcess;
-  exited?: Promise<number | null>;
-}
-
 /** Why netns mode cannot run here, or undefined when it can. */
 export async function netnsPrerequisites(): Promise<string | undefined> {
   if (process.platform !== 'linux') return 'netns mode needs Linux';
@@ -85,9 +74,7 @@ export async function netnsPrerequisites(): Promise<string | undefined> {
   return undefined;
 }
 
-export class NetnsMesh {
-  private readonly children = new Map<string, Child>();
-  private stopping = false;
+export class NetnsMesh extends MeshRun {
   private built = false;
 
   private constructor(
@@ -98,7 +85,9 @@ export class NetnsMesh {
     private currentPlan: TopologyPlan,
     private readonly mirrorDir: string,
     private readonly routerIp: string,
-  ) {}
+  ) {
+    super(opts);
+  }
 
   get plan(): TopologyPlan {
     return this.currentPlan;
@@ -124,15 +113,11 @@ export class NetnsMesh {
       const { objects, errors } = await loadDirectory(mirrorDir);
       const controlPlane = toNetnsHostPort(opts.controlPlaneAddr ?? '127.0.0.1:15012');
       const routerIp = controlPlane.slice(0, controlPlane.lastIndexOf(':'));
-      const base = describeMesh(objects, { controlPlaneAddr: controlPlane, stateDir: opts.stateDir });
-      base.waypoints = planWaypoints(objects, NETNS_WAYPOINT_POOL).waypoints.map((w) => ({
-        namespace: w.namespace,
-        name: w.name,
-        ip: w.ip,
-        node: w.node,
-        identity: `spiffe://cluster.local/ns/${w.namespace}/sa/${w.serviceAccount}`,
-        waypointFor: w.waypointFor,
-      }));
+      const base = describeMesh(objects, {
+        controlPlaneAddr: controlPlane,
+        stateDir: opts.stateDir,
+        waypointPool: NETNS_WAYPOINT_POOL,
+      });
       const plan = planTopology({
         prefix,
         routerIp,
@@ -170,64 +155,42 @@ export class NetnsMesh {
       mesh.built = true;
       await writeShim(opts.stateDir);
       for (const n of base.nodes) await ensureNodeToken(opts.stateDir, n.name);
-      await mesh.spawnChild('controlplane', routerNetnsName(prefix), [
+      const children = mesh.children;
+      await children.spawnAmbit(
         'controlplane',
-        '--config',
-        mirrorDir,
-        '--state',
-        opts.stateDir,
-        '--listen',
-        controlPlane,
-        '--waypoint-pool',
-        NETNS_WAYPOINT_POOL,
-      ]);
-      const ttl = opts.certTtlSeconds ? ['--cert-ttl', String(opts.certTtlSeconds)] : [];
+        [
+          'controlplane',
+          '--config',
+          mirrorDir,
+          '--state',
+          opts.stateDir,
+          '--listen',
+          controlPlane,
+          '--waypoint-pool',
+          NETNS_WAYPOINT_POOL,
+        ],
+        routerNetnsName(prefix),
+      );
+      const args = { ...opts, controlPlane };
+      const capture = ['--capture', 'netns', '--netns-prefix', prefix];
+      if (opts.disableCapture) capture.push('--disable-capture');
       await Promise.all(
         base.nodes.map((n) =>
-          mesh!.spawnChild(`node/${n.name}`, nodeNetnsName(n.name, prefix), [
-            'node',
-            '--name',
-            n.name,
-            '--ip',
-            n.ip,
-            '--state',
-            opts.stateDir,
-            '--controlplane',
-            controlPlane,
-            '--capture',
-            'netns',
-            '--netns-prefix',
-            prefix,
-            ...(opts.disableCapture ? ['--disable-capture'] : []),
-            ...ttl,
-          ]),
+          children.spawnAmbit(`node/${n.name}`, nodeArgs(n, args, capture), nodeNetnsName(n.name, prefix)),
         ),
       );
       await Promise.all(
         base.waypoints.map((w) =>
-          mesh!.spawnChild(
+          children.spawnAmbit(
             `waypoint/${w.namespace}/${w.name}`,
+            waypointArgs(w, args),
             waypointNetnsName(w.namespace, w.name, prefix),
-            [
-              'waypoint',
-              '--name',
-              `${w.namespace}/${w.name}`,
-              '--ip',
-              w.ip,
-              '--node',
-              w.node,
-              '--state',
-              opts.stateDir,
-              '--controlplane',
-              controlPlane,
-              ...ttl,
-            ],
           ),
         ),
       );
       if (opts.startApps !== false) {
         const apps = description.pods.filter((p) => p.command);
-        for (const p of apps) mesh.spawnApp(p);
+        for (const p of apps) children.spawnApp(p, p.netns);
         await Promise.all(apps.flatMap((p) => p.ports.map((port) => waitForListener(p.netns, port, 10_000))));
       }
       await writeFile(path.join(opts.stateDir, 'mesh.json'), JSON.stringify(description, null, 2));
@@ -291,7 +254,7 @@ export class NetnsMesh {
     const removed = phase === 'staged' ? changed.map((e) => before.get(e.name)!) : gone;
     const created = phase === 'staged' ? [...changed, ...added] : [];
     for (const e of removed) {
-      for (const [name, c] of this.children) {
+      for (const [name, c] of this.children.entries()) {
         if (!name.startsWith('app/') || c.netns !== e.name) continue;
         if (c.proc) await this.kill(name, 'SIGTERM');
         this.children.delete(name);
@@ -325,39 +288,18 @@ export class NetnsMesh {
 
   /** A pod's app starts once its node proxy captured it (as Istio's CNI holds a pod until then). */
   private async startAppWhenCaptured(p: MeshPod & { netns: string }): Promise<void> {
-    const end = Date.now() + 10_000;
-    while (p.ambient && Date.now() < end && !this.stopping) {
-      const rules = await run('ip', ['netns', 'exec', p.netns, 'iptables-save', '-t', 'nat']).catch(() => '');
-      if (rules.includes(':AMBIT_OUTPUT')) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    if (!this.stopping) this.spawnApp(p);
+    const captured = async () =>
+      this.stopping ||
+      (await run('ip', ['netns', 'exec', p.netns, 'iptables-save', '-t', 'nat']).catch(() => '')).includes(
+        ':AMBIT_OUTPUT',
+      );
+    if (p.ambient) await pollUntil(captured, 10_000, 100);
+    if (!this.stopping) this.children.spawnApp(p, p.netns);
   }
 
   private log(level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown> = {}): void {
     const n = { info: 30, warn: 40, error: 50 }[level];
     this.opts.onLog?.('ambit', JSON.stringify({ level: n, time: new Date().toISOString(), msg, ...fields }));
-  }
-
-  /** Kills one component ("controlplane", "node/<name>", "waypoint/<ns>/<name>", "app/<ns>/<pod>"). */
-  async kill(name: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    const c = this.children.get(name);
-    if (!c?.proc) throw new Error(`no running component ${name}`);
-    c.proc.kill(signal);
-    await c.exited;
-    c.proc = undefined;
-  }
-
-  /** Starts a killed component again with the same arguments and waits until it is ready. */
-  async restart(name: string): Promise<void> {
-    const c = this.children.get(name);
-    if (!c) throw new Error(`unknown component ${name}`);
-    if (c.proc) await this.kill(name, 'SIGTERM');
-    await this.spawnChild(name, c.netns, c.args);
-  }
-
-  pid(name: string): number | undefined {
-    return this.children.get(name)?.proc?.pid;
   }
 
   /** Resolves once the manifest mirror has caught up with the user's folder. */
@@ -370,81 +312,9 @@ export class NetnsMesh {
     if (this.stopping) return;
     this.stopping = true;
     this.mirror.stop();
-    const running = [...this.children.values()].filter((c) => c.proc);
-    for (const c of running) c.proc!.kill('SIGTERM');
-    const deadline = setTimeout(() => running.forEach((c) => c.proc?.kill('SIGKILL')), 5000);
-    await Promise.all(running.map((c) => c.exited));
-    clearTimeout(deadline);
+    await this.children.stopAll();
     // Only what this run built: a refused start must not remove another run's namespaces.
     if (this.built) await teardown(this.plan.prefix, planNames(this.plan));
-  }
-
-  private spawnChild(
-    name: string,
-    netns: string,
-    args: string[],
-    readyTimeoutMs = this.opts.readyTimeoutMs ?? 30_000,
-  ): Promise<void> {
-    const nodeArgs = (process.env.AMBIT_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    // `ip netns exec` execs the command in place: the pid and the IPC channel are the child's own.
-    const [cmd, ...prefix] = inNetns(netns);
-    const proc = spawn(cmd!, [...prefix, process.execPath, ...nodeArgs, AMBIT_BIN, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-    });
-    const child: Child = this.children.get(name) ?? { name, netns, args };
-    child.proc = proc;
-    child.exited = new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
-    this.children.set(name, child);
-    this.pipeLogs(name, proc);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`${name} did not become ready within ${readyTimeoutMs} ms`)),
-        readyTimeoutMs,
-      );
-      proc.on('message', (m: { type?: string }) => {
-        if (m?.type === 'ready') {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      proc.once('exit', (code, signal) => {
-        clearTimeout(timer);
-        if (!this.stopping)
-          this.opts.onLog?.('ambit', JSON.stringify({ level: 40, msg: `${name} exited`, code, signal }));
-        reject(new Error(`${name} exited (code ${code}, signal ${signal}) before it was ready`));
-      });
-    });
-  }
-
-  private spawnApp(p: MeshPod & { netns: string }): void {
-    const name = `app/${p.namespace}/${p.name}`;
-    const [cmd, ...prefix] = inNetns(p.netns);
-    const proc = spawn(cmd!, [...prefix, '/bin/sh', '-c', `exec ${p.command!}`], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        ...process.env,
-        PATH: `${path.join(this.opts.stateDir, 'bin')}:${process.env.PATH ?? ''}`,
-        POD_IP: p.ip,
-        POD_NAME: p.name,
-        POD_NAMESPACE: p.namespace,
-      },
-    });
-    this.children.set(name, {
-      name,
-      netns: p.netns,
-      args: [],
-      proc,
-      exited: new Promise((r) => proc.once('exit', (c) => r(c))),
-    });
-    this.pipeLogs(name, proc);
-  }
-
-  private pipeLogs(name: string, proc: ChildProcess): void {
-    const sink = this.opts.onLog ?? (() => {});
-    for (const stream of [proc.stdout, proc.stderr]) {
-      if (!stream) continue;
-      createInterface({ input: stream }).on('line', (line) => sink(name, line));
-    }
   }
 }
 
@@ -453,18 +323,9 @@ function planNames(plan: TopologyPlan): Set<string> {
 }
 
 /** Waits until something listens on TCP `port` inside `netns` (asked with `ss`, no traffic sent). */
-async function waitForListener(netns: string, port: number, deadlineMs: number): Promise<void> {
-  const end = Date.now() + deadlineMs;
-  while (Date.now() < end) {
-    const out = await run('ip', ['netns', 'exec', netns, 'ss', '-Hltn', `sport = :${port}`]).catch(() => '');
-    if (out.trim()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** `ambit` on the PATH of app commands, whatever way ambit itself was installed. */
-async function writeShim(stateDir: string): Promise<void> {
-  const shim = path.join(stateDir, 'bin', 'ambit');
-  await writeFile(shim, `#!/bin/sh\nexec "${process.execPath}" "${AMBIT_BIN}" "$@"\n`);
-  await chmod(shim, 0o755);
+function waitForListener(netns: string, port: number, deadlineMs: number): Promise<void> {
+  const listening = async () =>
+    (await run('ip', ['netns', 'exec', netns, 'ss', '-Hltn', `sport = :${port}`]).catch(() => '')).trim() !==
+    '';
+  return pollUntil(listening, deadlineMs, 100);
 }

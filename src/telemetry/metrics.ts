@@ -19,8 +19,8 @@ export type SecurityPolicy = 'mutual_tls' | 'unknown';
 
 export const UNKNOWN = 'unknown';
 
-/** Istio's standard TCP label set, in ztunnel's order. */
-export const TCP_LABELS = [
+/** The reporter and the source labels, first in Istio's TCP and request label sets alike. */
+export const SOURCE_LABELS = [
   'reporter',
   'source_workload',
   'source_canonical_service',
@@ -30,6 +30,11 @@ export const TCP_LABELS = [
   'source_app',
   'source_version',
   'source_cluster',
+] as const;
+
+/** Istio's standard TCP label set, in ztunnel's order. */
+export const TCP_LABELS = [
+  ...SOURCE_LABELS,
   'destination_service',
   'destination_service_namespace',
   'destination_service_name',
@@ -49,19 +54,18 @@ export const TCP_LABELS = [
 export type TcpLabelName = (typeof TCP_LABELS)[number];
 export type TcpLabels = Record<TcpLabelName, string>;
 
+/** What the labels of one side of a connection or request are made from. */
+export type PeerWorkload = Partial<
+  Pick<Workload, 'workloadName' | 'name' | 'namespace' | 'canonicalName' | 'canonicalRevision' | 'clusterId'>
+>;
+
 /** What is known about a connection when it opens; turned into labels by `tcpLabels`. */
 export interface ConnectionOpen {
   reporter: Reporter;
-  source?: Pick<
-    Workload,
-    'workloadName' | 'name' | 'namespace' | 'canonicalName' | 'canonicalRevision' | 'clusterId'
-  >;
+  source?: PeerWorkload;
   /** Only a verified identity (mTLS peer, or our own certificate at the source). */
   sourcePrincipal?: string;
-  destination?: Pick<
-    Workload,
-    'workloadName' | 'name' | 'namespace' | 'canonicalName' | 'canonicalRevision' | 'clusterId'
-  >;
+  destination?: PeerWorkload;
   destinationPrincipal?: string;
   destinationService?: Pick<Service, 'hostname' | 'name' | 'namespace'>;
   securityPolicy: SecurityPolicy;
@@ -74,30 +78,37 @@ export function tcpLabels(c: ConnectionOpen): TcpLabels {
   const d = c.destination;
   return {
     reporter: c.reporter,
-    source_workload: orUnknown(s?.workloadName || s?.name),
-    source_canonical_service: orUnknown(s?.canonicalName),
-    source_canonical_revision: orUnknown(s?.canonicalRevision),
-    source_workload_namespace: orUnknown(s?.namespace),
-    source_principal: orUnknown(c.sourcePrincipal),
-    // Istio fills app/version from the canonical name and revision (the `app` and `version` labels).
-    source_app: orUnknown(s?.canonicalName),
-    source_version: orUnknown(s?.canonicalRevision),
-    source_cluster: orUnknown(s?.clusterId),
+    ...peerLabels('source', s, c.sourcePrincipal),
     destination_service: orUnknown(c.destinationService?.hostname),
     destination_service_namespace: orUnknown(c.destinationService?.namespace),
     destination_service_name: orUnknown(c.destinationService?.name),
-    destination_workload: orUnknown(d?.workloadName || d?.name),
-    destination_canonical_service: orUnknown(d?.canonicalName),
-    destination_canonical_revision: orUnknown(d?.canonicalRevision),
-    destination_workload_namespace: orUnknown(d?.namespace),
-    destination_principal: orUnknown(c.destinationPrincipal),
-    destination_app: orUnknown(d?.canonicalName),
-    destination_version: orUnknown(d?.canonicalRevision),
-    destination_cluster: orUnknown(d?.clusterId),
+    ...peerLabels('destination', d, c.destinationPrincipal),
     request_protocol: 'tcp',
     response_flags: '-',
     connection_security_policy: c.securityPolicy,
   };
+}
+
+type PeerLabelName<P extends string> =
+  `${P}_${'workload' | 'canonical_service' | 'canonical_revision' | 'workload_namespace' | 'principal' | 'app' | 'version' | 'cluster'}`;
+
+/** One side's workload labels, in Istio's order (the same in TCP and request metrics). */
+export function peerLabels<P extends 'source' | 'destination'>(
+  side: P,
+  w: PeerWorkload | undefined,
+  principal: string | undefined,
+): Record<PeerLabelName<P>, string> {
+  return {
+    [`${side}_workload`]: orUnknown(w?.workloadName || w?.name),
+    [`${side}_canonical_service`]: orUnknown(w?.canonicalName),
+    [`${side}_canonical_revision`]: orUnknown(w?.canonicalRevision),
+    [`${side}_workload_namespace`]: orUnknown(w?.namespace),
+    [`${side}_principal`]: orUnknown(principal),
+    // Istio fills app/version from the canonical name and revision (the `app` and `version` labels).
+    [`${side}_app`]: orUnknown(w?.canonicalName),
+    [`${side}_version`]: orUnknown(w?.canonicalRevision),
+    [`${side}_cluster`]: orUnknown(w?.clusterId),
+  } as Record<PeerLabelName<P>, string>;
 }
 
 /** Bytes of one connection so far: received = client → server, sent = server → client (Istio's meaning). */

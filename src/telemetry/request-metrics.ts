@@ -4,7 +4,7 @@
 // function the waypoint calls once per finished request (its `onRequest` seam). The record type
 // is structural: the waypoint's own RequestRecord fits it without this module importing it.
 import type { Registry } from 'prom-client';
-import { UNKNOWN } from './metrics.js';
+import { SOURCE_LABELS, UNKNOWN, peerLabels } from './metrics.js';
 
 /** What is counted of one finished request. */
 export interface RequestMetricsRecord {
@@ -29,15 +29,7 @@ export type WorkloadMetaLookup = (
 ) => { canonicalName?: string; canonicalRevision?: string; clusterId?: string } | undefined;
 
 export const REQUEST_LABELS = [
-  'reporter',
-  'source_workload',
-  'source_canonical_service',
-  'source_canonical_revision',
-  'source_workload_namespace',
-  'source_principal',
-  'source_app',
-  'source_version',
-  'source_cluster',
+  ...SOURCE_LABELS,
   'destination_workload',
   'destination_workload_namespace',
   'destination_principal',
@@ -81,6 +73,15 @@ export function responseFlagsOf(status: number, reason: string | undefined): str
   return '-';
 }
 
+/** Only the looked-up fields, whatever else the lookup returned. */
+function pickMeta(m: ReturnType<WorkloadMetaLookup>) {
+  return {
+    canonicalName: m?.canonicalName,
+    canonicalRevision: m?.canonicalRevision,
+    clusterId: m?.clusterId,
+  };
+}
+
 /** "demo/echo.demo.svc.cluster.local" or "echo.demo.svc.cluster.local" → name and namespace. */
 function serviceParts(host: string | undefined): { name: string; namespace: string } {
   if (!host) return { name: UNKNOWN, namespace: UNKNOWN };
@@ -106,14 +107,11 @@ export function requestLabels(
     : r.destination.service;
   return {
     reporter: 'waypoint',
-    source_workload: or(r.source.workload),
-    source_canonical_service: or(sm?.canonicalName),
-    source_canonical_revision: or(sm?.canonicalRevision),
-    source_workload_namespace: or(r.source.namespace),
-    source_principal: or(r.source.identity),
-    source_app: or(sm?.canonicalName),
-    source_version: or(sm?.canonicalRevision),
-    source_cluster: or(sm?.clusterId),
+    ...peerLabels(
+      'source',
+      { workloadName: r.source.workload, namespace: r.source.namespace, ...pickMeta(sm) },
+      r.source.identity,
+    ),
     destination_workload: or(r.destination.workload),
     destination_workload_namespace: or(r.destination.namespace),
     destination_principal: or(r.destination.identity),

@@ -1,89 +1,29 @@
 // The DNS proxy serving a pod's network namespace as netns mode runs it: UDP and TCP sockets made
 // inside the namespace by the native helpers, port 53 redirected to 15053 by iptables there, an
 // unmodified resolver (Node's c-ares) in the namespace asking an arbitrary nameserver address.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
-import { once } from 'node:events';
 import * as dnsPacket from 'dns-packet';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Ip } from '../../src/common/addr.js';
 import { DNS_PROXY_PORT, DnsProxy, meshResolver } from '../../src/node/dns.js';
 import { ProxyState } from '../../src/node/state.js';
-import { listenInNetns, nativeStatus, udpSocketInNetns } from '../../src/redirect/native.js';
+import { listenInNetns, udpSocketInNetns } from '../../src/redirect/native.js';
+import { TestNetns, natRedirect, netnsSkipReason } from '../support/netns.js';
 
-const NS = 'ambit-t50-dns';
-const NS_PATH = `/var/run/netns/${NS}`;
+const ns = new TestNetns('ambit-t50-dns');
 
-function iptablesCommand(): string | undefined {
-  for (const cmd of ['iptables', 'iptables-legacy'])
-    if (
-      spawnSync(cmd, ['--version']).status === 0 &&
-      spawnSync('ip', ['netns', 'exec', NS, cmd, '-t', 'nat', '-L', '-n']).status === 0
-    )
-      return cmd;
-  return undefined;
-}
-
-function skipReason(): string | undefined {
-  if (process.platform !== 'linux') return 'not Linux';
-  if (process.getuid?.() !== 0) return 'not root (network namespaces and iptables need root)';
-  const status = nativeStatus();
-  if (!status.ok) return status.reason;
-  if (spawnSync('ip', ['-V']).status !== 0) return 'no `ip` command (iproute2)';
-  if (
-    spawnSync('iptables', ['--version']).status !== 0 &&
-    spawnSync('iptables-legacy', ['--version']).status !== 0
-  )
-    return 'no iptables (install the iptables package)';
-  return undefined;
-}
-
-const reason = skipReason();
+const reason = netnsSkipReason();
 if (reason) console.log(`skipping DNS proxy netns e2e tests: ${reason}`);
-
-async function nodeInNs(script: string): Promise<string> {
-  const child = spawn('ip', ['netns', 'exec', NS, process.execPath, '-e', script], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (err += d));
-  const [code] = (await once(child, 'exit')) as [number];
-  if (code !== 0) throw new Error(`node in ${NS} exited ${code}: ${err}`);
-  return out.trim();
-}
 
 describe.skipIf(reason !== undefined)('DNS proxy inside a pod network namespace', () => {
   let proxy: DnsProxy;
   const upstream = dgram.createSocket('udp4');
 
   beforeAll(async () => {
-    spawnSync('ip', ['netns', 'del', NS]);
-    execFileSync('ip', ['netns', 'add', NS]);
-    execFileSync('ip', ['-n', NS, 'link', 'set', 'lo', 'up']);
-    const ipt = iptablesCommand();
-    if (!ipt) throw new Error('iptables does not work in a network namespace here');
-    for (const proto of ['udp', 'tcp'])
-      execFileSync('ip', [
-        'netns',
-        'exec',
-        NS,
-        ipt,
-        '-t',
-        'nat',
-        '-A',
-        'OUTPUT',
-        '-p',
-        proto,
-        '--dport',
-        '53',
-        '-j',
-        'REDIRECT',
-        '--to-ports',
-        String(DNS_PROXY_PORT),
-      ]);
+    ns.create();
+    for (const proto of ['udp', 'tcp'] as const)
+      ns.iptables(natRedirect({ proto, dport: 53, toPort: DNS_PROXY_PORT }));
 
     // The upstream, in the root namespace: answers everything with 192.0.2.20.
     await new Promise<void>((r) => upstream.bind(0, '127.0.50.2', r));
@@ -128,27 +68,29 @@ describe.skipIf(reason !== undefined)('DNS proxy inside a pod network namespace'
       logger: pino({ level: 'silent' }),
     });
     await proxy.start({
-      udp: await udpSocketInNetns(NS_PATH, '127.0.0.1', DNS_PROXY_PORT),
-      tcp: await listenInNetns(NS_PATH, '127.0.0.1', DNS_PROXY_PORT),
+      udp: await udpSocketInNetns(ns.path, '127.0.0.1', DNS_PROXY_PORT),
+      tcp: await listenInNetns(ns.path, '127.0.0.1', DNS_PROXY_PORT),
     });
   });
 
   afterAll(async () => {
     await proxy?.close();
     upstream.close();
-    spawnSync('ip', ['netns', 'del', NS]);
+    ns.delete();
   });
 
   it("answers the pod's resolver for a mesh name over UDP and TCP, and forwards the rest", async () => {
-    const resolve = (name: string, tcp: boolean) =>
-      nodeInNs(
-        `const d=require('dns').promises;const r=new d.Resolver({timeout:3000,tries:1});r.setServers(['127.0.50.53']);` +
-          (tcp
-            ? `const n=require('net');const q=Buffer.from(${JSON.stringify([...dnsPacket.encode({ type: 'query', id: 7, questions: [{ type: 'A', name }] })])});` +
-              `const s=n.connect(53,'127.0.50.53',()=>{const l=Buffer.alloc(2);l.writeUInt16BE(q.length);s.write(Buffer.concat([l,q]))});` +
-              `s.on('data',b=>{const a=b.subarray(2);console.log(a.subarray(a.length-4).join('.'));s.destroy()})`
-            : `r.resolve4('${name}').then(a=>console.log(a.join(',')))`),
-      );
+    const resolve = async (name: string, tcp: boolean) =>
+      (
+        await ns.node(
+          `const d=require('dns').promises;const r=new d.Resolver({timeout:3000,tries:1});r.setServers(['127.0.50.53']);` +
+            (tcp
+              ? `const n=require('net');const q=Buffer.from(${JSON.stringify([...dnsPacket.encode({ type: 'query', id: 7, questions: [{ type: 'A', name }] })])});` +
+                `const s=n.connect(53,'127.0.50.53',()=>{const l=Buffer.alloc(2);l.writeUInt16BE(q.length);s.write(Buffer.concat([l,q]))});` +
+                `s.on('data',b=>{const a=b.subarray(2);console.log(a.subarray(a.length-4).join('.'));s.destroy()})`
+              : `r.resolve4('${name}').then(a=>console.log(a.join(',')))`),
+        )
+      ).trim();
     expect(await resolve('echo.demo', false)).toBe('10.96.0.20');
     expect(await resolve('echo', true)).toBe('10.96.0.20');
     expect(await resolve('example.org', false)).toBe('192.0.2.20');

@@ -1,6 +1,5 @@
 // The native socket helpers in real network namespaces with real iptables rules. Needs root, the
 // built addon, `ip` and iptables; skipped with the reason printed otherwise (CI runs it as root).
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { readlinkSync } from 'node:fs';
 import net from 'node:net';
@@ -9,73 +8,18 @@ import {
   connectInNetns,
   getMark,
   listenInNetns,
-  nativeStatus,
   originalDst,
   setMark,
   udpSocketInNetns,
 } from '../../src/redirect/native.js';
+import { TestNetns, iptablesCommand, natRedirect, netnsSkipReason } from '../support/netns.js';
 
-const NS = 'ambit-t50-a';
-const NS_PATH = `/var/run/netns/${NS}`;
+const ns = new TestNetns('ambit-t50-a');
+const NS_PATH = ns.path;
 const HOST = '127.0.50.1';
 
-function skipReason(): string | undefined {
-  if (process.platform !== 'linux') return 'not Linux';
-  if (process.getuid?.() !== 0) return 'not root (network namespaces and iptables need root)';
-  const status = nativeStatus();
-  if (!status.ok) return status.reason;
-  if (spawnSync('ip', ['-V']).status !== 0) return 'no `ip` command (iproute2)';
-  if (!iptablesCommand()) return 'no working iptables (install the iptables package)';
-  return undefined;
-}
-
-/** iptables (nft backend) when it works here, else iptables-legacy; checked in a scratch netns. */
-let iptablesCache: string | null | undefined;
-function iptablesCommand(): string | undefined {
-  if (iptablesCache !== undefined) return iptablesCache ?? undefined;
-  iptablesCache = null;
-  const probe = 'ambit-t50-probe';
-  spawnSync('ip', ['netns', 'del', probe]);
-  if (spawnSync('ip', ['netns', 'add', probe]).status !== 0) return undefined;
-  try {
-    for (const cmd of ['iptables', 'iptables-legacy']) {
-      if (spawnSync('ip', ['netns', 'exec', probe, cmd, '-t', 'nat', '-L', '-n']).status === 0) {
-        iptablesCache = cmd;
-        break;
-      }
-    }
-  } finally {
-    spawnSync('ip', ['netns', 'del', probe]);
-  }
-  return iptablesCache ?? undefined;
-}
-
-const reason = skipReason();
+const reason = netnsSkipReason();
 if (reason) console.log(`skipping native netns e2e tests: ${reason}`);
-
-function sh(cmd: string, ...args: string[]): string {
-  return execFileSync(cmd, args, { encoding: 'utf8' });
-}
-function inNs(cmd: string, ...args: string[]): string {
-  return sh('ip', 'netns', 'exec', NS, cmd, ...args);
-}
-function iptables(...args: string[]): string {
-  return inNs(iptablesCommand()!, ...args);
-}
-
-/** Runs a node one-liner inside the test namespace; resolves with its stdout. */
-async function nodeInNs(script: string): Promise<string> {
-  const child = spawn('ip', ['netns', 'exec', NS, process.execPath, '-e', script], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (err += d));
-  const [code] = (await once(child, 'exit')) as [number];
-  if (code !== 0) throw new Error(`node in ${NS} exited ${code}: ${err}`);
-  return out;
-}
 
 function ownNetns(): string {
   return readlinkSync('/proc/thread-self/ns/net');
@@ -99,15 +43,13 @@ describe.skipIf(reason !== undefined)('native socket helpers in a network namesp
   const closers: (() => void)[] = [];
 
   beforeAll(() => {
-    spawnSync('ip', ['netns', 'del', NS]);
-    sh('ip', 'netns', 'add', NS);
-    sh('ip', '-n', NS, 'link', 'set', 'lo', 'up');
+    ns.create();
     console.log(`native netns e2e: using ${iptablesCommand()}`);
   });
 
   afterAll(() => {
     for (const c of closers) c();
-    spawnSync('ip', ['netns', 'del', NS]);
+    ns.delete();
   });
 
   it('listens inside the namespace: a client there connects, the root namespace cannot', async () => {
@@ -117,7 +59,7 @@ describe.skipIf(reason !== undefined)('native socket helpers in a network namesp
     expect(ownNetns()).toBe(before);
     const p = port(server);
     const got = firstData(server);
-    await nodeInNs(
+    await ns.node(
       `const s=require('net').connect(${p},'${HOST}',()=>s.end('hello from the pod'));s.on('close',()=>{})`,
     );
     const { data, remote, socket } = await got;
@@ -134,24 +76,9 @@ describe.skipIf(reason !== undefined)('native socket helpers in a network namesp
     const server = await listenInNetns(NS_PATH, '0.0.0.0', 0, { reuseaddr: true });
     closers.push(() => server.close());
     const p = port(server);
-    iptables(
-      '-t',
-      'nat',
-      '-A',
-      'OUTPUT',
-      '-p',
-      'tcp',
-      '-d',
-      '127.0.50.9',
-      '--dport',
-      '8080',
-      '-j',
-      'REDIRECT',
-      '--to-ports',
-      String(p),
-    );
+    ns.iptables(natRedirect({ dst: '127.0.50.9', dport: 8080, toPort: p }));
     const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve));
-    const client = nodeInNs(
+    const client = ns.node(
       `const s=require('net').connect(8080,'127.0.50.9',()=>{});s.on('data',d=>{process.stdout.write(String(d));s.end()})`,
     );
     const socket = await accepted;
@@ -162,50 +89,18 @@ describe.skipIf(reason !== undefined)('native socket helpers in a network namesp
   });
 
   it('reads the original destination on an IPv6 (dual-stack) listener, for IPv6 and IPv4 clients', async () => {
-    const ip6tables = iptablesCommand()!.replace('iptables', 'ip6tables');
     const server = await listenInNetns(NS_PATH, '::', 0, { reuseaddr: true });
     closers.push(() => server.close());
     const p = port(server);
-    inNs(
-      ip6tables,
-      '-t',
-      'nat',
-      '-A',
-      'OUTPUT',
-      '-p',
-      'tcp',
-      '-d',
-      '::1',
-      '--dport',
-      '8081',
-      '-j',
-      'REDIRECT',
-      '--to-ports',
-      String(p),
-    );
-    iptables(
-      '-t',
-      'nat',
-      '-A',
-      'OUTPUT',
-      '-p',
-      'tcp',
-      '-d',
-      '127.0.50.9',
-      '--dport',
-      '8082',
-      '-j',
-      'REDIRECT',
-      '--to-ports',
-      String(p),
-    );
+    ns.iptables(natRedirect({ dst: '::1', dport: 8081, toPort: p }), true);
+    ns.iptables(natRedirect({ dst: '127.0.50.9', dport: 8082, toPort: p }));
     const seen: unknown[] = [];
     server.on('connection', (socket) => {
       seen.push(originalDst(socket));
       socket.end('ok');
     });
     const connect = (host: string, dport: number) =>
-      nodeInNs(
+      ns.node(
         `const s=require('net').connect(${dport},'${host}');s.on('data',d=>process.stdout.write(String(d)))`,
       );
     expect(await connect('::1', 8081)).toBe('ok');
@@ -220,7 +115,7 @@ describe.skipIf(reason !== undefined)('native socket helpers in a network namesp
     const server = await listenInNetns(NS_PATH, HOST, 0);
     closers.push(() => server.close());
     const p = port(server);
-    iptables(
+    ns.iptables([
       '-A',
       'OUTPUT',
       '-p',
@@ -235,7 +130,7 @@ describe.skipIf(reason !== undefined)('native socket helpers in a network namesp
       '0x539',
       '-j',
       'ACCEPT',
-    );
+    ]);
     const got = firstData(server);
     const socket = await connectInNetns(NS_PATH, HOST, p, { mark: 0x539 });
     expect(getMark(socket)).toBe(0x539);
@@ -246,7 +141,7 @@ describe.skipIf(reason !== undefined)('native socket helpers in a network namesp
     const [reply] = (await once(socket, 'data')) as [Buffer];
     expect(String(reply)).toBe('reply');
     socket.destroy();
-    const counters = iptables('-L', 'OUTPUT', '-v', '-x', '-n');
+    const counters = ns.iptables(['-L', 'OUTPUT', '-v', '-x', '-n']);
     const rule = counters.split('\n').find((l) => l.includes('mark match 0x539') && l.includes(`dpt:${p}`));
     expect(rule, counters).toBeDefined();
     expect(Number(rule!.trim().split(/\s+/)[0])).toBeGreaterThan(0);
@@ -274,7 +169,7 @@ describe.skipIf(reason !== undefined)('native socket helpers in a network namesp
     closers.push(() => udp.close());
     const message = once(udp, 'message') as Promise<[Buffer, { address: string }]>;
     const p = udp.address().port;
-    await nodeInNs(
+    await ns.node(
       `const s=require('dgram').createSocket('udp4');s.send('ping',${p},'${HOST}',()=>s.close())`,
     );
     const [msg, rinfo] = await message;

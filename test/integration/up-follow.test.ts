@@ -5,18 +5,12 @@ import path from 'node:path';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestMesh } from '../support/mesh.js';
+import { waypointGateway } from '../support/waypoint-manifests.js';
 
 const m = new TestMesh({ octet: 54, follow: true });
 const WAYPOINT = m.ip(20);
 
-const gateway = `apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: wp, namespace: demo}
-spec:
-  gatewayClassName: istio-waypoint
-  addresses: [{type: IPAddress, value: ${WAYPOINT}}]
-  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
-`;
+const gateway = waypointGateway(WAYPOINT, 'wp');
 const node3 = `apiVersion: v1
 kind: Node
 metadata: {name: node-3}

@@ -5,6 +5,7 @@ import type net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestMesh, closeServer, listen } from '../support/mesh.js';
 import { SocksAgent } from '../support/mesh-http.js';
+import { demoService, serviceAuthorizationPolicy, waypointGateway } from '../support/waypoint-manifests.js';
 
 const O = 58;
 const ip = (n: number) => `127.0.${O}.${n}`;
@@ -12,15 +13,7 @@ const SLEEP = ip(10);
 const CLIENT2 = ip(14);
 
 const EXTRA = [
-  `
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: waypoint, namespace: demo}
-spec:
-  gatewayClassName: istio-waypoint
-  addresses: [{type: IPAddress, value: ${ip(200)}}]
-  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
-`,
+  waypointGateway(ip(200)),
   `
 apiVersion: v1
 kind: Pod
@@ -28,35 +21,21 @@ metadata: {name: client2, namespace: demo, labels: {app: client2}}
 spec: {nodeName: node-2, serviceAccountName: client2}
 status: {podIP: ${CLIENT2}}
 `,
-  `
-apiVersion: v1
-kind: Service
-metadata: {name: api, namespace: demo, labels: {"istio.io/use-waypoint": waypoint}}
-spec:
-  clusterIP: ${ip(101)}
-  selector: {app: echo}
-  ports: [{name: http, port: 8080}]
-`,
-  `
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: api-deny, namespace: demo}
-spec:
-  targetRefs: [{kind: Service, group: "", name: api}]
-  action: DENY
-  rules:
+  demoService('api', ip(101), { app: 'echo' }, '[{name: http, port: 8080}]', true),
+  serviceAuthorizationPolicy(
+    'api-deny',
+    'api',
+    'DENY',
+    `
     - to: [{operation: {paths: ["/admin*"]}}]
     - from: [{source: {notPrincipals: [cluster.local/ns/demo/sa/client2]}}]
-      to: [{operation: {methods: [DELETE]}}]
-`,
-  `
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: api-allow, namespace: demo}
-spec:
-  targetRefs: [{kind: Service, group: "", name: api}]
-  action: ALLOW
-  rules:
+      to: [{operation: {methods: [DELETE]}}]`,
+  ),
+  serviceAuthorizationPolicy(
+    'api-allow',
+    'api',
+    'ALLOW',
+    `
     - from: [{source: {principals: [cluster.local/ns/demo/sa/sleep]}}]
       to: [{operation: {methods: [GET, HEAD], paths: ["/public/*", "/api/*"]}}]
     - from: [{source: {principals: [cluster.local/ns/demo/sa/client2]}}]
@@ -65,8 +44,8 @@ spec:
     - to: [{operation: {paths: ["*.json"], notMethods: [PUT]}}]
     - from: [{source: {namespaces: [demo]}}]
       to: [{operation: {paths: [/health]}}]
-    - to: [{operation: {methods: [OPTIONS], notPaths: ["/api/*", "/secret*"]}}]
-`,
+    - to: [{operation: {methods: [OPTIONS], notPaths: ["/api/*", "/secret*"]}}]`,
+  ),
 ].join('---\n');
 
 type Case = [

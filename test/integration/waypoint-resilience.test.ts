@@ -5,6 +5,7 @@ import type net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestMesh, closeServer, listen } from '../support/mesh.js';
 import { SocksAgent, meshGet, meshLoad } from '../support/mesh-http.js';
+import { demoService, waypointGateway } from '../support/waypoint-manifests.js';
 
 const O = 57;
 const ip = (n: number) => `127.0.${O}.${n}`;
@@ -12,25 +13,10 @@ const SLEEP = ip(10);
 const ECHO_V1 = ip(11);
 const ECHO_V2 = ip(12);
 
-const svc = (name: string, vip: string, port: number) => `
-apiVersion: v1
-kind: Service
-metadata: {name: ${name}, namespace: demo, labels: {"istio.io/use-waypoint": waypoint}}
-spec:
-  clusterIP: ${vip}
-  selector: {app: echo}
-  ports: [{name: http, port: ${port}}]
-`;
+const svc = (name: string, vip: string, port: number) =>
+  demoService(name, vip, { app: 'echo' }, `[{name: http, port: ${port}}]`, true);
 const EXTRA = [
-  `
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: waypoint, namespace: demo}
-spec:
-  gatewayClassName: istio-waypoint
-  addresses: [{type: IPAddress, value: ${ip(200)}}]
-  listeners: [{name: mesh, port: 15008, protocol: HBONE}]
-`,
+  waypointGateway(ip(200)),
   svc('faulty', ip(101), 8080),
   `
 apiVersion: networking.istio.io/v1

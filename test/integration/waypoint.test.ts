@@ -12,7 +12,7 @@ import { socksConnect } from '../../src/cli/socks-client.js';
 import { TestMesh, closeServer, listen, readAll, tcpEcho, type LogRecord } from '../support/mesh.js';
 import { meshSignedCert, type TestCert } from '../support/certs.js';
 import { ECHO_SERVICE, socksForwarder, type EchoMsg } from '../support/mesh-grpc.js';
-import { demoService, waypointGateway } from '../support/waypoint-manifests.js';
+import { demoService, serviceAuthorizationPolicy, waypointGateway } from '../support/waypoint-manifests.js';
 
 const O = 48;
 const ip = (n: number) => `127.0.${O}.${n}`;
@@ -123,24 +123,13 @@ spec:
     - issuer: https://issuer.test
       jwks: '${JSON.stringify({ keys: [JWK_PUBLIC] })}'
 `,
-  `
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: secure-needs-jwt, namespace: demo}
-spec:
-  targetRefs: [{kind: Service, group: "", name: web}]
-  action: DENY
-  rules: [{from: [{source: {notRequestPrincipals: ["*"]}}], to: [{operation: {paths: ["/api/secure*"]}}]}]
-`,
-  `
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: no-admin, namespace: demo}
-spec:
-  targetRefs: [{kind: Service, group: "", name: web}]
-  action: DENY
-  rules: [{to: [{operation: {paths: ["/api/admin*"]}}]}]
-`,
+  serviceAuthorizationPolicy(
+    'secure-needs-jwt',
+    'web',
+    'DENY',
+    ' [{from: [{source: {notRequestPrincipals: ["*"]}}], to: [{operation: {paths: ["/api/secure*"]}}]}]',
+  ),
+  serviceAuthorizationPolicy('no-admin', 'web', 'DENY', ' [{to: [{operation: {paths: ["/api/admin*"]}}]}]'),
 ].join('---\n');
 
 const m = new TestMesh({ octet: O, extraManifests: EXTRA });

@@ -1,12 +1,12 @@
-// Manifests for waypoint tests: the `demo/waypoint` Gateway at a fixed address, and Services in
-// `demo` (optionally bound to that waypoint).
+// Manifests for waypoint tests: a waypoint Gateway in `demo` at a fixed address, Services in
+// `demo` (optionally bound to the `waypoint` one) and L7 AuthorizationPolicies targeting them.
 
-/** A waypoint Gateway `demo/waypoint` with the given address. */
-export function waypointGateway(address: string): string {
+/** A waypoint Gateway `demo/<name>` (default `demo/waypoint`) with the given address. */
+export function waypointGateway(address: string, name = 'waypoint'): string {
   return `
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
-metadata: {name: waypoint, namespace: demo}
+metadata: {name: ${name}, namespace: demo}
 spec:
   gatewayClassName: istio-waypoint
   addresses: [{type: IPAddress, value: ${address}}]
@@ -31,5 +31,26 @@ spec:
   clusterIP: ${vip}
   selector: ${JSON.stringify(selector)}
   ports: ${ports}
+`;
+}
+
+/**
+ * An AuthorizationPolicy in `demo` targeting the Service `service` (enforced at its waypoint);
+ * `rules` is the YAML after `rules:`, flow (` [{...}]`) or a block indented by four spaces.
+ */
+export function serviceAuthorizationPolicy(
+  name: string,
+  service: string,
+  action: 'ALLOW' | 'DENY',
+  rules: string,
+): string {
+  return `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ${name}, namespace: demo}
+spec:
+  targetRefs: [{kind: Service, group: "", name: ${service}}]
+  action: ${action}
+  rules:${rules}
 `;
 }

@@ -3,6 +3,11 @@
 import type { Ip } from '../../src/common/addr.js';
 import type { Workload } from '../../src/xds/resources.js';
 
+/** The `services` entry of a pod behind `demo/echo` (port 80 → 8080). */
+export const ECHO_PORTS: Workload['services'] = {
+  'demo/echo.demo.svc.cluster.local': [{ servicePort: 80, targetPort: 8080 }],
+};
+
 export function testWorkload(name: string, ip: string, over: Partial<Workload> = {}): Workload {
   return {
     uid: `Kubernetes//Pod/demo/${name}`,

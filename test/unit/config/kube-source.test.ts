@@ -1,8 +1,7 @@
 // KubeSource against the fake API server: the list/watch contract (resume, 410 → relist, outage,
 // CRDs missing) and the validation contract (same schemas as files, last good kept).
 import { afterEach, describe, expect, it } from 'vitest';
-import { pino } from 'pino';
-import { Writable } from 'node:stream';
+import { captureLogger } from '../../support/capture-logger.js';
 import { FakeApiServer } from '../../support/fake-apiserver.js';
 import { clientFor, eventually, node, ns, pod, service, untilSnapshot } from '../../support/kube.js';
 import { KubeSource } from '../../../src/config/kube-source.js';
@@ -14,18 +13,6 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-function capture() {
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _e, cb) {
-      for (const l of chunk.toString().split('\n'))
-        if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  return { logger: pino({ level: 'debug' }, sink), lines };
-}
-
 async function setup(opts: { unservedGroups?: string[]; port?: number } = {}) {
   const api = await new FakeApiServer({ host: HOST, bookmarkIntervalMs: 100, ...opts }).start();
   cleanups.push(() => api.stop());
@@ -33,7 +20,7 @@ async function setup(opts: { unservedGroups?: string[]; port?: number } = {}) {
   api.put(node('node-1', '127.0.55.101'));
   api.put(pod('a', 'demo', 'node-1', '10.1.0.1'));
   api.put(service('echo', 'demo', '10.96.0.1', { app: 'a' }));
-  const { logger, lines } = capture();
+  const { logger, lines } = captureLogger();
   const source = new KubeSource({
     client: clientFor(api, 1000),
     logger,
@@ -145,7 +132,7 @@ describe('KubeSource', () => {
     const port = Number(new URL(api.url).port);
     await api.stop();
     const client = clientFor(api, 500);
-    const { logger } = capture();
+    const { logger } = captureLogger();
     const source = new KubeSource({
       client,
       logger,

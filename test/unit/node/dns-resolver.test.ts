@@ -3,6 +3,7 @@ import { meshResolver, readResolvConf } from '../../../src/node/dns.js';
 import { ProxyState } from '../../../src/node/state.js';
 import type { Address, Service, Workload } from '../../../src/xds/resources.js';
 import type { Ip } from '../../../src/common/addr.js';
+import { testWorkload } from '../../support/workloads.js';
 
 function service(hostname: string, namespace: string, vips: string[]): Service {
   return {
@@ -16,24 +17,7 @@ function service(hostname: string, namespace: string, vips: string[]): Service {
 }
 
 function pod(name: string, ip: string, svcKey: string, status: Workload['status'] = 'HEALTHY'): Workload {
-  return {
-    uid: `Kubernetes//Pod/demo/${name}`,
-    name,
-    namespace: 'demo',
-    addresses: [ip as Ip],
-    network: '',
-    tunnelProtocol: 'HBONE',
-    trustDomain: 'cluster.local',
-    serviceAccount: 'default',
-    node: 'node-1',
-    canonicalName: name,
-    canonicalRevision: 'latest',
-    workloadName: name,
-    services: { [svcKey]: [] },
-    authorizationPolicies: [],
-    status,
-    clusterId: 'Kubernetes',
-  };
+  return testWorkload(name, ip, { serviceAccount: 'default', services: { [svcKey]: [] }, status });
 }
 
 const state = new ProxyState();

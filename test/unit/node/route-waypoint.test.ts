@@ -3,29 +3,13 @@ import { ProxyState } from '../../../src/node/state.js';
 import { buildRoute, type EndpointPicker } from '../../../src/node/route.js';
 import type { Address, GatewayAddress, Service, Workload } from '../../../src/xds/resources.js';
 import type { Ip } from '../../../src/common/addr.js';
+import { ECHO_PORTS, testWorkload } from '../../support/workloads.js';
 
 const WP: GatewayAddress = { network: '', ip: '127.0.9.200' as Ip, hboneMtlsPort: 15008 };
 
+/** A pod behind `echo` (port 80 → 8080). */
 function workload(name: string, ip: string, over: Partial<Workload> = {}): Workload {
-  return {
-    uid: `Kubernetes//Pod/demo/${name}`,
-    name,
-    namespace: 'demo',
-    addresses: [ip as Ip],
-    network: '',
-    tunnelProtocol: 'HBONE',
-    trustDomain: 'cluster.local',
-    serviceAccount: name,
-    node: 'node-1',
-    canonicalName: name,
-    canonicalRevision: 'latest',
-    workloadName: name,
-    services: { 'demo/echo.demo.svc.cluster.local': [{ servicePort: 80, targetPort: 8080 }] },
-    authorizationPolicies: [],
-    status: 'HEALTHY',
-    clusterId: 'Kubernetes',
-    ...over,
-  };
+  return testWorkload(name, ip, { services: ECHO_PORTS, ...over });
 }
 const waypoint = workload('wp', '127.0.9.200', {
   uid: 'Kubernetes//Gateway/demo/wp',

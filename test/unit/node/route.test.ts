@@ -3,27 +3,11 @@ import { ProxyState } from '../../../src/node/state.js';
 import { buildRoute, resolveServiceName, roundRobin, type EndpointPicker } from '../../../src/node/route.js';
 import type { Address, Service, Workload } from '../../../src/xds/resources.js';
 import type { Ip } from '../../../src/common/addr.js';
+import { ECHO_PORTS, testWorkload } from '../../support/workloads.js';
 
+/** A pod behind `echo` (port 80 → 8080), serviceAccount echo. */
 function workload(name: string, ip: string, over: Partial<Workload> = {}): Workload {
-  return {
-    uid: `Kubernetes//Pod/demo/${name}`,
-    name,
-    namespace: 'demo',
-    addresses: [ip as Ip],
-    network: '',
-    tunnelProtocol: 'HBONE',
-    trustDomain: 'cluster.local',
-    serviceAccount: 'echo',
-    node: 'node-1',
-    canonicalName: name,
-    canonicalRevision: 'latest',
-    workloadName: name,
-    services: { 'demo/echo.demo.svc.cluster.local': [{ servicePort: 80, targetPort: 8080 }] },
-    authorizationPolicies: [],
-    status: 'HEALTHY',
-    clusterId: 'Kubernetes',
-    ...over,
-  };
+  return testWorkload(name, ip, { serviceAccount: 'echo', services: ECHO_PORTS, ...over });
 }
 
 const echoSvc: Service = {

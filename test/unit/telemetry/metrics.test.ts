@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { L4Metrics, tcpLabels, TCP_LABELS, type ConnectionOpen } from '../../../src/telemetry/metrics.js';
 import { parsePromText } from '../../../src/telemetry/prom-text.js';
+import { SLEEP_TO_ECHO_LABELS } from '../../support/istio-labels.js';
 
 const sleep = {
   workloadName: 'sleep',
@@ -37,20 +38,10 @@ describe('tcpLabels', () => {
     const l = tcpLabels(open);
     expect(Object.keys(l)).toEqual([...TCP_LABELS]);
     expect(l).toMatchObject({
+      ...SLEEP_TO_ECHO_LABELS,
       reporter: 'source',
-      source_workload: 'sleep',
-      source_app: 'sleep',
       source_version: 'latest',
-      source_principal: 'spiffe://cluster.local/ns/demo/sa/sleep',
-      destination_workload: 'echo-v1',
-      destination_app: 'echo',
-      destination_version: 'v1',
-      destination_service: 'echo.demo.svc.cluster.local',
-      destination_service_name: 'echo',
-      destination_service_namespace: 'demo',
       request_protocol: 'tcp',
-      response_flags: '-',
-      connection_security_policy: 'mutual_tls',
     });
   });
 

@@ -6,6 +6,7 @@ import {
   type RequestMetricsRecord,
 } from '../../../src/telemetry/request-metrics.js';
 import { parsePromText } from '../../../src/telemetry/prom-text.js';
+import { SLEEP_TO_ECHO_LABELS } from '../../support/istio-labels.js';
 
 const record = (over: Partial<RequestMetricsRecord> = {}): RequestMetricsRecord => ({
   protocol: 'http1',
@@ -38,19 +39,9 @@ describe('createRequestMetrics', () => {
     const ok = total.find((s) => s.labels.response_code === '200' && s.labels.request_protocol === 'http');
     expect(ok?.value).toBe(2);
     expect(ok?.labels).toMatchObject({
+      ...SLEEP_TO_ECHO_LABELS,
       reporter: 'waypoint',
-      source_workload: 'sleep',
-      source_app: 'sleep',
-      source_principal: 'spiffe://cluster.local/ns/demo/sa/sleep',
-      destination_workload: 'echo-v1',
-      destination_app: 'echo',
-      destination_version: 'v1',
-      destination_service: 'echo.demo.svc.cluster.local',
-      destination_service_name: 'echo',
-      destination_service_namespace: 'demo',
       grpc_response_status: '',
-      response_flags: '-',
-      connection_security_policy: 'mutual_tls',
     });
     expect(total.find((s) => s.labels.response_code === '503')?.labels.response_flags).toBe('UF');
     expect(total.find((s) => s.labels.request_protocol === 'grpc')?.labels.grpc_response_status).toBe('14');
