@@ -2,8 +2,9 @@
 // HTTP/1.1 (`http1.ts`: keep-alive, chunked, Upgrade passed through) or HTTP/2 prior knowledge
 // (`http2.ts`: h2c, gRPC with trailers and streaming) on them. Both run each request through
 // the same pipeline (`pipeline.ts`) and record it once (`request-record.ts`, `onRequest`).
-// Upstream HTTP/1.1 connections are pooled and kept alive (`h1-pool.ts`); HTTP/2 shares one
-// session per endpoint. Every upstream connection is an HBONE tunnel opened *as the waypoint*.
+// Upstream HTTP/1.1 connections are pooled and kept alive (`h1-pool.ts`); HTTP/2 shares a few
+// sessions per endpoint (`h2-sessions.ts`). Every upstream connection is an HBONE tunnel
+// opened *as the waypoint*.
 import http from 'node:http';
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
@@ -26,6 +27,15 @@ export { RBAC_DENIED } from './pipeline.js';
 
 /** Headers over this are refused with 431 (Istio/Envoy's default limit is 60 KiB). */
 export const MAX_HEADER_BYTES = 60 * 1024;
+
+/**
+ * Streams a downstream h2c / gRPC connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+ * Envoy's default is 2^31-1, but its edge best practices set 100, as nghttp2 recommends; without
+ * a limit one client could open any number of streams and each costs memory until answered.
+ * A client that opens more gets RST_STREAM REFUSED_STREAM (nghttp2), which tells it the request
+ * was not processed and may be retried.
+ */
+export const H2_DOWNSTREAM_MAX_STREAMS = 100;
 
 /** What the waypoint knows about one tunnel, from its CONNECT. */
 export interface TunnelContext {
@@ -92,7 +102,7 @@ export class HttpProxy {
     this.pool = new UpstreamHttp1Pool(dial, log, deps.upstreamIdleMs ?? UPSTREAM_IDLE_MS);
     const contextOf = (o: object) => this.contexts.get(o);
     const http1 = new Http1Handler(pipeline, this.pool, contextOf, log);
-    this.http2 = new Http2Handler(pipeline, contextOf, dial, log);
+    this.http2 = new Http2Handler(pipeline, contextOf, dial, log, deps.upstreamIdleMs ?? UPSTREAM_IDLE_MS);
 
     this.h1 = http.createServer(
       { maxHeaderSize: MAX_HEADER_BYTES, requireHostHeader: false },
@@ -105,7 +115,10 @@ export class HttpProxy {
       'upgrade',
       (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void http1.onUpgrade(req, socket, head),
     );
-    this.h2 = http2.createServer({ maxSessionMemory: 16, settings: { maxHeaderListSize: MAX_HEADER_BYTES } });
+    this.h2 = http2.createServer({
+      maxSessionMemory: 16,
+      settings: { maxHeaderListSize: MAX_HEADER_BYTES, maxConcurrentStreams: H2_DOWNSTREAM_MAX_STREAMS },
+    });
     this.h2.on('session', (session) => {
       if (this.pendingH2) this.contexts.set(session, this.pendingH2);
     });

@@ -2,7 +2,7 @@
 // headers sent upstream (route and backend edits, x-forwarded-*, x-request-id, traceparent),
 // path rewrites, weighted backend choice, and hop-by-hop filtering.
 import type http from 'node:http';
-import { randomBytes } from 'node:crypto';
+import { randomFillSync, randomUUID } from 'node:crypto';
 import type { TunnelContext } from './http-proxy.js';
 import type { ForwardAction, HeaderModifier, L7Request, WeightedBackend } from './routing/types.js';
 
@@ -77,15 +77,24 @@ export function forwardHeaders(
   const xff = h['x-forwarded-for'];
   h['x-forwarded-for'] = xff ? `${String(xff)}, ${ctx.srcIp}` : ctx.srcIp;
   h['x-forwarded-proto'] ??= proto;
-  h['x-request-id'] ??= randomUUIDish();
-  if (!h.traceparent && !h['x-b3-traceid'])
-    h.traceparent = `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`;
+  // randomUUID draws from a cached entropy buffer; randomBytes per call was a getrandom(2)
+  // syscall each, ~6 % of the waypoint's CPU at 4 000 req/s (profile, 2026-11-21).
+  h['x-request-id'] ??= randomUUID();
+  if (!h.traceparent && !h['x-b3-traceid']) h.traceparent = `00-${randomHex(16)}-${randomHex(8)}-01`;
   return h;
 }
 
-export function randomUUIDish(): string {
-  const b = randomBytes(16).toString('hex');
-  return `${b.slice(0, 8)}-${b.slice(8, 12)}-${b.slice(12, 16)}-${b.slice(16, 20)}-${b.slice(20)}`;
+/** Random bytes for trace ids, drawn from a pool refilled 4 KiB at a time (not a syscall per id). */
+const entropy = Buffer.alloc(4096);
+let entropyAt = entropy.length;
+
+function randomHex(bytes: number): string {
+  if (entropyAt + bytes > entropy.length) {
+    randomFillSync(entropy);
+    entropyAt = 0;
+  }
+  entropyAt += bytes;
+  return entropy.toString('hex', entropyAt - bytes, entropyAt);
 }
 
 /** Applies `set`, then `add`, then `remove` of the route's and then the backend's modifier. */

@@ -1,12 +1,12 @@
 // HTTP/2 prior knowledge (h2c) and gRPC at the waypoint: each stream through the shared
 // pipeline (`pipeline.ts`) — retries with the budget, per-try and route timeouts, the pool's
-// `http2MaxRequests`, outlier recording, mirrors — on one upstream HTTP/2 session per endpoint
-// (over one HBONE stream). The request body is streamed to the try in flight and kept (up to
-// 1 MiB) so another try can replay it; past that, no retry (Envoy does the same). A gRPC
-// trailers-only answer carries its grpc-status with the headers, so `unavailable` & co. can be
-// retried; a gRPC request the waypoint answers itself gets a grpc-status (Envoy's mapping).
+// `http2MaxRequests`, outlier recording, mirrors — on the endpoint's upstream HTTP/2 sessions
+// (`h2-sessions.ts`, each over one HBONE stream), with a bound on downstream streams in flight.
+// The request body is streamed to the try in flight and kept (up to 1 MiB) so another try can
+// replay it; past that, no retry (Envoy does the same). A gRPC trailers-only answer carries its
+// grpc-status with the headers, so `unavailable` & co. can be retried; a gRPC request the
+// waypoint answers itself gets a grpc-status (Envoy's mapping).
 import http2 from 'node:http2';
-import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../common/log.js';
 import type { TunnelContext } from './http-proxy.js';
@@ -16,10 +16,22 @@ import { newExchange, type Exchange } from './request-record.js';
 import type { AttemptResult } from './resilience/retry.js';
 import type { ConnectionPoolLimiter } from './resilience/pool.js';
 import { defaultRetryPolicy } from './resilience/types.js';
-import { socketOf } from './stream-adapter.js';
 import { ReplayBody } from './replay-body.js';
 import { UPSTREAM_IDLE_MS } from './h1-pool.js';
+import { UpstreamH2Sessions } from './h2-sessions.js';
 import type { UpstreamEndpoint } from './upstream.js';
+
+const NEVER_ABORTED = new AbortController().signal;
+
+/**
+ * Downstream HTTP/2 streams handled at once, over all connections, before new ones are refused
+ * (RST_STREAM REFUSED_STREAM: not processed, safe to retry; gRPC clients see UNAVAILABLE). Each
+ * costs ~25 KB until answered; the per-connection limit (`H2_DOWNSTREAM_MAX_STREAMS`) does not
+ * bound a client that opens many connections. Envoy's overload manager plays this part.
+ */
+export const H2_MAX_STREAMS_IN_FLIGHT = 2048;
+/** At most one `streams refused: overload` line per this many ms. */
+const REFUSED_LOG_MS = 1000;
 
 const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM, NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR } = http2.constants;
 
@@ -37,19 +49,29 @@ interface UpstreamAnswer {
 }
 
 export class Http2Handler {
-  private readonly sessions = new Map<string, Promise<http2.ClientHttp2Session>>();
+  private readonly sessions: UpstreamH2Sessions;
+  private inFlight = 0;
+  private refused = 0;
+  private refusedLogAt = 0;
 
   constructor(
     private readonly pipeline: RequestPipeline,
     private readonly contextOf: (session: object) => TunnelContext | undefined,
-    private readonly dial: (ep: UpstreamEndpoint) => Promise<Duplex>,
+    dial: (ep: UpstreamEndpoint) => Promise<Duplex>,
     private readonly log: Logger,
-  ) {}
+    idleMs = UPSTREAM_IDLE_MS,
+    private readonly maxInFlight = H2_MAX_STREAMS_IN_FLIGHT,
+  ) {
+    this.sessions = new UpstreamH2Sessions(dial, log, { idleMs });
+  }
 
   async onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
     stream.on('error', () => {});
     const ctx = stream.session ? this.contextOf(stream.session) : undefined;
     if (!ctx) return void stream.close(NGHTTP2_REFUSED_STREAM);
+    if (this.inFlight >= this.maxInFlight) return this.refuse(stream);
+    this.inFlight++;
+    stream.once('close', () => this.inFlight--);
     const authority = String(headers[':authority'] ?? headers.host ?? '');
     const url = String(headers[':path'] ?? '/');
     const l7 = toL7Request(String(headers[':method'] ?? 'GET'), url, headers, ctx, authority);
@@ -121,11 +143,27 @@ export class Http2Handler {
   }
 
   close(): void {
-    for (const p of this.sessions.values()) void p.then((s) => s.close()).catch(() => {});
-    this.sessions.clear();
+    this.sessions.close();
   }
 
-  /** One try: a request slot (http2MaxRequests), a stream on the endpoint's session, the body. */
+  /** Over H2_MAX_STREAMS_IN_FLIGHT: refused before any work, logged at most once a second. */
+  private refuse(stream: http2.ServerHttp2Stream): void {
+    stream.close(NGHTTP2_REFUSED_STREAM);
+    this.refused++;
+    const now = Date.now();
+    if (now - this.refusedLogAt < REFUSED_LOG_MS) return;
+    this.log.warn(
+      { refused: this.refused, 'streams.in_flight': this.inFlight, limit: this.maxInFlight },
+      'streams refused: overload',
+    );
+    this.refused = 0;
+    this.refusedLogAt = now;
+  }
+
+  /**
+   * One try: a request slot (http2MaxRequests), a stream on one of the endpoint's sessions
+   * (waiting, bounded, while they are full), the body.
+   */
   private async send(
     x: Exchange,
     ep: UpstreamEndpoint,
@@ -139,18 +177,31 @@ export class Http2Handler {
       x.overflow = slot.reason;
       return { error: 'overflow' };
     }
-    const release = (): void => void (slot?.ok && slot.release());
+    const h2 = await this.sessions.acquire(ep, signal);
+    const release = (): void => {
+      if (slot?.ok) slot.release();
+      if (h2.ok) h2.release();
+    };
+    if (!h2.ok) {
+      release();
+      if (h2.error === 'overflow') x.overflow = h2.reason;
+      // Cancelled while waiting: the downstream is gone, nothing was sent; the outcome is unused.
+      return { error: h2.error === 'cancelled' ? 'reset' : h2.error };
+    }
+    if (signal.aborted) {
+      release();
+      return { error: 'reset' };
+    }
     let upStream: http2.ClientHttp2Stream;
     try {
-      upStream = (await this.session(ep)).request(headers, { endStream: false });
+      upStream = h2.session.request(headers, { endStream: false });
     } catch {
       release();
       return { error: 'connect-failure' };
     }
     upStream.on('error', () => {});
     upStream.once('close', release);
-    if (signal.aborted) upStream.close(NGHTTP2_CANCEL);
-    else signal.addEventListener('abort', () => upStream.close(NGHTTP2_CANCEL), { once: true });
+    signal.addEventListener('abort', () => upStream.close(NGHTTP2_CANCEL), { once: true });
     const answer: UpstreamAnswer = { stream: upStream, headers: {}, endStream: false, trailers: {} };
     upStream.once('trailers', (t) => (answer.trailers = t));
     return new Promise((resolve) => {
@@ -223,46 +274,24 @@ export class Http2Handler {
     for (const m of this.pipeline.mirrorTargets(plan, String(headers[':authority'] ?? ''))) {
       const slot = m.limiter.tryAcquireRequest();
       if (!slot.ok) continue;
-      this.session(m.endpoint).then(
-        (session) => {
-          const copy = session.request({ ...headers, ':authority': m.authority }, { endStream: false });
-          copy.on('error', () => {});
-          copy.once('close', () => slot.release());
-          copy.resume();
-          copy.end(buf);
-        },
-        () => slot.release(),
-      );
+      void this.sessions.acquire(m.endpoint, NEVER_ABORTED).then((h2) => {
+        if (!h2.ok) return slot.release();
+        const done = (): void => {
+          h2.release();
+          slot.release();
+        };
+        let copy: http2.ClientHttp2Stream;
+        try {
+          copy = h2.session.request({ ...headers, ':authority': m.authority }, { endStream: false });
+        } catch {
+          return done();
+        }
+        copy.on('error', () => {});
+        copy.once('close', done);
+        copy.resume();
+        copy.end(buf);
+      });
     }
-  }
-
-  /** One HTTP/2 session per endpoint, over one HBONE tunnel; dropped when it closes or idles. */
-  private session(ep: UpstreamEndpoint): Promise<http2.ClientHttp2Session> {
-    const key = `${ep.workload.uid}|${ep.authority}`;
-    const existing = this.sessions.get(key);
-    if (existing) return existing;
-    const p: Promise<http2.ClientHttp2Session> = this.dial(ep).then((tunnel) => {
-      const session = http2.connect(`http://${ep.authority}`, {
-        // The peer's end closes the session (no half-open session that takes requests and never answers).
-        createConnection: () => socketOf(tunnel, false) as unknown as Socket,
-      });
-      const drop = (): void => {
-        if (this.sessions.get(key) === p) this.sessions.delete(key);
-      };
-      session.on('error', drop);
-      session.once('close', drop);
-      session.once('goaway', drop);
-      session.setTimeout(UPSTREAM_IDLE_MS, () => {
-        drop();
-        session.close();
-      });
-      return session;
-    });
-    p.catch(() => {
-      if (this.sessions.get(key) === p) this.sessions.delete(key);
-    });
-    this.sessions.set(key, p);
-    return p;
   }
 }
 

@@ -5,9 +5,15 @@
 import type { Readable, Writable } from 'node:stream';
 
 /**
+ * Read ahead before any try has a stream (a request waiting for an upstream stream): one HTTP/2
+ * stream window. Past it the client is held by flow control, so waiting requests cost no more.
+ */
+export const READ_AHEAD_BYTES = 64 * 1024;
+
+/**
  * The downstream request body, read once: streamed to the try in flight and kept while it fits
  * in `limit`, so a later try can replay it. Backpressure follows the try in flight; before the
- * first try has a stream, at most `limit` bytes are read ahead.
+ * first try has a stream, at most READ_AHEAD_BYTES (or `limit`, when lower) are read ahead.
  */
 export class ReplayBody {
   /** Everything received so far, while it fits in `limit`. */
@@ -65,7 +71,8 @@ export class ReplayBody {
       this.earlyBytes += c.length;
     }
     if (!this.target) {
-      if (!this.replayable && this.earlyBytes > this.limit) this.source.pause();
+      if (this.bytes >= READ_AHEAD_BYTES || (!this.replayable && this.earlyBytes > this.limit))
+        this.source.pause();
       return;
     }
     if (!this.target.write(c)) {

@@ -31,7 +31,7 @@ export type PolicyLookup = (service: ServiceRef, port: number, subset?: string) 
 export class Upstreams {
   private readonly destinations = new Map<
     string,
-    { json: string; resilience: DestinationResilience<UpstreamEndpoint> }
+    { policy: DestinationPolicy; json: string; resilience: DestinationResilience<UpstreamEndpoint> }
   >();
   private readonly active = new Map<string, number>();
 
@@ -59,10 +59,13 @@ export class Upstreams {
     }
     const key = `${backend.service.namespace}/${hostname}|${backend.port}|${backend.subsetName ?? ''}`;
     const policy = this.policyOf()(backend.service, backend.port, backend.subsetName);
-    const json = JSON.stringify(policy);
     let entry = this.destinations.get(key);
+    // The same policy object (the usual case: no DestinationRule, or the same compiled table)
+    // needs no comparison; otherwise compare by content, once per request.
+    const json = entry?.policy === policy ? entry.json : JSON.stringify(policy);
+    if (entry && entry.policy !== policy && entry.json === json) entry.policy = policy;
     if (!entry || entry.json !== json) {
-      entry = { json, resilience: createDestinationResilience<UpstreamEndpoint>(policy) };
+      entry = { policy, json, resilience: createDestinationResilience<UpstreamEndpoint>(policy) };
       this.destinations.set(key, entry);
       entry.resilience.outlier?.on((e) => {
         const fields = { destination: key, endpoint: e.endpoint };
