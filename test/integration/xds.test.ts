@@ -2,11 +2,10 @@
 // (and a raw stream where the wire itself is asserted) on 127.0.30.x, insecure credentials.
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
-import { pino, type Logger } from 'pino';
-import { Writable } from 'node:stream';
 import { AmbientIndex } from '../../src/controlplane/ambient-index.js';
 import { DeltaXdsServer, XDS_SERVER_OPTIONS } from '../../src/controlplane/xds-server.js';
 import { XdsClient } from '../../src/xds/client.js';
+import { captureLogger } from '../support/capture-logger.js';
 import {
   adsServiceDefinition,
   TYPE_ADDRESS,
@@ -65,18 +64,6 @@ function seededIndex(): AmbientIndex {
   ];
   index.rebuild({ objects: new Map(objs.map((o) => [objectKey(o), o])) });
   return index;
-}
-
-function captureLogger(): { logger: Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split('\n'))
-        if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
-  return { logger: pino({ level: 'debug' }, sink), lines };
 }
 
 // ---- harness ----
