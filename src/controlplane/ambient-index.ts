@@ -15,7 +15,6 @@ import {
   type Pod,
   type Service as KubeService,
   type EndpointSlice,
-  LABEL_SERVICE_NAME,
 } from '../config/types.js';
 import { TYPE_ADDRESS, TYPE_AUTHORIZATION, TYPE_CONFIG_OBJECT } from '../xds/proto.js';
 import {
@@ -69,6 +68,8 @@ import {
   waypointHostname,
   waypointUid,
 } from './waypoints.js';
+import { addTo, indexPairs, keyOf, labelKey, removeFrom } from './index-maps.js';
+import { EndpointSliceIndex } from './endpoint-slices.js';
 import { ResourceStore, noChanges, type Changes, type XdsResource } from './resource-store.js';
 import { WaypointPlanner, type WaypointStatus } from './waypoint-planner.js';
 
@@ -125,7 +126,6 @@ interface Dirty {
   waypoints: boolean;
 }
 
-const keyOf = (m: Pick<ObjectMeta, 'name' | 'namespace'>) => `${m.namespace ?? 'default'}/${m.name}`;
 const INDEXED_KINDS = new Set([
   'Namespace',
   'Pod',
@@ -146,32 +146,6 @@ const objectIdOf = (o: { kind: string; metadata: ObjectMeta }) =>
     : `${o.kind}/${keyOf(o.metadata)}`;
 const hasMatchLabels = (o: { spec: Record<string, unknown> }) =>
   Object.keys(policySelector(o) ?? {}).length > 0;
-const labelKey = (ns: string, k: string, v: string) => `${ns}\u0000${k}=${v}`;
-
-function addTo<K, V>(map: Map<K, Set<V>>, k: K, v: V): void {
-  let set = map.get(k);
-  if (!set) map.set(k, (set = new Set()));
-  set.add(v);
-}
-function removeFrom<K, V>(map: Map<K, Set<V>>, k: K, v: V): void {
-  const set = map.get(k);
-  if (set?.delete(v) && set.size === 0) map.delete(k);
-}
-
-function indexPairs(
-  map: Map<string, Set<string>>,
-  meta: Pick<ObjectMeta, 'namespace'>,
-  pairs: Record<string, string> | undefined,
-  key: string,
-  add: boolean,
-): void {
-  for (const [k, v] of Object.entries(pairs ?? {})) {
-    const lk = labelKey(meta.namespace ?? 'default', k, v);
-    if (add) addTo(map, lk, key);
-    else removeFrom(map, lk, key);
-  }
-}
-
 export class AmbientIndex extends EventEmitter<{
   update: [IndexUpdate];
   policy: [PolicyStatus];
@@ -189,8 +163,7 @@ export class AmbientIndex extends EventEmitter<{
   private readonly podsByLabel = new Map<string, Set<string>>();
   private readonly svcsBySelector = new Map<string, Set<string>>();
   // Services without a selector take their members from EndpointSlices (by pod IP).
-  private readonly slices = new Map<string, { svc: string; ips: string[] }>();
-  private readonly svcsByEndpointIp = new Map<string, Set<string>>(); // "ns\0ip" → service keys
+  private readonly endpoints = new EndpointSliceIndex();
   private readonly enrolledByNode = new Map<string, Map<string, string>>(); // node → pod key → SPIFFE id
   private readonly nodeOfEnrolled = new Map<string, string>(); // pod key → node, to undo the above
   private readonly policies = new Map<string, PolicyEntry>();
@@ -240,7 +213,7 @@ export class AmbientIndex extends EventEmitter<{
       if (!present.has(`Namespace/${ns.metadata.name}`)) deleted.push(ns);
     for (const [k, e] of this.pods) if (!present.has(`Pod/${k}`)) deleted.push(e.pod);
     for (const [k, e] of this.svcs) if (!present.has(`Service/${k}`)) deleted.push(e.svc);
-    for (const k of this.slices.keys())
+    for (const k of this.endpoints.keys())
       if (!present.has(`EndpointSlice/${k}`)) {
         const [namespace, name = ''] = k.split('/');
         deleted.push({ kind: 'EndpointSlice', metadata: { name, namespace } } as EndpointSlice);
@@ -538,8 +511,7 @@ export class AmbientIndex extends EventEmitter<{
     for (const [k, v] of Object.entries(pod.metadata.labels ?? {})) {
       for (const s of this.svcsBySelector.get(labelKey(ns, k, v)) ?? []) candidates.add(s);
     }
-    for (const ip of podIps(pod))
-      for (const s of this.svcsByEndpointIp.get(`${ns}\0${ip}`) ?? []) candidates.add(s);
+    for (const ip of podIps(pod)) for (const s of this.endpoints.servicesAt(ns, ip)) candidates.add(s);
     for (const s of candidates) this.link(key, s, this.isMember(s, pod));
     dirty.pods.add(key);
   }
@@ -591,35 +563,12 @@ export class AmbientIndex extends EventEmitter<{
     if (!svc || svc.metadata.namespace !== pod.metadata.namespace) return false;
     if (hasSelector(svc)) return selects(svc, pod);
     const ns = pod.metadata.namespace ?? 'default';
-    return podIps(pod).some((ip) => this.svcsByEndpointIp.get(`${ns}\0${ip}`)?.has(svcKey));
+    return podIps(pod).some((ip) => this.endpoints.servicesAt(ns, ip).has(svcKey));
   }
 
   /** Records an EndpointSlice (only the ready endpoints' IPs count) and re-links its Service. */
   private setSlice(key: string, obj: EndpointSlice | undefined, dirty: Dirty): void {
-    const ns = obj?.metadata.namespace ?? key.split('/')[0] ?? 'default';
-    const prev = this.slices.get(key);
-    const svcName = obj?.metadata.labels?.[LABEL_SERVICE_NAME];
-    const next =
-      obj && svcName && obj.addressType !== 'FQDN'
-        ? {
-            svc: `${ns}/${svcName}`,
-            ips: (obj.endpoints ?? [])
-              .filter((e) => e.conditions?.ready !== false)
-              .flatMap((e) => e.addresses),
-          }
-        : undefined;
-    if (JSON.stringify(prev) === JSON.stringify(next)) return;
-    for (const ip of prev?.ips ?? []) removeFrom(this.svcsByEndpointIp, `${ns}\0${ip}`, prev!.svc);
-    if (next) this.slices.set(key, next);
-    else this.slices.delete(key);
-    // Another slice of the same service may still name an IP this one dropped.
-    const ips = (svcKey: string) =>
-      [...this.slices.values()].filter((x) => x.svc === svcKey).flatMap((x) => x.ips);
-    for (const svcKey of new Set([prev?.svc, next?.svc])) {
-      if (!svcKey) continue;
-      for (const ip of ips(svcKey)) addTo(this.svcsByEndpointIp, `${ns}\0${ip}`, svcKey);
-      this.relink(svcKey, dirty);
-    }
+    for (const svcKey of this.endpoints.set(key, obj)) this.relink(svcKey, dirty);
   }
 
   /** Re-decides every member of a service (after its EndpointSlices changed). */
