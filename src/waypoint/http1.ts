@@ -56,7 +56,9 @@ export class Http1Handler {
         body === undefined ? undefined : (plan.action.retry ?? defaultRetryPolicy()),
         abort.signal,
         async (ep, signal, limiter) => {
-          previous?.resume(); // a retried answer is discarded
+          // A retried answer is discarded, and its exchange must be over before this try takes a
+          // slot of the pool limit (http2MaxRequests), or a limit of 1 overflows on every retry.
+          if (previous) await discard(previous);
           const outcome = await this.send(x, limiter, ep, head, body ?? req, signal);
           previous = outcome.response;
           return outcome;
@@ -230,4 +232,25 @@ async function bufferSmallBody(req: http.IncomingMessage): Promise<Buffer | unde
   const chunks: Buffer[] = [];
   for await (const c of req) chunks.push(c as Buffer);
   return Buffer.concat(chunks);
+}
+
+/** How long a discarded answer may take to drain before its connection is closed instead. */
+const DISCARD_DRAIN_MS = 1000;
+
+/** Reads an answer nobody will see to its end (or closes its connection), then lets the pool take the connection back. */
+async function discard(res: http.IncomingMessage): Promise<void> {
+  if (!res.readableEnded && !res.destroyed) {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => res.destroy(), DISCARD_DRAIN_MS);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      res.once('end', done);
+      res.once('close', done);
+      res.resume();
+    });
+  }
+  // The socket's 'free' (which returns the lease) follows the end on a later tick.
+  await new Promise((r) => setImmediate(r));
 }

@@ -73,6 +73,26 @@ spec:
     - retries: {attempts: 0}
       route: [{destination: {host: healing.demo.svc.cluster.local}}]
 `,
+  svc('single', ip(105), 8083),
+  `
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: single, namespace: demo}
+spec:
+  host: single.demo.svc.cluster.local
+  trafficPolicy:
+    connectionPool: {http: {http2MaxRequests: 1, http1MaxPendingRequests: 1}}
+`,
+  `
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: single, namespace: demo}
+spec:
+  hosts: [single.demo.svc.cluster.local]
+  http:
+    - retries: {attempts: 2, retryOn: 5xx}
+      route: [{destination: {host: single.demo.svc.cluster.local}}]
+`,
 ].join('---\n');
 
 const m = new TestMesh({ octet: O, extraManifests: EXTRA });
@@ -103,7 +123,17 @@ async function backends(host: string, pod: string): Promise<void> {
     await listen(ok, host, 8080),
     await listen(failing, host, 8081),
     await listen(healing, host, 8082),
+    await listen(alternating(pod), host, 8083),
   );
+}
+
+/** Every other request of each pod answers 503: the first try of a request may fail, its retry not. */
+function alternating(pod: string): http.Server {
+  let n = 0;
+  return http.createServer((_req, res) => {
+    if (n++ % 2 === 0) res.writeHead(503).end('once\n');
+    else res.end(pod);
+  });
 }
 
 beforeAll(async () => {
@@ -193,5 +223,13 @@ describe('outlier detection', () => {
     for (let i = 0; i < 10; i++) served.add((await meshGet(agent, 'healing.demo', 8082, '/')).text);
     expect([...served].sort()).toEqual(['demo/echo-v1', 'demo/echo-v2']);
     await m.waitForLog((l) => l.rec.msg === `endpoint ${ECHO_V1}:8082 returned after ejection`, 1000, from);
+  }, 30_000);
+});
+
+describe('connection pool limit and retries', () => {
+  it('a retry does not count against http2MaxRequests: 1 while the failed try is being discarded', async () => {
+    const replies = [];
+    for (let i = 0; i < 12; i++) replies.push(await meshGet(agent, 'single.demo', 8083, '/'));
+    expect(replies.map((r) => r.status)).toEqual(Array(12).fill(200));
   }, 30_000);
 });
