@@ -2,7 +2,8 @@
 // name file, document and field), then the mistakes users of Istio ambient make most, as
 // warnings (after `istioctl analyze`): a VirtualService subset no DestinationRule defines, a
 // use-waypoint label naming a Gateway that does not exist, Service ports whose protocol cannot be
-// told (L7 is lost: treated as TCP), and AuthorizationPolicies that select no workload.
+// told (L7 is lost: treated as TCP), AuthorizationPolicies that select no workload, and those that
+// failed validation and are in force in their fail-closed form (config/authz-degrade.ts).
 // Pure over the loaded objects, so it is table-tested.
 import type { LoadedObject } from '../config/load.js';
 import { LABEL_USE_WAYPOINT, type KubeResource } from '../config/types.js';
@@ -175,6 +176,19 @@ export function analyze(entries: readonly LoadedObject[], rootNamespace = 'istio
           .map(([k, v]) => `${k}=${v}`)
           .join(',')} matches no pod in namespace ${nsOf(ap)}: the policy applies to nothing`,
       );
+  }
+  // 5. AuthorizationPolicies that failed validation and are in force degraded (fail closed):
+  // errors, since what is enforced is not what was written.
+  for (const e of entries) {
+    if (!e.degraded) continue;
+    out.push({
+      level: 'Error',
+      code: 'AMBIT_POLICY_DEGRADED',
+      object: describe(e.object),
+      file: e.file,
+      document: e.document,
+      message: `failed validation; in force degraded (fail closed): ${e.degraded.join('; ')}`,
+    });
   }
   return out;
 }

@@ -55,6 +55,7 @@ export class FileSource implements ConfigSource {
   private readonly listeners: Listener[] = [];
   private currentErrors: ConfigError[] = [];
   private currentWarnings: ConfigError[] = [];
+  private currentDegraded: LoadedObject[] = [];
   private reported = new Set<string>();
   private readonly watchers = new Map<string, FSWatcher>();
   private timer: NodeJS.Timeout | undefined;
@@ -107,6 +108,11 @@ export class FileSource implements ConfigSource {
   /** The problems in the folder as it is now (what `ambit ctl analyze` shows). */
   errors(): readonly ConfigError[] {
     return this.currentErrors;
+  }
+
+  /** Policies in force in their degraded, fail-closed form (authz-degrade.ts). */
+  degraded(): readonly LoadedObject[] {
+    return this.currentDegraded;
   }
 
   /** Documents that are valid but not read by ambit, such as Deployments. */
@@ -174,7 +180,7 @@ export class FileSource implements ConfigSource {
     if (typeof text === 'string' && prev && text === prev.text) return prev;
     const parse = typeof text === 'string' ? parseManifests(text, file) : unreadable(file, text);
     const entries = keepLastGood(prev, parse);
-    const kept = entries.slice(parse.entries.length).map((e) => e.key);
+    const kept = entries.filter((e) => !parse.entries.includes(e)).map((e) => e.key);
     if (kept.length > 0)
       this.log.warn({ file, kept }, 'invalid config; the last good version of these objects stays in force');
     return { text: typeof text === 'string' ? text : undefined, parse, entries };
@@ -186,6 +192,7 @@ export class FileSource implements ConfigSource {
     const change = diffSnapshots(this.snap.objects, objects);
     this.currentErrors = merged.errors;
     this.currentWarnings = merged.warnings;
+    this.currentDegraded = merged.entries.filter((e) => e.degraded);
     this.report();
     if (isEmptyChange(change)) return;
     this.snap = { objects };
@@ -211,6 +218,12 @@ export class FileSource implements ConfigSource {
       if (this.reported.has(text)) continue;
       if (this.currentWarnings.includes(e)) this.log.info({ file: e.file }, text);
       else this.log.warn({ file: e.file, code: e.code }, text);
+    }
+    for (const e of this.currentDegraded) {
+      const text = `${e.file}:${e.document}: ${e.key} failed validation and is in force degraded: ${e.degraded!.join('; ')}`;
+      now.add(text);
+      if (!this.reported.has(text))
+        this.log.warn({ file: e.file, object: e.key, code: 'CONFIG_POLICY_DEGRADED' }, text);
     }
     for (const text of this.reported) if (!now.has(text)) this.log.info(`fixed: ${text}`);
     this.reported = now;
@@ -320,9 +333,15 @@ export function keepLastGood(
     if (key) keys.add(key);
     if (samePositions) documents.add(e.document);
   }
+  // A degraded stand-in (authz-degrade.ts) only serves where nothing better exists: an edit that
+  // breaks a policy that was good keeps the good version; a degraded one is replaced by the newer.
+  const good = new Set(prev.entries.filter((p) => !p.degraded).map((p) => p.key));
+  const replaced = new Set(parse.entries.filter((e) => e.degraded && good.has(e.key)).map((e) => e.key));
   const now = new Set(parse.entries.map((e) => e.key));
   const kept = prev.entries.filter(
-    (p) => !now.has(p.key) && (everything || keys.has(p.key) || documents.has(p.document)),
+    (p) =>
+      (replaced.has(p.key) && !p.degraded) ||
+      (!now.has(p.key) && (everything || keys.has(p.key) || documents.has(p.document))),
   );
-  return [...parse.entries, ...kept];
+  return [...parse.entries.filter((e) => !replaced.has(e.key)), ...kept];
 }

@@ -23,6 +23,7 @@ import { sameContent } from './diff.js';
 import { KubeApiError, type KubeClient, type RawObject } from './kube-client.js';
 import { WATCHED_TYPES, resourcePath, type KubeResourceType } from './kube-resources.js';
 import { kubeObjectLabel, validateKubeObject } from './kube-validate.js';
+import { degradedEffects } from './authz-degrade.js';
 import {
   objectKey,
   type ConfigChange,
@@ -156,13 +157,21 @@ export class KubeSource implements ConfigSource {
         );
       this.objects.set(key, v.object);
     } else {
-      const kept = this.objects.has(key);
+      const held = this.objects.get(key);
+      // A held degraded stand-in is no last good version: the newer stand-in replaces it.
+      const kept = held !== undefined && !(held.kind === 'AuthorizationPolicy' && degradedEffects(held));
       const text = v.errors.map(String);
       const before = this.invalid.get(key)?.map(String);
       this.invalid.set(key, v.errors);
+      if (!kept && v.degraded) this.objects.set(key, v.degraded.object);
       if (!before || !sameContent(before, text)) {
         for (const line of text) this.log.warn({ object: key, code: 'CONFIG_INVALID' }, line);
         if (kept) this.log.warn({ object: key }, 'invalid object; its last good version stays in force');
+        else if (v.degraded)
+          this.log.warn(
+            { object: key, code: 'CONFIG_POLICY_DEGRADED' },
+            `invalid policy in force degraded (fail closed): ${v.degraded.effects.join('; ')}`,
+          );
         else this.log.warn({ object: key }, 'invalid object skipped');
       }
     }

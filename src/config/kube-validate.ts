@@ -4,13 +4,17 @@
 // Gateway API would reject (a bad duration, an unknown action, a port out of range).
 import { ConfigError, formatPath, issueMessage } from './config-error.js';
 import { KIND_SCHEMAS } from './schema.js';
+import { degradeAuthorizationPolicy, stripDegradedMark, type DegradedPolicy } from './authz-degrade.js';
 import { CLUSTER_SCOPED_KINDS, type Kind, type KubeResource } from './types.js';
 import type { KubeResourceType } from './kube-resources.js';
 import type { RawObject } from './kube-client.js';
 
 const MAX_ISSUES = 10;
 
-export type Validated = { ok: true; object: KubeResource } | { ok: false; errors: ConfigError[] };
+export type Validated =
+  | { ok: true; object: KubeResource }
+  /** `degraded`: an AuthorizationPolicy's fail-closed stand-in (authz-degrade.ts), when one can be built. */
+  | { ok: false; errors: ConfigError[]; degraded?: DegradedPolicy };
 
 /** Where an object came from, for error messages: `Pod demo/echo-1` (API server objects have no file). */
 export function kubeObjectLabel(kind: string, namespace: string | undefined, name: string): string {
@@ -35,7 +39,10 @@ export function validateKubeObject(t: KubeResourceType & { kind: Kind }, raw: Ra
   }) as Record<string, unknown>;
   if (namespace === undefined) delete (doc.metadata as Record<string, unknown>).namespace;
   const result = KIND_SCHEMAS[kind].safeParse(doc, { reportInput: true, error: issueMessage });
-  if (result.success) return { ok: true, object: result.data };
+  if (result.success) {
+    if (result.data.kind === 'AuthorizationPolicy') stripDegradedMark(result.data);
+    return { ok: true, object: result.data };
+  }
   const file = kubeObjectLabel(kind, namespace, name);
   const issues = result.error.issues;
   const errors = issues.slice(0, MAX_ISSUES).map(
@@ -60,6 +67,13 @@ export function validateKubeObject(t: KubeResourceType & { kind: Kind }, raw: Ra
         name,
       }),
     );
+  }
+  if (kind === 'AuthorizationPolicy') {
+    const degraded = degradeAuthorizationPolicy(
+      doc,
+      issues.map((i) => ({ path: i.path, message: i.message })),
+    );
+    if (degraded) return { ok: false, errors, degraded };
   }
   return { ok: false, errors };
 }

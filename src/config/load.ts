@@ -4,6 +4,7 @@
 import { isNode, LineCounter, parseAllDocuments, type Document, type YAMLError } from 'yaml';
 import { errorMessage } from '../common/errors.js';
 import { ConfigError, describeValue, formatPath, issueMessage, quote } from './config-error.js';
+import { degradeAuthorizationPolicy, stripDegradedMark, type ValidationIssue } from './authz-degrade.js';
 import { listManifestFiles, readManifestFile } from './manifest-files.js';
 import { isSupportedKind, KIND_SCHEMAS, SUPPORTED_KINDS } from './schema.js';
 import { CLUSTER_SCOPED_KINDS, objectKey, type KubeResource, type ObjectKey } from './types.js';
@@ -17,6 +18,8 @@ export interface LoadedObject {
   /** Index in the `items` of a List document. */
   item?: number;
   line?: number;
+  /** Set when the object failed validation and stands in degraded (authz-degrade.ts): the effects. */
+  degraded?: string[];
 }
 
 export interface ManifestParse {
@@ -172,8 +175,10 @@ class DocumentParser {
       return;
     }
     const before = this.out.errors.length;
+    const issues: ValidationIssue[] = [];
     for (const field of Object.keys(value)) {
       if (!TOP_LEVEL_FIELDS.has(field)) {
+        issues.push({ path: [field], message: 'unknown top-level field' });
         this.error({
           at: [...at, field],
           message: `unknown field; a ${kind} has only apiVersion, kind, metadata, spec and status at the top (is it indented under the wrong parent?)`,
@@ -194,13 +199,32 @@ class DocumentParser {
         });
       }
     }
-    if (!result.success || this.out.errors.length > before) return;
+    if (!result.success || this.out.errors.length > before) {
+      if (kind === 'AuthorizationPolicy') {
+        if (!result.success) issues.push(...result.error.issues.map((i) => ({ path: i.path, message: i.message })));
+        this.degraded(value, issues, at);
+      }
+      return;
+    }
+    if (result.data.kind === 'AuthorizationPolicy') stripDegradedMark(result.data);
+    this.push(result.data, at);
+  }
+
+  // A policy that fails validation still counts, with the fail-closed meaning of its unreadable
+  // parts (issue 12, hole 3); its errors above are reported as for any other document.
+  private degraded(value: Record<string, unknown>, issues: ValidationIssue[], at: PropertyKey[]): void {
+    const d = degradeAuthorizationPolicy(value, issues);
+    if (d) this.push(d.object, at, d.effects);
+  }
+
+  private push(object: KubeResource, at: PropertyKey[], degraded?: string[]): void {
     const entry: LoadedObject = {
-      object: result.data,
-      key: objectKey(result.data),
+      object,
+      key: objectKey(object),
       file: this.file,
       document: this.document,
     };
+    if (degraded) entry.degraded = degraded;
     if (typeof at[1] === 'number') entry.item = at[1];
     const line = this.lineOf(at);
     if (line !== undefined) entry.line = line;

@@ -158,3 +158,6 @@ export const DATAPLANE_MODE_AMBIENT = 'ambient';
 export const LABEL_USE_WAYPOINT = 'istio.io/use-waypoint';
 /** Local mode: a command `ambit up` runs as the pod's app, bound to the pod IP ($POD_IP). */
 export const ANNOTATION_LOCAL_COMMAND = 'ambit.dev/command';
+/** Set by the config layer on an AuthorizationPolicy that failed validation and is in force in its
+ *  fail-closed form (authz-degrade.ts): the effects, one per line. Never trusted from the user. */
+export const ANNOTATION_DEGRADED = 'ambit.dev/degraded';

@@ -82,6 +82,8 @@ export interface PolicyStatus {
   /** Why nothing is sent to node proxies (targetRefs, AUDIT, CUSTOM). */
   skipped?: string;
   warnings: string[];
+  /** Failed validation; in force in its fail-closed form (config/authz-degrade.ts): the effects. */
+  degraded?: string[];
 }
 
 /** One encoded xDS resource as the server sends it. `version` is a short hash of `bytes`. */
@@ -302,7 +304,12 @@ export class AmbientIndex extends EventEmitter<{
   /** Conversion status of every AuthorizationPolicy (warnings, skipped), for explain and ctl. */
   policyStatuses(): PolicyStatus[] {
     return [...this.policies.entries()]
-      .map(([key, e]) => ({ key, skipped: e.result.skipped, warnings: e.result.warnings }))
+      .map(([key, e]) => ({
+        key,
+        skipped: e.result.skipped,
+        warnings: e.result.warnings,
+        ...(e.result.degraded ? { degraded: e.result.degraded } : {}),
+      }))
       .sort((a, b) => a.key.localeCompare(b.key));
   }
   /** The effective PeerAuthentication of a pod ("namespace/name"), for explain and ctl. */

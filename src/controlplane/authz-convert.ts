@@ -10,7 +10,7 @@
 // A policy that cannot be understood (a value the schema should have refused) becomes a DENY of
 // every connection to the workloads it selects: never fail open.
 import { isIP } from 'node:net';
-import type { AuthorizationPolicy, PeerAuthentication, Pod } from '../config/types.js';
+import { ANNOTATION_DEGRADED, type AuthorizationPolicy, type PeerAuthentication, type Pod } from '../config/types.js';
 import type { Ip } from '../common/addr.js';
 import type {
   Authorization,
@@ -35,6 +35,8 @@ export interface ConvertResult {
   skipped?: string;
   /** Everything the node proxy will do differently from what was written. */
   warnings: string[];
+  /** The policy failed validation and is in force in its fail-closed form: what that changed. */
+  degraded?: string[];
 }
 
 // ---- AuthorizationPolicy ----
@@ -111,6 +113,20 @@ export function convertAuthorizationPolicy(
   policy: AuthorizationPolicy,
   rootNamespace: string,
 ): ConvertResult {
+  const result = convertPolicy(policy, rootNamespace);
+  const note = policy.metadata.annotations?.[ANNOTATION_DEGRADED];
+  if (note === undefined) return result;
+  // The config layer already rewrote it (authz-degrade.ts); here it is only said, first.
+  const degraded = note.split('\n').filter(Boolean);
+  const id = `AuthorizationPolicy ${policy.metadata.namespace ?? 'default'}/${policy.metadata.name}`;
+  return {
+    ...result,
+    degraded,
+    warnings: [`${id}: failed validation; in force degraded (fail closed): ${degraded.join('; ')}`, ...result.warnings],
+  };
+}
+
+function convertPolicy(policy: AuthorizationPolicy, rootNamespace: string): ConvertResult {
   const spec = policy.spec as AuthzSpec;
   const namespace = policy.metadata.namespace ?? 'default';
   const id = `AuthorizationPolicy ${namespace}/${policy.metadata.name}`;

@@ -221,7 +221,7 @@ describe('AmbientIndex with policies', () => {
   const strictKey = `${ROOT}/istio_converted_static_strict`;
 });
 
-describe('bad AuthorizationPolicy input is rejected at load with file and field', () => {
+describe('bad AuthorizationPolicy input is reported at load with file and field, and stands in fail-closed (issue 12)', () => {
   it.each([
     ['action: MAYBE', 'spec.action'],
     [
@@ -241,6 +241,10 @@ describe('bad AuthorizationPolicy input is rejected at load with file and field'
         '$1spec.rules[0].from[0].source.$2',
       ),
     );
-    expect(r.objects.map((o) => o.metadata.name)).toEqual(['good']);
+    // Never skipped: skipping a bad ALLOW would open its workloads. The bad one is in force in
+    // its degraded form (config/authz-degrade.ts), and says so.
+    expect(r.objects.map((o) => o.metadata.name)).toEqual(['bad', 'good']);
+    expect(r.entries[0]!.degraded?.length).toBeGreaterThan(0);
+    expect(r.entries[1]!.degraded).toBeUndefined();
   });
 });
