@@ -2,13 +2,16 @@
 // istioctl's. Reads the control plane's debug endpoint (15014) and, for what only a node proxy
 // knows (certificates, its config dump), each node's admin endpoint (15000) at the addresses the
 // control plane lists. `analyze` works on a folder of manifests, no mesh needed.
+// Both endpoints ask for the admin token (telemetry/admin-guard.ts): read from AMBIT_ADMIN_TOKEN,
+// else <--state>/admin.token (default ./.ambit, where `ambit up` keeps it).
 import { parseArgs } from 'node:util';
+import { ADMIN_TOKEN_ENV, readAdminToken } from '../common/token.js';
 import { loadDirectory } from '../config/load.js';
 import type { Service, Workload } from '../xds/resources.js';
 import type { WaypointStatus } from '../controlplane/waypoint-planner.js';
 import type { SyncEntry } from '../telemetry/controlplane-debug.js';
 import type { CertInfo } from '../telemetry/node-admin.js';
-import { getJson } from '../telemetry/http-util.js';
+import { getJson as getJsonFrom } from '../telemetry/http-util.js';
 import { UsageError } from './main.js';
 import { analyze } from './ctl-analyze.js';
 import { formatTable } from './ctl-table.js';
@@ -16,7 +19,7 @@ import { formatTable } from './ctl-table.js';
 const DEFAULT_CONTROL_PLANE = '127.0.0.1:15014';
 const ADMIN_PORT = 15000;
 
-export const CTL_USAGE = `ambit ctl COMMAND [-o table|json] [--controlplane HOST:PORT (default ${DEFAULT_CONTROL_PLANE})]
+export const CTL_USAGE = `ambit ctl COMMAND [-o table|json] [--controlplane HOST:PORT (default ${DEFAULT_CONTROL_PLANE})] [--state DIR]
   workloads              every workload the control plane knows
   services               services with their VIPs, ports and waypoint
   policies               L4 AuthorizationPolicies as sent to node proxies (and those skipped, with why)
@@ -24,7 +27,13 @@ export const CTL_USAGE = `ambit ctl COMMAND [-o table|json] [--controlplane HOST
   certs                  each node proxy's certificates: identity, serial, expiry
   status                 every connected proxy: config SYNCED / STALE / NACKED against the control plane
   config-dump --node N   node N's full view (its admin /config_dump) plus its xDS sync state
-  analyze DIR            validate manifests and warn about common mistakes`;
+  analyze DIR            validate manifests and warn about common mistakes
+The admin token is read from $${ADMIN_TOKEN_ENV}, else DIR/admin.token (--state, default .ambit).`;
+
+/** The admin token `ctl` and `dashboard` present: the environment's, else the state directory's. */
+export function adminTokenFor(stateDir: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env[ADMIN_TOKEN_ENV]?.trim() || readAdminToken(stateDir);
+}
 
 export async function ctl(args: string[]): Promise<number> {
   try {
@@ -51,6 +60,7 @@ async function run(args: string[]): Promise<number> {
       output: { type: 'string', short: 'o', default: 'table' },
       controlplane: { type: 'string', default: DEFAULT_CONTROL_PLANE },
       node: { type: 'string' },
+      state: { type: 'string', default: '.ambit' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -62,6 +72,18 @@ async function run(args: string[]): Promise<number> {
   const json = values.output === 'json';
   if (!json && values.output !== 'table') throw new UsageError('-o must be table or json');
   const cp = `http://${values.controlplane}`;
+  const token = adminTokenFor(values.state);
+  const getJson = async <T>(url: string): Promise<T> => {
+    try {
+      return await getJsonFrom<T>(url, 5000, token ? { authorization: `Bearer ${token}` } : undefined);
+    } catch (err) {
+      if (!token && /answered 401/.test((err as Error).message))
+        throw new UsageError(
+          `${(err as Error).message.trim()}\nno admin token: set ${ADMIN_TOKEN_ENV} or pass --state DIR (the mesh's state directory, default .ambit)`,
+        );
+      throw err;
+    }
+  };
   const print = (data: unknown, headers: string[], rows: string[][]) =>
     console.log(json ? JSON.stringify(data, null, 2) : formatTable(headers, rows));
 

@@ -16,10 +16,12 @@ Usage:
   ambit authz explain DIR|--server HOST:PORT --from SRC --to DST:PORT   why a connection is allowed or denied
   ambit node --name NODE --ip IP --state DIR --controlplane HOST:PORT [--cert-ttl SECONDS]
              [--access-log off|full|sample:RATIO] [--no-metrics]   (or AMBIT_ACCESS_LOG, AMBIT_METRICS=off)
+             [--admin-bind IP]   admin :15000 address (default 127.0.0.1 with --capture netns, else --ip);
+             admin asks for the token in <state>/admin.token (Authorization: Bearer)
              [--capture socks|netns [--netns-prefix P] [--disable-capture]]   (SIGUSR2 toggles netns capture;
              without --netns-prefix a pod's namespace is found by its IP, as on Kubernetes)
-  ambit ctl workloads|services|policies|certs|status|config-dump --node N|analyze DIR [-o json] [--controlplane HOST:15014]
-  ambit dashboard [--controlplane HOST:15014] [--open]       the live service graph's URL
+  ambit ctl workloads|services|policies|certs|status|config-dump --node N|analyze DIR [-o json] [--controlplane HOST:15014] [--state DIR]
+  ambit dashboard [--controlplane HOST:15014] [--state DIR] [--open]   the live service graph's URL (with the admin token)
   ambit waypoint --name NS/NAME --ip IP --state DIR --controlplane HOST:PORT [--node NODE] [--cert-ttl SECONDS]
 
 State (CA root, node tokens, mesh.json) lives in --state, default ./.ambit.
@@ -148,9 +150,12 @@ async function node(args: string[]): Promise<number> {
       capture: { type: 'string', default: 'socks' },
       'netns-prefix': { type: 'string' },
       'disable-capture': { type: 'boolean' },
+      'admin-bind': { type: 'string' },
     },
   });
   if (!values.name || !values.ip) throw new UsageError('node needs --name NODE and --ip IP');
+  if (values['admin-bind'] !== undefined && !(await import('../common/addr.js')).isIpLiteral(values['admin-bind']))
+    throw new UsageError('--admin-bind must be an IP address (e.g. 127.0.0.1 or the node IP)');
   if (values.capture !== 'socks' && values.capture !== 'netns')
     throw new UsageError('--capture must be socks (local mode) or netns (transparent, in pod namespaces)');
   const alg = values['key-algorithm'];
@@ -168,6 +173,8 @@ async function node(args: string[]): Promise<number> {
     telemetry: {
       accessLog: values['access-log'],
       metrics: values['no-metrics'] ? false : undefined,
+      // Admin's address: default 127.0.0.1 with --capture netns, the node IP in local mode.
+      ...(values['admin-bind'] ? { adminHost: values['admin-bind'] } : {}),
       // After an admin /quitquitquit drain, leave the way Ctrl-C does.
       onQuit: () => process.emit('SIGTERM'),
     },

@@ -19,7 +19,11 @@ export type ErrorCode =
   | 'SOCKS_PROTOCOL'
   | 'ROUTE_NO_ENDPOINT'
   | 'ROUTE_UNKNOWN_HOST'
-  | 'NO_CERTIFICATE';
+  | 'NO_CERTIFICATE'
+  /** A spliced connection was cut on the upstream side mid-transfer (tunnel reset, peer proxy gone). */
+  | 'UPSTREAM_RESET'
+  /** A spliced connection was cut on the downstream side mid-transfer (the app or the peer reset it). */
+  | 'DOWNSTREAM_RESET';
 
 export class AmbitError extends Error {
   readonly code: ErrorCode;

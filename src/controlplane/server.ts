@@ -24,7 +24,13 @@ import { AmbientIndex, type WaypointStatus } from './ambient-index.js';
 import { DeltaXdsServer } from './xds-server.js';
 import { KubeControlPlane, type KubeModeOptions } from './kube-controlplane.js';
 import { ControlPlaneMetrics } from '../telemetry/controlplane-metrics.js';
-import { ControlPlaneDebugServer, CONTROL_PLANE_DEBUG_PORT } from '../telemetry/controlplane-debug.js';
+import {
+  ControlPlaneDebugServer,
+  CONTROL_PLANE_DEBUG_PORT,
+  nodeInternalIp,
+} from '../telemetry/controlplane-debug.js';
+import { ensureAdminToken } from '../common/token.js';
+import { errorMessage } from '../common/errors.js';
 
 export const CONTROL_PLANE_SERVER_NAME = 'istiod.istio-system.svc';
 
@@ -175,7 +181,19 @@ export class ControlPlane {
     // 4. metrics and debug on 15014
     const debugAddr = parseSocketAddr(o.debugListen ?? `${listen.host}:${CONTROL_PLANE_DEBUG_PORT}`);
     if (!debugAddr) throw new Error(`--debug-listen ${JSON.stringify(o.debugListen)} is not host:port`);
+    // /debug/* asks for the state directory's admin token (telemetry/admin-guard.ts); in
+    // Kubernetes mode the pod's loopback (kubectl port-forward) is trusted for reads too.
+    let adminToken: string | undefined;
+    try {
+      adminToken = ensureAdminToken(o.stateDir);
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err) }, 'no admin token (cannot write it): /debug/* answers nobody');
+    }
     this.debug = new ControlPlaneDebugServer({
+      token: adminToken,
+      trustLoopback: !!kube,
+      // Local mode: node proxies share the state directory, so the graph may ask them for denials.
+      nodeAdminToken: kube ? undefined : adminToken,
       host: debugAddr.host,
       port: debugAddr.port,
       registry: this.registry,
@@ -184,6 +202,10 @@ export class ControlPlane {
         index: () => this.index,
         connections: () => this.xds?.connections() ?? [],
         rootCertPem: () => this.ca?.rootCertPem,
+        // Never the address a proxy names in its node id (the graph scraper's SSRF, issue 12).
+        nodeAddress: (node) => nodeInternalIp(this.source?.snapshot().objects, node),
+        waypointAddresses: () =>
+          this.waypointStatuses().flatMap((w) => (w.programmed && w.address ? [w.address] : [])),
       },
     });
     await this.debug.start();

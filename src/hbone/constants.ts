@@ -4,8 +4,23 @@ export const HBONE_PORT = 15008;
 export const SOCKS5_PORT = 15080;
 export const READINESS_PORT = 15021;
 
-/** Ports that may never be a tunnel's destination (they would loop back into a proxy). */
-export const FORBIDDEN_TARGET_PORTS: ReadonlySet<number> = new Set([15001, 15006, 15008]);
+/**
+ * Every port a mesh proxy listens on (ztunnel's `illegal_ports`, config.rs: "internal ports that
+ * clients are not authorized to send to"): admin 15000, outbound capture 15001, inbound
+ * plaintext 15006, HBONE 15008, metrics 15020, readiness 15021, DNS 15053, SOCKS5 15080, and
+ * Envoy's Prometheus port 15090. A tunnel to one of them would reach the proxy itself, which then
+ * acts with the pod's identity (a CONNECT to a pod's :15080 turns into traffic *from* that pod),
+ * so none is ever a CONNECT target, whoever asks.
+ */
+export const MESH_PORTS: ReadonlySet<number> = new Set([
+  15000, 15001, 15006, 15008, 15020, 15021, 15053, 15080, 15090,
+]);
+
+/** Ports that may never be a tunnel's destination: all mesh ports (see MESH_PORTS). */
+export const FORBIDDEN_TARGET_PORTS: ReadonlySet<number> = MESH_PORTS;
+
+/** Ports that loop straight back into a proxy wherever they are dialled (any address). */
+export const LOOP_PORTS: ReadonlySet<number> = new Set([15001, 15006, 15008]);
 
 export const H2_STREAM_WINDOW = 4 * 1024 * 1024;
 export const H2_CONNECTION_WINDOW = 16 * 1024 * 1024;
@@ -19,3 +34,14 @@ export const POOL_IDLE_TIMEOUT_MS = 5 * 60 * 1000;
 export const PING_INTERVAL_MS = 10_000;
 export const PING_TIMEOUT_MS = 20_000;
 export const CONNECT_TIMEOUT_MS = 10_000;
+
+// HBONE server (15008) limits. ztunnel: the TLS handshake of an inbound connection must finish
+// within 10 s (hyper_util::tls_server, `tls_handshake_timeout`); an HTTP/2 connection with no
+// open stream is closed by the server after its idle timeout (pool_unused_release_timeout, 5
+// min, mirrors the client pool's); concurrent streams per connection are capped by the h2
+// settings. We add a cap on concurrent TLS sessions per peer address: one source node proxy
+// legitimately needs a few connections per (identity, destination) key, so 256 leaves room for
+// every identity a node runs while stopping one peer from exhausting memory and descriptors.
+export const SERVER_HANDSHAKE_TIMEOUT_MS = 10_000;
+export const SERVER_IDLE_TIMEOUT_MS = POOL_IDLE_TIMEOUT_MS;
+export const SERVER_MAX_SESSIONS_PER_PEER = 256;

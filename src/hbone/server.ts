@@ -13,6 +13,9 @@ import { serverTlsOptions, peerSpiffeId, trustDomainOf, describeLeaf, type TlsId
 import {
   FORBIDDEN_TARGET_PORTS,
   H2_CONNECTION_WINDOW,
+  SERVER_HANDSHAKE_TIMEOUT_MS,
+  SERVER_IDLE_TIMEOUT_MS,
+  SERVER_MAX_SESSIONS_PER_PEER,
   H2_MAX_FRAME_SIZE,
   H2_SERVER_HEADER_LIST,
   H2_SERVER_MAX_STREAMS,
@@ -46,14 +49,25 @@ export interface HboneServerOptions {
   checkTarget?(target: HostPort & { host: Ip }): { status: number; reason: string } | undefined;
   /** A listening socket made elsewhere (netns mode: inside the pod's namespace) instead of binding here. */
   listenFd?(): number;
+  /** Limits; Istio's numbers by default (constants.ts). Tests shorten them. */
+  limits?: { handshakeTimeoutMs?: number; idleTimeoutMs?: number; maxSessionsPerPeer?: number };
 }
 
 export class HboneServer {
   private readonly server: http2.Http2SecureServer;
   private readonly sessions = new ConnectionTracker();
   private readonly log: Logger;
+  /** TCP connections per peer IP, counted from accept (handshakes in progress included). */
+  private readonly perPeer = new Map<string, number>();
+  private readonly capLogged = new Map<string, number>();
+  private readonly limits: { handshakeTimeoutMs: number; idleTimeoutMs: number; maxSessionsPerPeer: number };
 
   constructor(private readonly opts: HboneServerOptions) {
+    this.limits = {
+      handshakeTimeoutMs: opts.limits?.handshakeTimeoutMs ?? SERVER_HANDSHAKE_TIMEOUT_MS,
+      idleTimeoutMs: opts.limits?.idleTimeoutMs ?? SERVER_IDLE_TIMEOUT_MS,
+      maxSessionsPerPeer: opts.limits?.maxSessionsPerPeer ?? SERVER_MAX_SESSIONS_PER_PEER,
+    };
     this.log = opts.logger.child({ listener: 'hbone', addr: `${opts.podIp}:${opts.port}` });
     const options: SecureServerOptions = {
       ...serverTlsOptions(opts.identity),
@@ -67,9 +81,14 @@ export class HboneServer {
         maxHeaderListSize: H2_SERVER_HEADER_LIST,
       },
       unknownProtocolTimeout: 1000,
+      // A peer that opens TCP and never finishes the handshake (slowloris) is cut here; Node
+      // emits tlsClientError, logged below. ztunnel's tls_server (hyper_util.rs) uses the
+      // tls-listener crate, whose default handshake timeout is 10 s.
+      handshakeTimeout: this.limits.handshakeTimeoutMs,
     };
     this.server = http2.createSecureServer(options);
     this.server.on('connection', (socket: Socket) => {
+      if (!this.admit(socket)) return;
       socket.setNoDelay(true);
       // Tracked as well as sessions: a session closed gracefully leaves its socket ending, and
       // towards a peer that can no longer be reached (its pod is gone) that lasts minutes; the
@@ -149,6 +168,63 @@ export class HboneServer {
     });
     session.once('close', () => this.sessionsList.delete(session));
     session.on('error', (err) => this.log.debug({ err: err.message }, 'hbone: session error'));
+    this.watchIdle(session, socket);
+  }
+
+  /**
+   * Closes (GOAWAY) a session that has carried no stream for the idle timeout, so a peer cannot
+   * hold sessions open for ever. Open streams, however quiet, keep it: a long idle TCP flow is
+   * legitimate. Pings do not count as use.
+   */
+  private watchIdle(session: Http2Session, socket: TLSSocket): void {
+    let open = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      timer = setTimeout(() => {
+        this.log.debug(
+          { 'src.addr': `${socket.remoteAddress}:${socket.remotePort}`, idle_ms: this.limits.idleTimeoutMs },
+          'hbone: closing idle session',
+        );
+        session.close();
+      }, this.limits.idleTimeoutMs);
+      timer.unref();
+    };
+    arm();
+    session.on('stream', (stream: ServerHttp2Stream) => {
+      open++;
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+      stream.once('close', () => {
+        if (--open === 0 && !session.closed && !session.destroyed) arm();
+      });
+    });
+    session.once('close', () => timer && clearTimeout(timer));
+  }
+
+  /** Per-peer cap on concurrent connections, checked at accept (before the TLS handshake). */
+  private admit(socket: Socket): boolean {
+    const ip = socket.remoteAddress ?? '';
+    const n = (this.perPeer.get(ip) ?? 0) + 1;
+    if (n > this.limits.maxSessionsPerPeer) {
+      const now = Date.now();
+      // One line per peer per 10 s: a flood must not become a log flood.
+      if ((this.capLogged.get(ip) ?? 0) + 10_000 < now) {
+        this.capLogged.set(ip, now);
+        this.log.warn(
+          { 'src.ip': ip, limit: this.limits.maxSessionsPerPeer },
+          'hbone: too many concurrent sessions from one peer; refusing new connections',
+        );
+      }
+      socket.destroy();
+      return false;
+    }
+    this.perPeer.set(ip, n);
+    socket.once('close', () => {
+      const left = (this.perPeer.get(ip) ?? 1) - 1;
+      if (left <= 0) this.perPeer.delete(ip);
+      else this.perPeer.set(ip, left);
+    });
+    return true;
   }
 
   private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
@@ -172,7 +248,11 @@ export class HboneServer {
     const authority = headers[':authority'];
     const target = typeof authority === 'string' ? parseSocketAddr(authority) : undefined;
     if (!target) return reject(400, `malformed :authority ${JSON.stringify(authority)}`);
-    if (FORBIDDEN_TARGET_PORTS.has(target.port)) return reject(400, `port ${target.port} is a proxy port`);
+    // Before any policy: a mesh port is the proxy itself, never an app (ztunnel refuses these
+    // as SelfCall via cfg.illegal_ports in inbound.rs and answers 503; we answer 400 because the
+    // request can never succeed and must not look like a transient upstream failure).
+    if (FORBIDDEN_TARGET_PORTS.has(target.port))
+      return reject(400, `target port ${target.port} is a mesh proxy port, never a CONNECT target`);
     if (this.opts.checkTarget) {
       const refusal = this.opts.checkTarget(target);
       if (refusal) return reject(refusal.status, refusal.reason);

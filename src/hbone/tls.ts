@@ -4,6 +4,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { ConnectionOptions, PeerCertificate, TlsOptions, TLSSocket } from 'node:tls';
 import { AmbitError } from '../common/errors.js';
+import { spiffeIdFromCert } from '../identity/spiffe.js';
 
 /** What a TLS endpoint needs to present an identity. Structurally a WorkloadCert. */
 export interface TlsIdentity {
@@ -51,21 +52,21 @@ export function clientTlsOptions(id: TlsIdentity, expectedSpiffeId: string): Con
   };
 }
 
-/** The single spiffe:// URI SAN of a peer certificate, or undefined. */
+/**
+ * The SPIFFE id of a peer certificate, read structurally from its DER (identity/spiffe.ts, the
+ * one parser): never from Node's comma-joined `subjectaltname` text, which a DNS name or the
+ * subject can make look like an extra `URI:spiffe://…` entry.
+ */
 export function spiffeIdOfPeer(cert: PeerCertificate | undefined): string | undefined {
-  const san = cert?.subjectaltname;
-  if (!san) return undefined;
-  const uris = san
-    .split(', ')
-    .filter((s) => s.startsWith('URI:spiffe://'))
-    .map((s) => s.slice(4));
-  return uris.length === 1 ? uris[0] : undefined;
+  const raw = cert?.raw;
+  return raw && raw.length > 0 ? spiffeIdFromCert(raw) : undefined;
 }
 
 /** The verified SPIFFE id of the client on an accepted TLS socket. */
 export function peerSpiffeId(socket: TLSSocket): string | undefined {
   if (!socket.authorized) return undefined;
-  return spiffeIdOfPeer(socket.getPeerCertificate());
+  const cert = socket.getPeerX509Certificate();
+  return cert ? spiffeIdFromCert(cert) : undefined;
 }
 
 /** Trust domain of a spiffe:// id ("spiffe://td/ns/x/sa/y" → "td"). */

@@ -75,69 +75,118 @@ export function asSpiffeId(uri: string): SpiffeId | undefined {
 }
 
 /**
- * The single SPIFFE id in a certificate's URI SANs, or undefined when there is none, more than
- * one, or it is malformed. Two SPIFFE URIs would make the peer's identity ambiguous, so that
- * certificate identifies nobody (X.509-SVID §2 allows exactly one).
+ * The SPIFFE id of a certificate, or undefined. The one parser every certificate goes through
+ * (HBONE client and server, waypoint, certificate manager; the CA reads CSRs the same way in
+ * csr-check.ts). It reads the subjectAltName extension structurally from the DER, never from
+ * Node's `subjectaltname` text, whose comma-joined form an attacker can influence through a DNS
+ * name or the subject. X.509-SVID §2 (github.com/spiffe/spiffe, standards/X509-SVID.md): "An
+ * X.509 SVID MUST contain exactly one URI SAN". So a certificate with no SAN extension, two SAN
+ * extensions (RFC 5280 §4.2 forbids repeating one), zero or several URI names (of any scheme),
+ * a URI that is not IA5 text, or a URI that is not spiffe://<td>/ns/<ns>/sa/<sa> identifies
+ * nobody. Other name types (DNS, IP, email) are ignored, as they carry no identity here.
  */
-export function spiffeIdFromCert(cert: X509Certificate | string): SpiffeId | undefined {
-  let x509: X509Certificate;
+export function spiffeIdFromCert(cert: X509Certificate | string | Uint8Array): SpiffeId | undefined {
+  let der: Uint8Array;
   try {
-    x509 = typeof cert === 'string' ? new X509Certificate(cert) : cert;
+    der =
+      cert instanceof X509Certificate
+        ? cert.raw
+        : typeof cert === 'string'
+          ? new X509Certificate(cert).raw
+          : cert;
   } catch {
     return undefined;
   }
-  const san = x509.subjectAltName;
-  if (!san) return undefined;
-  const uris = parseAltNames(san)
-    .filter((n) => n.type === 'URI' && n.value.toLowerCase().startsWith(SPIFFE_SCHEME))
-    .map((n) => n.value);
-  if (uris.length !== 1) return undefined;
-  return asSpiffeId(uris[0] as string);
-}
-
-interface AltName {
-  type: string;
-  value: string;
+  const uris = certUriSans(der);
+  if (!uris || uris.length !== 1) return undefined;
+  return asSpiffeId(uris[0]!);
 }
 
 /**
- * Splits Node's `subjectAltName` text ("DNS:a, URI:spiffe://…, IP Address:1.2.3.4").
- * Since the fix for CVE-2021-44532 Node writes a value that contains a separator or other unsafe
- * characters as a JSON string literal (`URI:"a, URI:b"`), so a value cannot smuggle in a second
- * entry; we decode those literals instead of splitting on ", " blindly.
+ * The URI names of a DER certificate's subjectAltName, or undefined when the certificate cannot
+ * be read or has no (or more than one) subjectAltName extension. Structural: Certificate →
+ * tbsCertificate → [3] extensions → Extension{2.5.29.17} → GeneralNames → [6] uniformResourceIdentifier.
  */
-export function parseAltNames(text: string): AltName[] {
-  const out: AltName[] = [];
-  let i = 0;
-  while (i < text.length) {
-    const colon = text.indexOf(':', i);
-    if (colon < 0) break;
-    const type = text.slice(i, colon);
-    let value: string;
-    let end: number;
-    if (text[colon + 1] === '"') {
-      end = endOfJsonString(text, colon + 1);
-      try {
-        value = JSON.parse(text.slice(colon + 1, end)) as string;
-      } catch {
-        return out; // malformed text: keep only what parsed cleanly before it
-      }
-    } else {
-      const sep = text.indexOf(', ', colon + 1);
-      end = sep < 0 ? text.length : sep;
-      value = text.slice(colon + 1, end);
+export function certUriSans(der: Uint8Array): string[] | undefined {
+  try {
+    const [tbs] = derSequence(der);
+    if (!tbs) return undefined;
+    const explicitExtensions = derSequence(tbs).find((f) => f[0] === 0xa3);
+    if (!explicitExtensions) return undefined;
+    const extensions = derElements(explicitExtensions);
+    if (extensions.length !== 1) return undefined;
+    const sans: Uint8Array[] = [];
+    for (const ext of derSequence(extensions[0]!)) {
+      const fields = derSequence(ext);
+      const oid = fields[0];
+      if (!oid || !sameBytes(oid, SAN_OID_TLV)) continue;
+      const value = fields[fields.length - 1]!;
+      if (value[0] !== 0x04) return undefined; // extnValue must be an OCTET STRING
+      sans.push(derBody(value));
     }
-    out.push({ type, value });
-    i = text.startsWith(', ', end) ? end + 2 : text.length;
+    if (sans.length !== 1) return undefined;
+    const uris: string[] = [];
+    for (const name of derSequence(sans[0]!)) {
+      if (name[0] !== 0x86) continue; // [6] IMPLICIT IA5String: uniformResourceIdentifier
+      const body = derBody(name);
+      if (body.some((b) => b > 0x7e || b < 0x20)) return undefined; // not printable IA5: no identity
+      uris.push(Buffer.from(body).toString('latin1'));
+    }
+    return uris;
+  } catch {
+    return undefined;
+  }
+}
+
+// OBJECT IDENTIFIER 2.5.29.17 (id-ce-subjectAltName) as a whole TLV.
+const SAN_OID_TLV = Uint8Array.from([0x06, 0x03, 0x55, 0x1d, 0x11]);
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+// A bounds-checked DER walker of its own (definite lengths, single-byte tags, as X.509 uses):
+// spiffe.ts stays free of imports so every layer may use it.
+
+/** The children of a SEQUENCE TLV (tag 0x30); throws RangeError on anything else or malformed. */
+function derSequence(tlv: Uint8Array): Uint8Array[] {
+  if (tlv[0] !== 0x30) throw new RangeError('expected a DER SEQUENCE');
+  return derElements(tlv);
+}
+
+/** The complete child TLVs inside a constructed TLV. */
+function derElements(tlv: Uint8Array): Uint8Array[] {
+  const { start, end } = derSpan(tlv, 0);
+  if (end !== tlv.length) throw new RangeError('trailing bytes after a DER value');
+  const out: Uint8Array[] = [];
+  for (let pos = start; pos < end; ) {
+    const child = derSpan(tlv, pos);
+    if (child.end > end) throw new RangeError('DER child overruns its parent');
+    out.push(tlv.subarray(pos, child.end));
+    pos = child.end;
   }
   return out;
 }
 
-/** Index just past the closing quote of the JSON string literal starting at `start`. */
-function endOfJsonString(text: string, start: number): number {
-  for (let j = start + 1; j < text.length; j++) {
-    if (text[j] === '\\') j++;
-    else if (text[j] === '"') return j + 1;
+function derBody(tlv: Uint8Array): Uint8Array {
+  const { start, end } = derSpan(tlv, 0);
+  return tlv.subarray(start, end);
+}
+
+function derSpan(der: Uint8Array, pos: number): { start: number; end: number } {
+  if (pos + 2 > der.length) throw new RangeError('DER truncated');
+  if ((der[pos]! & 0x1f) === 0x1f) throw new RangeError('multi-byte DER tags are not used in X.509');
+  let p = pos + 1;
+  let len = der[p++]!;
+  if (len & 0x80) {
+    const n = len & 0x7f;
+    if (n === 0 || n > 3) throw new RangeError('DER length form not supported');
+    len = 0;
+    for (let i = 0; i < n; i++) {
+      if (p >= der.length) throw new RangeError('DER truncated');
+      len = len * 256 + der[p++]!;
+    }
   }
-  return text.length;
+  if (p + len > der.length) throw new RangeError('DER truncated');
+  return { start: p, end: p + len };
 }

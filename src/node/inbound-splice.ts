@@ -5,7 +5,11 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../common/log.js';
-import type { ConnectionResult, ConnectionTelemetry } from '../telemetry/connection-telemetry.js';
+import {
+  responseFlagFor,
+  type ConnectionResult,
+  type ConnectionTelemetry,
+} from '../telemetry/connection-telemetry.js';
 import type { AuthzDecision } from './authz.js';
 import { splice } from './splice.js';
 
@@ -36,16 +40,19 @@ export async function spliceToApp(
   const { app, record, fields } = c;
   // Istio's direction: received = client → server (to the app), sent = server → client.
   record.trackBytes(() => ({ received: app.bytesWritten, sent: app.bytesRead }));
+  // An app reset reaches the peer as RST_STREAM(CONNECT_ERROR), a reset stream reaches the app
+  // as a TCP RST (splice.ts); either is recorded with Envoy's DC / UC.
   const result = await splice(c.downstream, app);
   const closedByPolicy = !c.untrack();
-  record.close(closedByPolicy ? 'DENY' : '-');
+  const flag = closedByPolicy ? 'DENY' : result.error ? responseFlagFor(result.error) : '-';
+  record.close(flag);
   if (!result.error && !closedByPolicy && !telemetry.logComplete()) return;
-  log.info(
+  log[result.error && !closedByPolicy ? 'warn' : 'info'](
     {
       ...fields,
       'authz.decision': 'allow',
       'authz.policy': c.decision.policy ?? null,
-      response_flags: closedByPolicy ? 'DENY' : '-',
+      response_flags: flag,
       bytes_sent: app.bytesRead,
       bytes_recv: app.bytesWritten,
       duration_ms: Date.now() - c.start,

@@ -15,6 +15,7 @@ import { evaluate, type AuthzConnection, type AuthzDecision } from './authz.js';
 import { connectTcp } from './outbound.js';
 import { defaultTcpConnect, type TcpConnect } from '../common/tcp-connect.js';
 import { spliceToApp } from './inbound-splice.js';
+import { resetStream } from './splice.js';
 import {
   NO_TELEMETRY,
   type ConnectionTelemetry,
@@ -175,7 +176,7 @@ export class Inbound {
         'connection closed: policy no longer allows it',
       );
       // Reset the stream (the source proxy closes the app's socket) and drop the app side.
-      if (!t.tunnel.stream.destroyed) t.tunnel.stream.close(http2.constants.NGHTTP2_CANCEL);
+      resetStream(t.tunnel.stream, http2.constants.NGHTTP2_CANCEL);
       t.app.destroy();
     }
   }

@@ -87,14 +87,16 @@ export class Outbound {
     const sent = () => client.bytesWritten - base.written;
     record.trackBytes(() => ({ received: received(), sent: sent() }));
     client.resume();
+    // A cut on either side reaches the app as a TCP RST and is recorded with UC / DC (splice.ts).
     const result = await splice(client, upstream);
-    record.close('-');
+    const flag = result.error ? responseFlagFor(result.error) : '-';
+    record.close(flag);
     if (!result.error && !telemetry.logComplete()) return;
-    this.log.info(
+    this.log[result.error ? 'warn' : 'info'](
       {
         ...fields,
         trace_id: traceIdOf((upstream as ClientHttp2Stream).sentHeaders?.traceparent),
-        response_flags: '-',
+        response_flags: flag,
         bytes_sent: received(),
         bytes_recv: sent(),
         duration_ms: Date.now() - start,

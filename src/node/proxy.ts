@@ -40,7 +40,7 @@ import { Socks5Listener } from './socks5.js';
 import { NetnsCapture, type NetnsCaptureOptions } from './capture.js';
 import { PlaintextInbound } from './inbound-plaintext.js';
 import { roundRobin } from './route.js';
-import { NodeTelemetry, type NodeTelemetryOptions } from '../telemetry/node-telemetry.js';
+import { NodeTelemetry, nodeAdminDefaults, type NodeTelemetryOptions } from '../telemetry/node-telemetry.js';
 
 export interface NodeProxyOptions {
   nodeName: string;
@@ -96,7 +96,12 @@ export class NodeProxy {
 
   constructor(private readonly opts: NodeProxyOptions) {
     this.log = opts.logger ?? componentLogger('node', { node: opts.nodeName });
-    this.telemetry = new NodeTelemetry(opts.telemetry ?? {}, this.log);
+    // Admin (15000) asks for the state directory's admin token; with netns capture (and in
+    // Kubernetes) the proxy's loopback is its own, so admin binds there (telemetry/admin-guard.ts).
+    this.telemetry = new NodeTelemetry(
+      { ...nodeAdminDefaults(opts.stateDir, !!opts.netnsCapture, this.log), ...opts.telemetry },
+      this.log,
+    );
   }
 
   get trustDomain(): string {

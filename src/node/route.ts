@@ -7,7 +7,7 @@
 // gets a tunnel to its :15008 with its identity expected; a known workload outside the mesh and
 // any unknown IP get plain TCP (passthrough). A waypoint's own traffic never loops back to it.
 import { formatSocketAddr, type HostPort, type Ip, type SocketAddr } from '../common/addr.js';
-import { FORBIDDEN_TARGET_PORTS, HBONE_PORT } from '../hbone/constants.js';
+import { HBONE_PORT, LOOP_PORTS, MESH_PORTS } from '../hbone/constants.js';
 import { spiffeIdOf, type GatewayAddress, type Service, type Workload } from '../xds/resources.js';
 import type { ProxyState } from './state.js';
 
@@ -40,11 +40,22 @@ export function buildRoute(
   pick: EndpointPicker,
   source?: Pick<Workload, 'addresses'>,
 ): Route {
-  if (FORBIDDEN_TARGET_PORTS.has(target.port)) {
+  // A pod must not reach a proxy's own listeners through its capture: those act with another
+  // pod's identity (SOCKS on a pod's :15080) or are the proxy's control surface. ztunnel's
+  // outbound.rs refuses a loopback destination on cfg.illegal_ports (SelfCall); we also refuse
+  // any address the mesh knows (pods, services, waypoints: in local mode they are all loopback
+  // anyway), and the loop ports everywhere. An unknown outside address keeps its 15xxx ports.
+  if (
+    LOOP_PORTS.has(target.port) ||
+    (MESH_PORTS.has(target.port) &&
+      (isLoopbackIp(target.host) ||
+        state.workloadByAddress(target.host) !== undefined ||
+        state.serviceByAddress(target.host) !== undefined))
+  ) {
     return {
       kind: 'reject',
       code: 'ROUTE_FORBIDDEN_PORT',
-      reason: `port ${target.port} is a mesh proxy port`,
+      reason: `${formatSocketAddr(target.host, target.port)}: port ${target.port} is a mesh proxy port, never a destination`,
     };
   }
   const service = state.serviceByAddress(target.host);
@@ -82,6 +93,10 @@ export function buildRoute(
     return toEndpoint(workload, target.port, undefined, target.host);
   }
   return { kind: 'passthrough', addr: target };
+}
+
+function isLoopbackIp(ip: string): boolean {
+  return ip.startsWith('127.') || ip === '::1' || ip.startsWith('::ffff:127.');
 }
 
 function isSelf(source: Pick<Workload, 'addresses'> | undefined, waypoint: GatewayAddress): boolean {

@@ -6,6 +6,13 @@
 //   GET /debug/graph       the live service graph as JSON (service-graph.ts)
 //   GET /dashboard         the service graph page (dashboard-page.ts)
 // `ambit ctl` reads these; node proxies' own details come from their admin port (15000).
+// Access (admin-guard.ts): /metrics and the static /dashboard page are open (no mesh data in the
+// page itself; it reads /debug/graph with the token from its URL fragment); every /debug/* shows
+// the mesh and needs the admin token, unless in Kubernetes mode the request came over loopback
+// (`kubectl port-forward`). Nothing here changes state.
+// Addresses the control plane contacts or hands to `ambit ctl` are never taken from what a client
+// said about itself (its xDS node id): a node's IP is its Node object's InternalIP, looked up by
+// the name its token authenticated; a waypoint's is the address the control plane assigned.
 import http from 'node:http';
 import { X509Certificate } from 'node:crypto';
 import type { Registry } from 'prom-client';
@@ -15,7 +22,9 @@ import { isIpLiteral } from '../common/addr.js';
 import { decodeAuthorization } from '../xds/authorization.js';
 import { TYPE_AUTHORIZATION } from '../xds/proto.js';
 import type { Service, Workload } from '../xds/resources.js';
+import type { TokenSource } from '../common/token.js';
 import { closeHttp, listenHttp, sendJson, sendText } from './http-util.js';
+import { AdminGuard, type AdminAccess } from './admin-guard.js';
 import { ServiceGraph, type ScrapeTarget } from './service-graph.js';
 import { DASHBOARD_HTML } from './dashboard-page.js';
 import { shortTypeName } from './controlplane-metrics.js';
@@ -47,6 +56,10 @@ export interface ControlPlaneDebugSource {
     }[];
   }[];
   rootCertPem(): string | undefined;
+  /** InternalIP of the Node object `nodeName` (the name a node token or TokenReview proved). */
+  nodeAddress?(nodeName: string): string | undefined;
+  /** Addresses of programmed waypoints, as this control plane assigned or read them. */
+  waypointAddresses?(): string[];
 }
 
 export type SyncStatus = 'SYNCED' | 'STALE' | 'NACKED' | 'NOT SENT';
@@ -55,7 +68,10 @@ export interface SyncEntry {
   proxy: string;
   kind: string;
   nodeId: string;
+  /** The address the control plane knows for this proxy (never the one it claimed). */
   ip?: string;
+  /** The IP in the node id the proxy sent, shown only for comparison; never contacted. */
+  claimedIp?: string;
   connectedAt: string;
   status: SyncStatus;
   controlPlaneVersion: string;
@@ -99,12 +115,13 @@ export function syncz(source: ControlPlaneDebugSource): SyncEntry[] {
         };
       });
       const status = types.reduce<SyncStatus>((s, t) => (rank[t.status] > rank[s] ? t.status : s), 'SYNCED');
-      const { kind, ip } = parseNodeId(c.nodeId);
+      const { kind, ip: claimedIp } = parseNodeId(c.nodeId);
       return {
         proxy: c.nodeName,
         kind,
         nodeId: c.nodeId,
-        ip,
+        ip: knownAddress(source, c),
+        claimedIp,
         connectedAt: c.connectedAt.toISOString(),
         status: types.length ? status : 'NOT SENT',
         controlPlaneVersion: version,
@@ -120,14 +137,29 @@ export interface ControlPlaneDebugOptions {
   registry: Registry;
   source: ControlPlaneDebugSource;
   logger: Logger;
+  /** The admin token /debug/* asks for (common/token.ts); unset: /debug/* answers nobody. */
+  token?: TokenSource;
+  /** /debug/* over loopback needs no token (Kubernetes: the pod's own loopback, port-forward). */
+  trustLoopback?: boolean;
+  /**
+   * The token to present to node proxies' admin /debug/denials for the graph (local mode, where
+   * every node reads the same state directory). Unset: the graph has no denials.
+   */
+  nodeAdminToken?: TokenSource;
 }
 
 export class ControlPlaneDebugServer {
   private server?: http.Server;
   readonly graph: ServiceGraph;
+  private readonly guard: AdminGuard;
 
   constructor(private readonly opts: ControlPlaneDebugOptions) {
-    this.graph = new ServiceGraph(() => scrapeTargets(opts.source));
+    this.graph = new ServiceGraph(() => scrapeTargets(opts.source), undefined, opts.nodeAdminToken);
+    this.guard = new AdminGuard({
+      token: opts.token,
+      trustLoopback: opts.trustLoopback ?? false,
+      logger: opts.logger,
+    });
   }
 
   async start(): Promise<{ address: string }> {
@@ -152,7 +184,8 @@ export class ControlPlaneDebugServer {
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0];
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    if (!this.guard.admit(req, res, debugAccess(path))) return;
     const src = this.opts.source;
     const index = src.index();
     switch (path) {
@@ -186,14 +219,38 @@ export class ControlPlaneDebugServer {
   }
 }
 
-function scrapeTargets(source: ControlPlaneDebugSource): ScrapeTarget[] {
+/** /metrics and the static page are open; anything else shows the mesh (unknown paths too). */
+export function debugAccess(path: string): AdminAccess {
+  return path === '/metrics' || path === '/stats/prometheus' || path === '/' || path === '/dashboard'
+    ? 'open'
+    : 'read';
+}
+
+/**
+ * The address the control plane itself knows for a connected proxy: a node proxy's Node
+ * InternalIP (by its authenticated name), or a waypoint's assigned address when the waypoint
+ * claims exactly that one. Undefined when there is none: such a proxy is never contacted.
+ */
+export function knownAddress(
+  source: ControlPlaneDebugSource,
+  c: { nodeId: string; nodeName: string },
+): string | undefined {
+  const { kind, ip: claimed } = parseNodeId(c.nodeId);
+  if (kind === 'node') return c.nodeName ? source.nodeAddress?.(c.nodeName) : undefined;
+  if (kind === 'waypoint' && claimed && (source.waypointAddresses?.() ?? []).includes(claimed))
+    return claimed;
+  return undefined;
+}
+
+/** What the graph scrapes: each connected proxy at the address the control plane knows for it. */
+export function scrapeTargets(source: ControlPlaneDebugSource): ScrapeTarget[] {
   const seen = new Set<string>();
   const out: ScrapeTarget[] = [];
   for (const c of source.connections()) {
-    const { ip } = parseNodeId(c.nodeId);
+    const ip = knownAddress(source, c);
     if (!ip || seen.has(ip)) continue;
     seen.add(ip);
-    out.push({ name: c.nodeName || c.nodeId, ip });
+    out.push({ name: c.nodeName || c.nodeId, ip, nodeAdmin: parseNodeId(c.nodeId).kind === 'node' });
   }
   return out;
 }
@@ -226,4 +283,19 @@ function rootInfo(pem: string | undefined) {
     notBefore: new Date(x.validFrom).toISOString(),
     notAfter: new Date(x.validTo).toISOString(),
   };
+}
+
+/**
+ * A Node object's InternalIP (else its first address), from the config snapshot's objects; the
+ * same choice `ambit up` makes when it starts that node (cli/mesh-runner.ts).
+ */
+export function nodeInternalIp(
+  objects: ReadonlyMap<string, unknown> | undefined,
+  nodeName: string,
+): string | undefined {
+  const node = objects?.get(`Node/${nodeName}`) as
+    { status?: { addresses?: { type?: string; address?: string }[] } } | undefined;
+  const addrs = node?.status?.addresses ?? [];
+  const ip = (addrs.find((a) => a.type === 'InternalIP') ?? addrs[0])?.address;
+  return ip && isIpLiteral(ip) ? ip : undefined;
 }

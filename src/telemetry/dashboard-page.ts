@@ -3,6 +3,10 @@
 // nodes on a circle, edges with connections/s, requests/s, error rate and bytes/s, a lock when
 // the traffic is mutual TLS, and a table of recent denials with their policies. Elements carry
 // data-* attributes so a headless browser test can find edges.
+// The page holds no mesh data; /debug/graph needs the admin token. `ambit dashboard` prints the
+// URL with the token in the fragment (#token=…), which browsers never send to a server or put in
+// a Referer; the page moves it to sessionStorage, drops it from the address bar, and sends it as
+// Authorization: Bearer on its same-origin fetches.
 export const REFRESH_MS = 3000;
 
 export const DASHBOARD_HTML = `<!doctype html>
@@ -116,9 +120,26 @@ function draw(g) {
   document.body.dataset.updated = g.time;
 }
 
+const TOKEN = (() => {
+  const m = /(?:^#|&)token=([0-9A-Za-z._~-]+)/.exec(location.hash);
+  if (m) {
+    sessionStorage.setItem('ambit-admin-token', m[1]);
+    history.replaceState(null, '', location.pathname + location.search);
+  }
+  return sessionStorage.getItem('ambit-admin-token') || '';
+})();
+
 async function refresh() {
   try {
-    const r = await fetch('/debug/graph', { cache: 'no-store' });
+    const r = await fetch('/debug/graph', {
+      cache: 'no-store',
+      headers: TOKEN ? { authorization: 'Bearer ' + TOKEN } : {},
+    });
+    if (r.status === 401 || r.status === 403) {
+      document.getElementById('status').textContent =
+        'the control plane refused: ' + (await r.text()).trim() + ' (open the URL that ambit dashboard prints)';
+      return void setTimeout(refresh, REFRESH_MS);
+    }
     draw(await r.json());
   } catch (err) {
     document.getElementById('status').textContent = 'cannot reach the control plane: ' + err;

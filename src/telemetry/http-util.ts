@@ -39,27 +39,31 @@ export interface HttpAnswer {
 /** One HTTP request with a deadline; rejects on network errors and timeouts, not on status codes. */
 export function httpRequest(
   url: string,
-  opts: { method?: string; timeoutMs?: number; maxBytes?: number } = {},
+  opts: { method?: string; timeoutMs?: number; maxBytes?: number; headers?: http.OutgoingHttpHeaders } = {},
 ): Promise<HttpAnswer> {
   const maxBytes = opts.maxBytes ?? 32 * 1024 * 1024;
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: opts.method ?? 'GET', agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (c: Buffer) => {
-        size += c.length;
-        if (size > maxBytes) req.destroy(new Error(`${url}: answer larger than ${maxBytes} bytes`));
-        else chunks.push(c);
-      });
-      res.once('end', () =>
-        resolve({
-          status: res.statusCode ?? 0,
-          body: Buffer.concat(chunks).toString('utf8'),
-          headers: res.headers,
-        }),
-      );
-      res.once('error', reject);
-    });
+    const req = http.request(
+      url,
+      { method: opts.method ?? 'GET', agent: false, headers: opts.headers },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size > maxBytes) req.destroy(new Error(`${url}: answer larger than ${maxBytes} bytes`));
+          else chunks.push(c);
+        });
+        res.once('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            body: Buffer.concat(chunks).toString('utf8'),
+            headers: res.headers,
+          }),
+        );
+        res.once('error', reject);
+      },
+    );
     req.setTimeout(opts.timeoutMs ?? 5000, () =>
       req.destroy(new Error(`${url}: no answer within ${opts.timeoutMs ?? 5000} ms`)),
     );
@@ -68,8 +72,12 @@ export function httpRequest(
   });
 }
 
-export async function getJson<T>(url: string, timeoutMs = 5000): Promise<T> {
-  const r = await httpRequest(url, { timeoutMs });
+export async function getJson<T>(
+  url: string,
+  timeoutMs = 5000,
+  headers?: http.OutgoingHttpHeaders,
+): Promise<T> {
+  const r = await httpRequest(url, { timeoutMs, headers });
   if (r.status !== 200) throw new Error(`GET ${url} answered ${r.status}: ${r.body.slice(0, 200).trim()}`);
   return JSON.parse(r.body) as T;
 }

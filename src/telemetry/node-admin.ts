@@ -8,7 +8,10 @@
 //   GET  /stats            302 to nodeIP:15020/metrics
 //   GET  /debug/denials    recent L4 denials with their policies
 //   POST /quitquitquit[?deadline_ms=N]   graceful drain: stop accepting, let connections finish, exit
-// Every answer passes one last check that no private key text is in it.
+// Every answer passes one last check that no private key text is in it. Every request first
+// passes the admin gate (admin-guard.ts): the index and /stats are open, the GETs that show the
+// mesh need the admin token (or loopback in netns/Kubernetes mode), and POST /logging and
+// /quitquitquit — the only endpoints that change the process — always need the token.
 import type { XdsTypeStatus } from '../xds/client.js';
 import type http from 'node:http';
 import { X509Certificate } from 'node:crypto';
@@ -20,6 +23,7 @@ import type { PolicyStore } from '../node/policy-store.js';
 import { formatAccessLogMode, parseAccessLogMode, type AccessLogPolicy } from './access-log.js';
 import type { DenialLog } from './connection-telemetry.js';
 import { sendJson, sendText } from './http-util.js';
+import type { AdminAccess, AdminGuard } from './admin-guard.js';
 
 /** What the admin endpoint reads from the node proxy (NodeProxy fits it as is). */
 export interface NodeAdminSource {
@@ -58,6 +62,29 @@ export interface NodeAdminContext {
   xdsUpdates(): XdsUpdateCounts[];
   /** After a /quitquitquit drain: exit the process (CLI) or nothing (in-process). */
   onQuit?: () => void;
+  /** Who may ask what (admin-guard.ts); required, so no admin endpoint exists without one. */
+  guard: AdminGuard;
+}
+
+/** The access class of each endpoint: write for anything that changes the process. */
+export function nodeAdminAccess(method: string | undefined, path: string): AdminAccess {
+  switch (path) {
+    case '/':
+    case '/stats':
+    case '/stats/prometheus':
+      return 'open';
+    case '/logging':
+      return method === 'GET' || method === 'HEAD' ? 'read' : 'write';
+    case '/quitquitquit':
+      return 'write';
+    case '/config_dump':
+    case '/certs':
+    case '/debug/denials':
+      return 'read';
+    default:
+      // Unknown paths answer 404 and show nothing; a new endpoint must be classified above.
+      return method === 'GET' || method === 'HEAD' ? 'open' : 'write';
+  }
 }
 
 export const DEFAULT_DRAIN_DEADLINE_MS = 5000;
@@ -68,6 +95,7 @@ export function adminHandler(ctx: NodeAdminContext): http.RequestListener {
   let quitting = false;
   return (req, res) => {
     const url = new URL(req.url ?? '/', 'http://admin');
+    if (!ctx.guard.admit(req, res, nodeAdminAccess(req.method, url.pathname))) return;
     const safeJson = (status: number, body: unknown) => {
       const text = JSON.stringify(body, null, 2);
       // Last line of defence: nothing that looks like key material ever leaves this endpoint.
@@ -110,7 +138,10 @@ export function adminHandler(ctx: NodeAdminContext): http.RequestListener {
           sendText(res, 200, `draining (deadline ${deadline} ms)\n`);
           if (quitting) return;
           quitting = true;
-          ctx.logger.info({ deadline_ms: deadline }, 'admin: /quitquitquit, draining');
+          ctx.logger.info(
+            { deadline_ms: deadline, 'src.addr': req.socket.remoteAddress },
+            'admin: /quitquitquit, draining',
+          );
           void ctx.proxy.stop(deadline).finally(() => ctx.onQuit?.());
           return;
         }
@@ -141,7 +172,10 @@ function logging(ctx: NodeAdminContext, req: http.IncomingMessage, url: URL, res
   const before = current();
   if (level !== null) ctx.logger.level = level; // children made without their own level follow it
   if (mode) ctx.access.mode = mode;
-  ctx.logger.info({ from: before, to: current() }, 'admin: logging changed');
+  ctx.logger.info(
+    { from: before, to: current(), 'src.addr': req.socket.remoteAddress },
+    'admin: logging changed',
+  );
   sendJson(res, 200, current());
 }
 

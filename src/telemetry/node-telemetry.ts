@@ -1,10 +1,14 @@
 // The node proxy's telemetry, wired in one place: its own Prometheus registry (so several proxies
 // in one process never share counters), the L4 metrics, the access-log policy, recent denials,
-// and two listeners: metrics on nodeIP:15020 (/metrics, /stats/prometheus) and admin on
-// nodeIP:15000 (node-admin.ts). The data path only sees `connections` (ConnectionTelemetry).
+// and two listeners: metrics on nodeIP:15020 (/metrics, /stats/prometheus), open as Istio's are,
+// and admin on 15000 (node-admin.ts) behind the admin gate (admin-guard.ts). The data path only
+// sees `connections` (ConnectionTelemetry).
 import http from 'node:http';
 import { Counter, Registry } from 'prom-client';
 import type { Logger } from '../common/log.js';
+import { ensureAdminToken, type TokenSource } from '../common/token.js';
+import { errorMessage } from '../common/errors.js';
+import { AdminGuard } from './admin-guard.js';
 import {
   DEFAULT_ACCESS_LOG,
   AccessLogPolicy,
@@ -30,11 +34,23 @@ export interface NodeTelemetryOptions {
   /** 0 or a port; admin is on by default. */
   adminPort?: number;
   /**
-   * Address admin binds to: the node IP by default (what `ambit ctl` reaches), or e.g. 127.0.0.1
-   * where the node IP is reachable by others and only local operators should drain or re-level
-   * the proxy (AMBIT_ADMIN_HOST).
+   * Address admin binds to (`ambit node --admin-bind`, or AMBIT_ADMIN_HOST). Default: 127.0.0.1
+   * where the proxy's loopback is its own (adminTrustLoopback: netns capture, Kubernetes), as
+   * ztunnel binds admin to localhost; the node IP in local mode, where every pod is a loopback
+   * address anyway and the admin token is what guards it.
    */
   adminHost?: string;
+  /**
+   * The admin token (common/token.ts ensureAdminToken): every state-changing request, and every
+   * read that shows the mesh, must carry it. Unset: those are refused to everyone (fail closed).
+   */
+  adminToken?: TokenSource;
+  /**
+   * Reads arriving on a loopback address need no token. Only where no pod shares the proxy's
+   * loopback: netns capture and Kubernetes (the node's own namespace). Never in local mode,
+   * where every pod is a loopback address.
+   */
+  adminTrustLoopback?: boolean;
   /** Called after a /quitquitquit drain (the CLI exits the process). */
   onQuit?: () => void;
 }
@@ -47,6 +63,28 @@ export function telemetryOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): N
     accessLog: env.AMBIT_ACCESS_LOG,
     adminHost: env.AMBIT_ADMIN_HOST || undefined,
   };
+}
+
+/**
+ * The admin defaults of a node proxy: the state directory's admin token (created if missing) and
+ * whether its loopback is its own (netns capture / Kubernetes). A token that cannot be written
+ * leaves admin without one: reads over a private loopback still work, everything else is refused.
+ */
+export function nodeAdminDefaults(
+  stateDir: string,
+  privateLoopback: boolean,
+  log: Logger,
+): Pick<NodeTelemetryOptions, 'adminToken' | 'adminTrustLoopback'> {
+  let adminToken: string | undefined;
+  try {
+    adminToken = ensureAdminToken(stateDir);
+  } catch (err) {
+    log.warn(
+      { err: errorMessage(err), 'state.dir': stateDir },
+      'admin: no admin token (cannot write it); admin writes are refused',
+    );
+  }
+  return { adminToken, adminTrustLoopback: privateLoopback };
 }
 
 export class NodeTelemetry {
@@ -84,7 +122,10 @@ export class NodeTelemetry {
   async start(ctx: { nodeName: string; nodeIp: string; proxy: NodeAdminSource }): Promise<void> {
     const metricsPort = this.opts.metricsPort ?? METRICS_PORT;
     const adminPort = this.opts.adminPort ?? ADMIN_PORT;
-    const adminHost = this.opts.adminHost ?? telemetryOptionsFromEnv().adminHost ?? ctx.nodeIp;
+    const adminHost =
+      this.opts.adminHost ??
+      telemetryOptionsFromEnv().adminHost ??
+      (this.opts.adminTrustLoopback ? '127.0.0.1' : ctx.nodeIp);
     const { state, policies } = ctx.proxy;
     state.on('change', () => this.xdsUpdated('Address', state.counts().workloads + state.counts().services));
     policies.on('change', () => this.xdsUpdated('Authorization', policies.all().size));
@@ -104,6 +145,11 @@ export class NodeTelemetry {
           denials: this.denials,
           xdsUpdates: () => [...this.xdsCounts.values()],
           onQuit: this.opts.onQuit,
+          guard: new AdminGuard({
+            token: this.opts.adminToken,
+            trustLoopback: this.opts.adminTrustLoopback ?? false,
+            logger: this.log,
+          }),
         }),
       );
       await listenHttp(this.adminServer, adminHost, adminPort);
@@ -112,6 +158,8 @@ export class NodeTelemetry {
       {
         metrics: this.metrics ? `${ctx.nodeIp}:${metricsPort}` : 'off',
         admin: adminPort ? `${adminHost}:${adminPort}` : 'off',
+        'admin.token': this.opts.adminToken === undefined ? 'none (reads and writes refused)' : 'required',
+        'admin.trust_loopback': this.opts.adminTrustLoopback ?? false,
         access_log: formatAccessLogMode(this.access.mode),
       },
       'telemetry listening',

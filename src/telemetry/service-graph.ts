@@ -4,7 +4,10 @@
 // between workloads. Pull, not push: the proxies stay passive and serve the same endpoint
 // Prometheus scrapes, no new protocol is needed, and nothing is spent while nobody watches.
 // Rates are the difference between two scrapes divided by the time between them.
-import { getJson, httpRequest } from './http-util.js';
+// Targets come from controlplane-debug.ts `scrapeTargets`: addresses the control plane knows
+// (Node InternalIP, assigned waypoint address), never an address a client put in its node id.
+import { tokenOf, type TokenSource } from '../common/token.js';
+import { httpRequest } from './http-util.js';
 import { parsePromText, type Sample } from './prom-text.js';
 import type { DenialRecord } from './connection-telemetry.js';
 
@@ -14,6 +17,8 @@ export interface ScrapeTarget {
   /** Proxy name (node name, or waypoint id). */
   name: string;
   ip: string;
+  /** A node proxy, whose admin endpoint has /debug/denials (waypoints have none). */
+  nodeAdmin?: boolean;
 }
 
 /** Cumulative totals of one edge (source workload → destination workload). */
@@ -190,6 +195,8 @@ export class ServiceGraph {
   constructor(
     private readonly targets: () => ScrapeTarget[],
     private readonly ports = { metrics: 15020, admin: 15000 },
+    /** Admin token for nodes' /debug/denials; without one the graph shows no denials. */
+    private readonly adminToken?: TokenSource,
   ) {}
 
   /** The graph, scraping again when the last scrape is older than MIN_SCRAPE_INTERVAL_MS. */
@@ -214,14 +221,17 @@ export class ServiceGraph {
         } catch (err) {
           scrapeErrors.push({ target: t.name, error: (err as Error).message });
         }
+        if (!t.nodeAdmin || this.adminToken === undefined) return;
         try {
-          const d = await getJson<{ denials: DenialRecord[] }>(
-            `http://${t.ip}:${this.ports.admin}/debug/denials`,
-            2000,
-          );
+          const r = await httpRequest(`http://${t.ip}:${this.ports.admin}/debug/denials`, {
+            timeoutMs: 2000,
+            headers: { authorization: `Bearer ${tokenOf(this.adminToken)}` },
+          });
+          if (r.status !== 200) throw new Error(`/debug/denials answered ${r.status}`);
+          const d = JSON.parse(r.body) as { denials: DenialRecord[] };
           denials.push(...d.denials.map((x) => ({ ...x, node: t.name })));
-        } catch {
-          // waypoints have no node admin endpoint: denials come from node proxies only
+        } catch (err) {
+          scrapeErrors.push({ target: `${t.name} denials`, error: (err as Error).message });
         }
       }),
     );

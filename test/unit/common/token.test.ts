@@ -1,8 +1,14 @@
-import { mkdtemp, rm, writeFile, rename, utimes } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile, rename, utimes, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { tokenFromFile, tokenOf } from '../../../src/common/token.js';
+import {
+  ensureAdminToken,
+  readAdminToken,
+  tokenFromFile,
+  tokenMatches,
+  tokenOf,
+} from '../../../src/common/token.js';
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -31,5 +37,28 @@ describe('tokenFromFile', () => {
 
   it('fails at once when the file cannot be read at start', () => {
     expect(() => tokenFromFile('/nonexistent/ambit/token')).toThrow(/ENOENT/);
+  });
+});
+
+describe('admin token', () => {
+  it('is created once per state directory, random, mode 0600, and read back by every process', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'ambit-admin-token-'));
+    dirs.push(dir);
+    const state = path.join(dir, 'state');
+    expect(readAdminToken(state)).toBeUndefined();
+    const first = ensureAdminToken(state);
+    expect(first).toMatch(/^[0-9a-f]{64}$/);
+    expect(ensureAdminToken(state)).toBe(first);
+    expect(readAdminToken(state)).toBe(first);
+    expect((await stat(path.join(state, 'admin.token'))).mode & 0o777).toBe(0o600);
+    const other = path.join(dir, 'other');
+    expect(ensureAdminToken(other)).not.toBe(first);
+  });
+
+  it('matches only the exact token', () => {
+    expect(tokenMatches('abc', 'abc')).toBe(true);
+    expect(tokenMatches('abd', 'abc')).toBe(false);
+    expect(tokenMatches('abc ', 'abc')).toBe(false);
+    expect(tokenMatches('', '')).toBe(false);
   });
 });

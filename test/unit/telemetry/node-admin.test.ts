@@ -6,7 +6,13 @@ import { PolicyStore } from '../../../src/node/policy-store.js';
 import { adminHandler, type NodeAdminSource } from '../../../src/telemetry/node-admin.js';
 import { AccessLogPolicy } from '../../../src/telemetry/access-log.js';
 import { DenialLog } from '../../../src/telemetry/connection-telemetry.js';
-import { httpRequest } from '../../../src/telemetry/http-util.js';
+import { httpRequest as rawRequest } from '../../../src/telemetry/http-util.js';
+import { AdminGuard } from '../../../src/telemetry/admin-guard.js';
+
+const TOKEN = 'unit-admin-token';
+// Every request here carries the admin token; admin-guard.test.ts covers the refusals.
+const httpRequest = (url: string, opts: { method?: string } = {}) =>
+  rawRequest(url, { ...opts, headers: { authorization: `Bearer ${TOKEN}` } });
 
 // A proxy double whose dump would carry key text if the admin endpoint ever passed it through.
 let leak = false;
@@ -35,6 +41,7 @@ const server = http.createServer(
     denials: new DenialLog(),
     xdsUpdates: () => [],
     onQuit: () => quit++,
+    guard: new AdminGuard({ token: TOKEN, trustLoopback: false, logger }),
   }),
 );
 let base = '';
@@ -62,6 +69,16 @@ describe('node admin', () => {
     const r = await httpRequest(`${base}/logging?level=warn&access_log=sample:0.5`, { method: 'POST' });
     expect(JSON.parse(r.body)).toEqual({ level: 'warn', access_log: 'sample:0.5' });
     expect(logger.level).toBe('warn');
+  });
+
+  it('changes nothing and drains nothing without the token', async () => {
+    const level = logger.level;
+    expect((await rawRequest(`${base}/logging?level=silent`, { method: 'POST' })).status).toBe(401);
+    expect(logger.level).toBe(level);
+    expect((await rawRequest(`${base}/quitquitquit?deadline_ms=0`, { method: 'POST' })).status).toBe(401);
+    expect((await rawRequest(`${base}/config_dump`)).status).toBe(401);
+    expect((await rawRequest(`${base}/`)).status).toBe(200);
+    expect(stoppedWith).toBeUndefined();
   });
 
   it('drains on POST /quitquitquit with the deadline asked for, then calls onQuit once', async () => {

@@ -1,0 +1,148 @@
+// splice(): a cut is passed on as a cut (RFC 9113 §8.5: a stream error becomes a TCP RST, a TCP
+// RST becomes RST_STREAM(CONNECT_ERROR)); a clean end stays a clean end (FIN / END_STREAM), and
+// every byte arrives. Real sockets and a real HTTP/2 session on loopback (127.0.160.*).
+import { afterEach, describe, expect, it } from 'vitest';
+import http2 from 'node:http2';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { resetStream, splice, type SpliceResult } from '../../../src/node/splice.js';
+import { isAmbitError } from '../../../src/common/errors.js';
+import { responseFlagFor } from '../../../src/telemetry/connection-telemetry.js';
+
+const HOST = '127.0.160.1';
+const cleanups: (() => void)[] = [];
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
+});
+
+/** What an app socket saw at its end: 'fin' (clean end) or the error code (ECONNRESET). */
+function outcome(s: net.Socket): Promise<{ end: string; bytes: number }> {
+  return new Promise((resolve) => {
+    let bytes = 0;
+    s.on('data', (c: Buffer) => (bytes += c.length));
+    s.once('end', () => resolve({ end: 'fin', bytes }));
+    s.once('error', (e: NodeJS.ErrnoException) => resolve({ end: e.code ?? e.message, bytes }));
+  });
+}
+
+/**
+ * An app connection on one side (accepted socket `proxySide`, client socket `app`) and an h2c
+ * CONNECT stream on the other, whose server end the test controls (`far`).
+ */
+async function socketToStream(): Promise<{
+  app: net.Socket;
+  proxySide: net.Socket;
+  stream: http2.ClientHttp2Stream;
+  far: http2.ServerHttp2Stream;
+  farSession: http2.ServerHttp2Session;
+  farSocket: net.Socket;
+}> {
+  const h2 = http2.createServer();
+  const farSocketP = new Promise<net.Socket>((r) => h2.once('connection', r));
+  const farP = new Promise<{ far: http2.ServerHttp2Stream; farSession: http2.ServerHttp2Session }>((r) =>
+    h2.on('stream', (st) => {
+      st.on('error', () => {});
+      st.respond({ ':status': 200 });
+      r({ far: st, farSession: st.session! });
+    }),
+  );
+  await new Promise<void>((r) => h2.listen(0, HOST, r));
+  const session = http2.connect(`http://${HOST}:${(h2.address() as AddressInfo).port}`);
+  session.on('error', () => {});
+  const stream = session.request({ ':method': 'CONNECT', ':authority': `${HOST}:1` });
+  stream.on('error', () => {});
+  await new Promise((r) => stream.once('response', r));
+  const srv = net.createServer({ allowHalfOpen: true });
+  const proxySideP = new Promise<net.Socket>((r) => srv.once('connection', r));
+  await new Promise<void>((r) => srv.listen(0, HOST, r));
+  const app = net.connect({ host: HOST, port: (srv.address() as AddressInfo).port, allowHalfOpen: true });
+  app.on('error', () => {});
+  const proxySide = await proxySideP;
+  const { far, farSession } = await farP;
+  const farSocket = await farSocketP;
+  cleanups.push(() => {
+    session.destroy();
+    h2.close();
+    srv.close();
+    app.destroy();
+  });
+  return { app, proxySide, stream, far, farSession, farSocket };
+}
+
+describe('splice passes an abort on as an abort', () => {
+  it('a clean END_STREAM from the tunnel reaches the app as FIN with every byte, and no error', async () => {
+    const t = await socketToStream();
+    const result = splice(t.proxySide, t.stream);
+    const seen = outcome(t.app);
+    t.far.end(Buffer.alloc(100_000, 7));
+    t.app.end();
+    expect(await seen).toEqual({ end: 'fin', bytes: 100_000 });
+    expect((await result).error).toBeUndefined();
+  });
+
+  it('the HBONE session destroyed mid-transfer (peer proxy died) reaches the app as ECONNRESET, flagged UC', async () => {
+    const t = await socketToStream();
+    const result = splice(t.proxySide, t.stream);
+    const seen = outcome(t.app);
+    t.far.write(Buffer.alloc(50_000, 1));
+    await new Promise((r) => setTimeout(r, 50));
+    t.farSocket.destroy(); // the far proxy's process is gone: the kernel closes its socket
+    const o = await seen;
+    expect(o.end).toBe('ECONNRESET');
+    const r: SpliceResult = await result;
+    expect(isAmbitError(r.error, 'UPSTREAM_RESET')).toBe(true);
+    expect(responseFlagFor(r.error)).toBe('UC');
+  });
+
+  it('an RST_STREAM from the far side reaches the app as ECONNRESET', async () => {
+    const t = await socketToStream();
+    const result = splice(t.proxySide, t.stream);
+    const seen = outcome(t.app);
+    resetStream(t.far, http2.constants.NGHTTP2_CONNECT_ERROR);
+    expect((await seen).end).toBe('ECONNRESET');
+    expect(isAmbitError((await result).error, 'UPSTREAM_RESET')).toBe(true);
+  });
+
+  it('an app that resets its connection makes the peer see RST_STREAM(CONNECT_ERROR), not END_STREAM, flagged DC', async () => {
+    const t = await socketToStream();
+    const result = splice(t.proxySide, t.stream);
+    const farClosed = new Promise<{ rst: number; ended: boolean }>((r) => {
+      let ended = false;
+      t.far.on('end', () => (ended = true));
+      t.far.resume();
+      t.far.once('close', () => r({ rst: t.far.rstCode ?? -1, ended }));
+    });
+    t.app.write('some bytes');
+    await new Promise((r) => setTimeout(r, 30));
+    t.app.resetAndDestroy();
+    expect(await farClosed).toEqual({ rst: http2.constants.NGHTTP2_CONNECT_ERROR, ended: false });
+    const r = await result;
+    expect(isAmbitError(r.error, 'DOWNSTREAM_RESET')).toBe(true);
+    expect(responseFlagFor(r.error)).toBe('DC');
+  });
+
+  it('socket to socket: an upstream reset reaches the downstream as a reset', async () => {
+    const up = net.createServer();
+    const upConn = new Promise<net.Socket>((r) => up.once('connection', r));
+    await new Promise<void>((r) => up.listen(0, HOST, r));
+    const down = net.createServer({ allowHalfOpen: true });
+    const downConn = new Promise<net.Socket>((r) => down.once('connection', r));
+    await new Promise<void>((r) => down.listen(0, HOST, r));
+    const app = net.connect((down.address() as AddressInfo).port, HOST);
+    app.on('error', () => {});
+    const upstream = net.connect({ port: (up.address() as AddressInfo).port, host: HOST, allowHalfOpen: true });
+    cleanups.push(() => {
+      up.close();
+      down.close();
+      app.destroy();
+    });
+    const result = splice(await downConn, upstream);
+    const seen = outcome(app);
+    const u = await upConn;
+    u.write('partial');
+    await new Promise((r) => setTimeout(r, 30));
+    u.resetAndDestroy();
+    expect(await seen).toEqual({ end: 'ECONNRESET', bytes: 7 });
+    expect(isAmbitError((await result).error, 'UPSTREAM_RESET')).toBe(true);
+  });
+});
