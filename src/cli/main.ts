@@ -5,7 +5,9 @@ import { errorMessage } from '../common/errors.js';
 const USAGE = `ambit — an ambient (sidecar-less) service mesh
 
 Usage:
-  ambit up DIR [--state DIR] [--log-format text|json]     run the mesh described by DIR until Ctrl-C
+  ambit up DIR [--state DIR] [--log-format text|json] [--cert-ttl SECONDS]
+                                                           run the mesh described by DIR until Ctrl-C;
+                                                           a component that dies is restarted (back-off 0.1-5 s)
   ambit up --netns DIR [--disable-capture]                 the same in real network namespaces, traffic captured (root)
   ambit down [--netns-prefix P]                            remove the namespaces a crashed "up --netns" left
   ambit demo [DIR]                                         start the quickstart mesh, send traffic, explain it
@@ -167,7 +169,7 @@ async function node(args: string[]): Promise<number> {
     nodeIp: values.ip,
     controlPlane: values.controlplane,
     stateDir: values.state,
-    certTtlSeconds: values['cert-ttl'] ? Number(values['cert-ttl']) : undefined,
+    certTtlSeconds: certTtlFlag(values['cert-ttl']),
     trustDomain: values['trust-domain'],
     keyAlgorithm: alg as 'ECDSA_P256' | 'RSA_2048' | undefined,
     telemetry: {
@@ -219,7 +221,7 @@ async function waypoint(args: string[]): Promise<number> {
     nodeName: values.node,
     controlPlane: values.controlplane,
     stateDir: values.state,
-    certTtlSeconds: values['cert-ttl'] ? Number(values['cert-ttl']) : undefined,
+    certTtlSeconds: certTtlFlag(values['cert-ttl']),
     trustDomain: values['trust-domain'],
   });
   await wp.start();
@@ -249,6 +251,23 @@ function podNetnsLookup(prefix: string | undefined) {
 }
 
 export class UsageError extends Error {}
+
+/** The CA's cap on a workload certificate's lifetime (controlplane/ca.ts DEFAULT_MAX_TTL_SECONDS). */
+const MAX_CERT_TTL_SECONDS = 7 * 24 * 3600;
+
+/**
+ * `--cert-ttl SECONDS` of `up`, `node` and `waypoint`: a whole number of seconds from 1 to 7 days
+ * (the CA caps longer requests silently, so a longer value is refused here, where it is typed).
+ */
+export function certTtlFlag(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1 || n > MAX_CERT_TTL_SECONDS)
+    throw new UsageError(
+      `--cert-ttl must be a whole number of seconds from 1 to ${MAX_CERT_TTL_SECONDS} (7 days, the CA's cap), not ${JSON.stringify(value)}`,
+    );
+  return n;
+}
 
 /** Resolves on SIGINT/SIGTERM (or when the parent of an IPC child goes away). */
 export function untilSignal(): Promise<void> {

@@ -4,12 +4,20 @@
 // spawns, pipes logs, kills, restarts and stops them (`MeshProcesses`), and builds the component
 // arguments both modes share; what runs where is the caller's business. `MeshRun` is the common
 // base of the two mesh classes: kill, restart and pid of one component.
+//
+// Supervision (as a DaemonSet or Deployment would): once the mesh is up (`supervise()`), an ambit
+// component that exits on its own is started again after a back-off (restart-backoff.ts), with a
+// log line "restarting node/node-1 in 400ms (exit code 1, restart 3)". A component a caller
+// stopped on purpose (`kill`, a removed Node) is left stopped until `restart`; stopping the mesh
+// cancels every pending restart, so Ctrl-C during a back-off wait starts nothing again. Pods' app
+// commands are not supervised (an app that exits may mean to).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmod, writeFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { inNetns } from '../redirect/topology.js';
+import { RestartBackoff, restartMessage, type RestartPolicy } from './restart-backoff.js';
 
 export const AMBIT_BIN = fileURLToPath(new URL('../../bin/ambit.js', import.meta.url));
 
@@ -30,6 +38,14 @@ export interface MeshProcess {
   netns?: string;
   proc?: ChildProcess;
   exited?: Promise<number | null>;
+  /** An ambit component (reports ready over IPC), which supervision restarts. */
+  ambit?: boolean;
+  /** Stopped on purpose (`kill`): not restarted until `restart`. */
+  held?: boolean;
+  backoff?: RestartBackoff;
+  /** A pending supervised restart, or the timer that declares the current run stable. */
+  restartTimer?: NodeJS.Timeout;
+  stableTimer?: NodeJS.Timeout;
 }
 
 export interface MeshProcessesOptions {
@@ -41,6 +57,8 @@ export interface MeshProcessesOptions {
   readyTimeoutMs?: number;
   /** True once the mesh is stopping: an exit is then expected and not logged. */
   stopping: () => boolean;
+  /** Back-off of supervised restarts (defaults in restart-backoff.ts). */
+  restart?: Partial<RestartPolicy>;
 }
 
 /** What an app command is told about its pod. */
@@ -53,6 +71,7 @@ export interface AppPod {
 
 export class MeshProcesses {
   private readonly children = new Map<string, MeshProcess>();
+  private supervising = false;
 
   constructor(private readonly opts: MeshProcessesOptions) {}
 
@@ -64,8 +83,19 @@ export class MeshProcesses {
     return this.children.entries();
   }
 
+  /** Forgets a component (a removed Node or waypoint); a pending restart of it is cancelled. */
   delete(name: string): void {
+    const c = this.children.get(name);
+    if (c) clearTimers(c);
     this.children.delete(name);
+  }
+
+  /**
+   * From now on an ambit component that exits without being told to is restarted. Called once
+   * the mesh is up: an exit during start-up fails the start instead.
+   */
+  supervise(): void {
+    this.supervising = true;
   }
 
   has(name: string): boolean {
@@ -92,6 +122,8 @@ export class MeshProcesses {
       env: { ...process.env, ...this.opts.env },
     });
     const child: MeshProcess = this.children.get(name) ?? { name, args, netns };
+    child.ambit = true;
+    child.held = false;
     this.track(child, proc);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
@@ -106,8 +138,6 @@ export class MeshProcesses {
       });
       proc.once('exit', (code, signal) => {
         clearTimeout(timer);
-        if (!this.opts.stopping())
-          this.opts.onLog?.('ambit', JSON.stringify({ level: 40, msg: `${name} exited`, code, signal }));
         reject(new Error(`${name} exited (code ${code}, signal ${signal}) before it was ready`));
       });
     });
@@ -132,10 +162,16 @@ export class MeshProcesses {
     this.track({ name, args: [], netns }, proc);
   }
 
-  /** Kills one component and waits for it to exit. */
+  /**
+   * Kills one component and waits for it to exit; it stays stopped (no supervised restart) until
+   * `restart`. A component waiting for a supervised restart just stays stopped.
+   */
   async kill(name: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const c = this.children.get(name);
-    if (!c?.proc) throw new Error(`no running component ${name}`);
+    if (!c?.proc && !c?.restartTimer) throw new Error(`no running component ${name}`);
+    c.held = true;
+    clearTimers(c);
+    if (!c.proc) return;
     c.proc.kill(signal);
     await c.exited;
     c.proc = undefined;
@@ -146,6 +182,8 @@ export class MeshProcesses {
     const c = this.children.get(name);
     if (!c) throw new Error(`unknown component ${name}`);
     if (c.proc) await this.kill(name, 'SIGTERM');
+    clearTimers(c);
+    c.backoff = undefined; // an operator's restart starts a fresh history
     await this.spawnAmbit(name, c.args, c.netns);
   }
 
@@ -153,8 +191,12 @@ export class MeshProcesses {
     return this.children.get(name)?.proc?.pid;
   }
 
-  /** SIGTERM to every running child, SIGKILL to those still running after 5 s; resolves when all exited. */
+  /**
+   * Cancels every pending restart, then SIGTERM to every running child, SIGKILL to those still
+   * running after 5 s; resolves when all exited. The caller has set `stopping` first.
+   */
   async stopAll(): Promise<void> {
+    for (const c of this.children.values()) clearTimers(c);
     const running = [...this.children.values()].filter((c) => c.proc);
     for (const c of running) c.proc!.kill('SIGTERM');
     const deadline = setTimeout(() => running.forEach((c) => c.proc?.kill('SIGKILL')), 5000);
@@ -166,12 +208,69 @@ export class MeshProcesses {
     child.proc = proc;
     child.exited = new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
     this.children.set(child.name, child);
+    const run = { quiet: false };
+    if (child.ambit) this.watchRun(child, proc, run);
     const sink = this.opts.onLog ?? (() => {});
     for (const stream of [proc.stdout, proc.stderr]) {
       if (!stream) continue;
-      createInterface({ input: stream }).on('line', (line) => sink(child.name, line));
+      createInterface({ input: stream }).on('line', (line) => {
+        // A quiet run of a crash loop: counted, not shown (restart-backoff.ts).
+        if (run.quiet) child.backoff?.countQuietLine();
+        else sink(child.name, line);
+      });
     }
   }
+
+  /** Supervision of one run of an ambit component: when it counts as stable, and its exit. */
+  private watchRun(child: MeshProcess, proc: ChildProcess, run: { quiet: boolean }): void {
+    const backoff = (child.backoff ??= new RestartBackoff(this.opts.restart));
+    backoff.started(Date.now());
+    run.quiet = !backoff.loud;
+    if (child.stableTimer) clearTimeout(child.stableTimer);
+    child.stableTimer = setTimeout(() => {
+      child.stableTimer = undefined;
+      run.quiet = false;
+      const after = backoff.ranStably(Date.now());
+      if (after !== undefined) this.log(30, `${child.name} is running again after ${after} restarts`);
+    }, backoff.stableMs);
+    child.stableTimer.unref();
+    proc.once('exit', (code, signal) => {
+      if (child.proc !== proc) return; // a newer run has taken its place
+      child.proc = undefined;
+      if (child.stableTimer) clearTimeout(child.stableTimer);
+      child.stableTimer = undefined;
+      if (this.opts.stopping()) return; // the mesh is stopping: expected
+      if (child.held) return this.log(30, `${child.name} exited (stopped on request)`, { code, signal });
+      if (this.children.get(child.name) !== child) return; // forgotten (removed from the folder)
+      if (!this.supervising) {
+        this.log(40, `${child.name} exited`, { code, signal });
+        return;
+      }
+      const d = backoff.exited(Date.now());
+      if (d.loud) this.log(40, restartMessage(child.name, d, { code, signal }), { code, signal });
+      child.restartTimer = setTimeout(() => {
+        child.restartTimer = undefined;
+        if (this.opts.stopping() || child.held || this.children.get(child.name) !== child) return;
+        this.spawnAmbit(child.name, child.args, child.netns).catch((err: Error) => {
+          // An exit before ready is the next turn of the loop (handled above); anything else
+          // (no ready within the timeout) is said once, and the process is left running.
+          if (child.proc && child.proc.exitCode === null && child.proc.signalCode === null)
+            this.log(40, `${child.name} restarted but ${err.message}`);
+        });
+      }, d.delayMs);
+    });
+  }
+
+  private log(level: number, msg: string, fields: Record<string, unknown> = {}): void {
+    this.opts.onLog?.('ambit', JSON.stringify({ level, time: new Date().toISOString(), msg, ...fields }));
+  }
+}
+
+function clearTimers(c: MeshProcess): void {
+  if (c.restartTimer) clearTimeout(c.restartTimer);
+  if (c.stableTimer) clearTimeout(c.stableTimer);
+  c.restartTimer = undefined;
+  c.stableTimer = undefined;
 }
 
 /**

@@ -21,6 +21,7 @@ import { isAmbientEnrolled } from '../controlplane/workload-builder.js';
 import { planWaypoints } from '../controlplane/waypoints.js';
 import { SOCKS5_PORT } from '../hbone/constants.js';
 import { MeshRun, nodeArgs, pollUntil, waypointArgs, writeShim } from './mesh-processes.js';
+import type { RestartPolicy } from './restart-backoff.js';
 
 export { AMBIT_BIN } from './mesh-processes.js';
 
@@ -40,6 +41,8 @@ export interface MeshOptions {
    * process, removed ones are stopped, a waypoint whose address or node changed is restarted.
    */
   follow?: boolean;
+  /** Back-off of the restarts of a component that died (restart-backoff.ts has the defaults). */
+  restart?: Partial<RestartPolicy>;
 }
 
 export interface MeshNode {
@@ -120,6 +123,8 @@ export class Mesh extends MeshRun {
       throw err;
     }
     await writeFile(path.join(opts.stateDir, 'mesh.json'), JSON.stringify(desc, null, 2));
+    // Up: from now on a component that dies is restarted (mesh-processes.ts).
+    mesh.children.supervise();
     if (opts.follow) await mesh.follow();
     return mesh;
   }

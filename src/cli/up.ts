@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { Mesh } from './mesh-runner.js';
 import { formatLogLine } from './log-format.js';
-import { UsageError, untilSignal } from './main.js';
+import { certTtlFlag, UsageError, untilSignal } from './main.js';
 import type { NetnsMeshOptions } from '../redirect/netns-mesh.js';
 
 export async function up(args: string[]): Promise<number> {
@@ -17,8 +17,11 @@ export async function up(args: string[]): Promise<number> {
       netns: { type: 'boolean' },
       'netns-prefix': { type: 'string', default: 'ambit-' },
       'disable-capture': { type: 'boolean' },
+      // Workload certificate lifetime, to watch rotation (at half-life) without waiting a day.
+      'cert-ttl': { type: 'string' },
     },
   });
+  const certTtlSeconds = certTtlFlag(values['cert-ttl']);
   const dir = positionals[0];
   if (!dir) throw new UsageError('up needs a directory of manifests, e.g. `ambit up examples/quickstart`');
   const json = values['log-format'] === 'json';
@@ -30,6 +33,7 @@ export async function up(args: string[]): Promise<number> {
       controlPlaneAddr: values.controlplane,
       prefix: values['netns-prefix'],
       disableCapture: values['disable-capture'],
+      certTtlSeconds,
       onLog: (component, line) => console.log(json ? line : formatLogLine(component, line)),
     });
   const mesh = await Mesh.start({
@@ -37,6 +41,7 @@ export async function up(args: string[]): Promise<number> {
     stateDir,
     controlPlaneAddr: values.controlplane,
     follow: true,
+    certTtlSeconds,
     onLog: (component, line) => console.log(json ? line : formatLogLine(component, line)),
   });
   for (const e of mesh.configErrors) console.error(`ambit: invalid manifest skipped: ${e}`);

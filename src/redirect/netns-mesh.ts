@@ -14,6 +14,7 @@ import { loadDirectory } from '../config/load.js';
 import { ensureNodeToken } from '../controlplane/node-auth.js';
 import { describeMesh, type MeshDescription, type MeshPod } from '../cli/mesh-runner.js';
 import { MeshRun, nodeArgs, pollUntil, waypointArgs, writeShim } from '../cli/mesh-processes.js';
+import type { RestartPolicy } from '../cli/restart-backoff.js';
 import { toNetnsHostPort } from './address-map.js';
 import { ManifestMirror } from './manifest-mirror.js';
 import { detectBackend } from './iptables.js';
@@ -50,6 +51,8 @@ export interface NetnsMeshOptions {
   disableCapture?: boolean;
   startApps?: boolean;
   readyTimeoutMs?: number;
+  /** Back-off of the restarts of a component that died (cli/restart-backoff.ts). */
+  restart?: Partial<RestartPolicy>;
 }
 
 export interface NetnsMeshDescription extends MeshDescription {
@@ -194,6 +197,8 @@ export class NetnsMesh extends MeshRun {
         await Promise.all(apps.flatMap((p) => p.ports.map((port) => waitForListener(p.netns, port, 10_000))));
       }
       await writeFile(path.join(opts.stateDir, 'mesh.json'), JSON.stringify(description, null, 2));
+      // Up: a component that dies from now on is restarted, in its namespace (mesh-processes.ts).
+      children.supervise();
       return mesh;
     } catch (err) {
       if (mesh) await mesh.stop();

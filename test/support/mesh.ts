@@ -20,6 +20,8 @@ export interface TestMeshOptions {
   env?: Record<string, string>;
   /** Mesh follows the folder (as `ambit up` does): nodes and waypoints added later are started. */
   follow?: boolean;
+  /** Back-off of supervised restarts (src/cli/restart-backoff.ts). */
+  restart?: MeshOptions['restart'];
 }
 
 /** The quickstart's shape, moved to the test's range; no app commands (tests bind their own apps). */
@@ -85,6 +87,7 @@ export class TestMesh {
       controlPlaneAddr: `${this.ip(5)}:15012`,
       certTtlSeconds: this.opts.certTtlSeconds,
       follow: this.opts.follow,
+      restart: this.opts.restart,
       env: { AMBIT_LOG_LEVEL: 'debug', ...this.opts.env },
       onLog: (component, line) => {
         try {
