@@ -1,7 +1,8 @@
-// The commands a user types: `ambit up` (ready line, config errors, Ctrl-C), `ambit exec` with a
-// real curl, and `ambit demo`. Loopback range 127.0.46.0/24 (the demo uses the quickstart's).
+// The commands a user types: `ambit up` (ready line, config errors, --cert-ttl, a node proxy that
+// dies restarted, Ctrl-C), `ambit exec` with a real curl, and `ambit demo`. Loopback range
+// 127.0.46.0/24 (the demo uses the quickstart's).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtemp, writeFile, rm, mkdir } from 'node:fs/promises';
+import { mkdtemp, writeFile, rm, mkdir, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
@@ -10,11 +11,24 @@ import { AMBIT_BIN } from '../../src/cli/mesh-runner.js';
 import { manifests } from '../support/mesh.js';
 
 const O = 46;
+const CERT_TTL = 40;
 const hasCurl = spawnSync('curl', ['--version']).status === 0;
 let root: string;
 let up: ChildProcess;
 let out = '';
 let err = '';
+let startedAt = 0;
+
+/** Pids of processes whose command line contains every one of `parts` (our own children only: the state folder is a fresh temp dir). */
+async function pidsWith(...parts: string[]): Promise<number[]> {
+  const pids: number[] = [];
+  for (const e of await readdir('/proc')) {
+    if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
+    const cmd = (await readFile(`/proc/${e}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (parts.every((p) => cmd.includes(p))) pids.push(Number(e));
+  }
+  return pids;
+}
 
 function portOpen(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -40,9 +54,20 @@ beforeAll(async () => {
     path.join(config, 'broken.yaml'),
     'apiVersion: v1\nkind: Service\nmetadata: {name: bad, namespace: demo}\nspec:\n  ports: [{port: 70000}]\n',
   );
+  startedAt = Date.now();
   up = spawn(
     process.execPath,
-    [AMBIT_BIN, 'up', config, '--state', path.join(root, 'state'), '--controlplane', `127.0.${O}.5:15012`],
+    [
+      AMBIT_BIN,
+      'up',
+      config,
+      '--state',
+      path.join(root, 'state'),
+      '--controlplane',
+      `127.0.${O}.5:15012`,
+      '--cert-ttl',
+      String(CERT_TTL),
+    ],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
     },
@@ -82,6 +107,46 @@ describe('ambit up', () => {
     for (let i = 0; i < 50 && !err.includes('broken.yaml'); i++) await new Promise((r) => setTimeout(r, 100));
     expect(err).toMatch(/broken\.yaml:1: spec\.ports\[0\]\.port: .*65535/);
   });
+
+  it('issues workload certificates with the lifetime of --cert-ttl', () => {
+    const line = out
+      .split('\n')
+      .find((l) => /\[node\/node-1\] identity spiffe:\/\/cluster\.local\/ns\/demo\/sa\/sleep: \w+ -> Valid/.test(l));
+    expect(line, out).toBeDefined();
+    const notAfter = Date.parse(/cert\.not_after=(\S+)/.exec(line!)![1]!);
+    // Issued between start and now, for CERT_TTL seconds (not the 24 h default).
+    expect(notAfter).toBeGreaterThanOrEqual(startedAt + CERT_TTL * 1000 - 1000);
+    expect(notAfter).toBeLessThanOrEqual(Date.now() + CERT_TTL * 1000 + 1000);
+  });
+
+  it('refuses a --cert-ttl that is not a whole number of seconds up to 7 days, naming the flag', () => {
+    for (const bad of ['abc', '0', '1.5', '604801', '']) {
+      const r = spawnSync(process.execPath, [AMBIT_BIN, 'up', root, '--cert-ttl', bad], { encoding: 'utf8' });
+      expect(r.status, bad).toBe(2);
+      expect(r.stderr).toMatch(/^ambit: --cert-ttl must be a whole number of seconds from 1 to 604800/);
+    }
+    const node = spawnSync(
+      process.execPath,
+      [AMBIT_BIN, 'node', '--name', 'n', '--ip', '127.0.46.99', '--cert-ttl', 'soon'],
+      { encoding: 'utf8' },
+    );
+    expect(node.status).toBe(2);
+    expect(node.stderr).toMatch(/--cert-ttl must be/);
+  });
+
+  it('restarts a node proxy that dies and says so in its output', async () => {
+    const [pid, ...more] = await pidsWith(path.join(root, 'state'), 'node', '--name', 'node-1');
+    expect(pid).toBeDefined();
+    expect(more).toEqual([]);
+    const from = out.length;
+    process.kill(pid!, 'SIGKILL');
+    for (let i = 0; i < 150 && !/\[node\/node-1\] node proxy ready/.test(out.slice(from)); i++)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(out.slice(from)).toMatch(/\[ambit\] restarting node\/node-1 in 100ms \(signal SIGKILL, restart 1\)/);
+    expect(out.slice(from)).toMatch(/\[node\/node-1\] node proxy ready/);
+    const res = await fetch(`http://127.0.${O}.1:15021/healthz/ready`);
+    expect(res.status).toBe(200);
+  }, 30_000);
 
   it('serves readiness on each node IP', async () => {
     const res = await fetch(`http://127.0.${O}.1:15021/healthz/ready`);
@@ -136,6 +201,7 @@ describe('ambit up', () => {
     ] as const) {
       expect(await portOpen(host, port), `${host}:${port}`).toBe(false);
     }
+    expect(await pidsWith(path.join(root, 'state'))).toEqual([]);
   }, 20_000);
 });
 
