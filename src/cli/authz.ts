@@ -298,7 +298,9 @@ function describeTrace(t: PolicyTrace, w: Workload, view: MeshView): string[] {
   // A decision from a policy that failed validation must say so: it is not the policy as written.
   const degraded = view.statuses?.find((s) => s.key === t.policy)?.degraded;
   if (degraded) {
-    out.push('        ! failed validation; in force degraded (fail closed), rule numbers are of the degraded form:');
+    out.push(
+      '        ! failed validation; in force degraded (fail closed), rule numbers are of the degraded form:',
+    );
     for (const e of degraded) out.push(`          - ${e}`);
   }
   const policy = view.policies.forWorkload(w).find((p) => `${p.namespace}/${p.name}` === t.policy);

@@ -35,7 +35,6 @@ export interface DegradedPolicy {
   effects: string[];
 }
 
-
 type Spec = Record<string, unknown>;
 // Bounded: each round only removes or blanks parts, so two rounds settle any real case.
 const MAX_ROUNDS = 3;
@@ -69,7 +68,9 @@ export function degradeAuthorizationPolicy(
     metadata: { name: meta.name, namespace: meta.namespace },
     spec: { action: 'DENY', rules: [{}] },
   };
-  effects.push(`could not be repaired; it now denies every request to ${scopeWords(denyAll.spec, denyAll.metadata)}`);
+  effects.push(
+    `could not be repaired; it now denies every request to ${scopeWords(denyAll.spec, denyAll.metadata)}`,
+  );
   const last = validate(denyAll);
   return Array.isArray(last) ? undefined : { object: mark(last, effects), effects };
 }
@@ -85,7 +86,9 @@ export function stripDegradedMark<T extends { metadata: { annotations?: Record<s
 }
 
 /** The effects recorded on a policy by degradeAuthorizationPolicy, or undefined if it was valid. */
-export function degradedEffects(o: { metadata: { annotations?: Record<string, string> } }): string[] | undefined {
+export function degradedEffects(o: {
+  metadata: { annotations?: Record<string, string> };
+}): string[] | undefined {
   const v = o.metadata.annotations?.[DEGRADED_ANNOTATION];
   return v === undefined ? undefined : v.split('\n').filter(Boolean);
 }
@@ -93,7 +96,9 @@ export function degradedEffects(o: { metadata: { annotations?: Record<string, st
 // The same schema the loader used, so the stand-in is exactly as valid as any good policy.
 function validate(doc: Record<string, unknown>): ValidationIssue[] | AuthorizationPolicy {
   const r = KIND_SCHEMAS.AuthorizationPolicy.safeParse(doc, { reportInput: true, error: issueMessage });
-  return r.success ? (r.data as AuthorizationPolicy) : r.error.issues.map((i) => ({ path: i.path, message: i.message }));
+  return r.success
+    ? (r.data as AuthorizationPolicy)
+    : r.error.issues.map((i) => ({ path: i.path, message: i.message }));
 }
 
 function degradeOnce(
@@ -115,7 +120,9 @@ function degradeOnce(
   // from the stand-in, and its issue below makes the policy deny.
   const base = { apiVersion: doc.apiVersion, kind: doc.kind, metadata: meta };
   if (!isPlainObject(rawSpec) && rawSpec !== undefined) {
-    effects.push(`spec unreadable (${firstMessage(issues, ['spec'])}); it now denies every request to ${scopeWords({}, meta)}`);
+    effects.push(
+      `spec unreadable (${firstMessage(issues, ['spec'])}); it now denies every request to ${scopeWords({}, meta)}`,
+    );
     return { ...base, spec: { action: 'DENY', rules: [{}] } };
   }
   const spec: Spec = { ...(rawSpec ?? {}) };
@@ -125,11 +132,15 @@ function degradeOnce(
   let action = typeof spec.action === 'string' ? spec.action : 'ALLOW';
   const known = new Set(['spec', 'selector', 'targetRef', 'targetRefs', 'rules', 'action', 'provider']);
   const elsewhere = issues.filter(
-    (i) => i.path[0] !== 'metadata' && (i.path[0] !== 'spec' || i.path.length < 2 || !known.has(String(i.path[1]))),
+    (i) =>
+      i.path[0] !== 'metadata' &&
+      (i.path[0] !== 'spec' || i.path.length < 2 || !known.has(String(i.path[1]))),
   );
   if (at(['action']).length || elsewhere.length) {
     const why = at(['action'])[0] ?? elsewhere[0]!;
-    effects.push(`${fieldOf(why)} unreadable (${why.message}); it now denies every request to ${scopeWords(spec, meta)}`);
+    effects.push(
+      `${fieldOf(why)} unreadable (${why.message}); it now denies every request to ${scopeWords(spec, meta)}`,
+    );
     const out: Spec = { action: 'DENY', rules: [{}] };
     if (!at(['selector']).length && spec.selector !== undefined) out.selector = spec.selector;
     if (!at(['targetRef']).length && !at(['targetRefs']).length) {
@@ -141,7 +152,9 @@ function degradeOnce(
   if (at(['provider']).length) {
     const why = at(['provider'])[0]!;
     if (action === 'CUSTOM') {
-      effects.push(`${fieldOf(why)}: ${why.message}; the CUSTOM policy now denies what its rules match (as istiod does for a missing provider)`);
+      effects.push(
+        `${fieldOf(why)}: ${why.message}; the CUSTOM policy now denies what its rules match (as istiod does for a missing provider)`,
+      );
       action = 'DENY';
     } else {
       effects.push(`${fieldOf(why)} ignored: ${why.message}`);
@@ -162,11 +175,15 @@ function degradeOnce(
       spec.rules = [];
       effects.push(
         `${fieldOf(scopeIssue)} unreadable (${scopeIssue.message}): the policy now applies to ${scope}` +
-          (action === 'ALLOW' ? ' with no rules, so it denies every request there that no other ALLOW allows' : ' with no rules'),
+          (action === 'ALLOW'
+            ? ' with no rules, so it denies every request there that no other ALLOW allows'
+            : ' with no rules'),
       );
       return { ...base, spec };
     }
-    effects.push(`${fieldOf(scopeIssue)} unreadable (${scopeIssue.message}): the DENY now applies to ${scope}`);
+    effects.push(
+      `${fieldOf(scopeIssue)} unreadable (${scopeIssue.message}): the DENY now applies to ${scope}`,
+    );
   }
 
   // 3. rules
@@ -175,7 +192,9 @@ function degradeOnce(
     const why = at(['rules'])[0];
     effects.push(
       `spec.rules unreadable (${why?.message ?? 'not a list'}); ` +
-        (denyLike ? `the DENY now matches every request to ${scope}` : `no rules remain: ${noRulesEffect(action, scope)}`),
+        (denyLike
+          ? `the DENY now matches every request to ${scope}`
+          : `no rules remain: ${noRulesEffect(action, scope)}`),
     );
     spec.rules = denyLike ? [{}] : [];
     return { ...base, spec };
@@ -192,7 +211,9 @@ function degradeOnce(
     const what = `${fieldOf(bad[0]!)}: ${bad[0]!.message}`;
     if (denyLike) {
       kept.push({});
-      effects.push(`rule ${i} now matches every request (${what}); DENY now denies every request to ${scope}`);
+      effects.push(
+        `rule ${i} now matches every request (${what}); DENY now denies every request to ${scope}`,
+      );
     } else {
       effects.push(`rule ${i} dropped (${what})`);
     }
@@ -213,16 +234,25 @@ function noRulesEffect(action: string, scope: string): string {
 }
 
 /** "app=echo in namespace demo", "Service demo/echo", "every workload in namespace demo", "the whole mesh". */
-export function scopeWords(spec: Spec, meta: Record<string, unknown>, rootNamespace = 'istio-system'): string {
+export function scopeWords(
+  spec: Spec,
+  meta: Record<string, unknown>,
+  rootNamespace = 'istio-system',
+): string {
   const ns = typeof meta.namespace === 'string' ? meta.namespace : 'default';
   const refs = [
     ...(Array.isArray(spec.targetRefs) ? spec.targetRefs : []),
     ...(spec.targetRef !== undefined ? [spec.targetRef] : []),
   ] as { kind?: unknown; name?: unknown; namespace?: unknown }[];
   if (refs.length) return refs.map((r) => `${String(r.kind)} ${ns}/${String(r.name)}`).join(', ');
-  const labels = isPlainObject(spec.selector) && isPlainObject(spec.selector.matchLabels) ? spec.selector.matchLabels : undefined;
+  const labels =
+    isPlainObject(spec.selector) && isPlainObject(spec.selector.matchLabels)
+      ? spec.selector.matchLabels
+      : undefined;
   if (labels && Object.keys(labels).length) {
-    const sel = Object.entries(labels).map(([k, v]) => `${k}=${String(v)}`).join(',');
+    const sel = Object.entries(labels)
+      .map(([k, v]) => `${k}=${String(v)}`)
+      .join(',');
     return ns === rootNamespace ? `${sel} in every namespace` : `${sel} in namespace ${ns}`;
   }
   return ns === rootNamespace ? 'every workload in the mesh' : `every workload in namespace ${ns}`;

@@ -201,7 +201,8 @@ class DocumentParser {
     }
     if (!result.success || this.out.errors.length > before) {
       if (kind === 'AuthorizationPolicy') {
-        if (!result.success) issues.push(...result.error.issues.map((i) => ({ path: i.path, message: i.message })));
+        if (!result.success)
+          issues.push(...result.error.issues.map((i) => ({ path: i.path, message: i.message })));
         this.degraded(value, issues, at);
       }
       return;

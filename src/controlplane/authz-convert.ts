@@ -10,7 +10,12 @@
 // A policy that cannot be understood (a value the schema should have refused) becomes a DENY of
 // every connection to the workloads it selects: never fail open.
 import { isIP } from 'node:net';
-import { ANNOTATION_DEGRADED, type AuthorizationPolicy, type PeerAuthentication, type Pod } from '../config/types.js';
+import {
+  ANNOTATION_DEGRADED,
+  type AuthorizationPolicy,
+  type PeerAuthentication,
+  type Pod,
+} from '../config/types.js';
 import type { Ip } from '../common/addr.js';
 import type {
   Authorization,
@@ -122,7 +127,10 @@ export function convertAuthorizationPolicy(
   return {
     ...result,
     degraded,
-    warnings: [`${id}: failed validation; in force degraded (fail closed): ${degraded.join('; ')}`, ...result.warnings],
+    warnings: [
+      `${id}: failed validation; in force degraded (fail closed): ${degraded.join('; ')}`,
+      ...result.warnings,
+    ],
   };
 }
 

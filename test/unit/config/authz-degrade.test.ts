@@ -120,7 +120,10 @@ describe('degraded AuthorizationPolicy (fail closed)', () => {
 
   it('a user cannot mark a valid policy degraded', () => {
     const { entry } = load(
-      policy(`  action: DENY\n  rules: [{}]`, `{name: p, namespace: demo, annotations: {${ANNOTATION_DEGRADED}: hi}}`),
+      policy(
+        `  action: DENY\n  rules: [{}]`,
+        `{name: p, namespace: demo, annotations: {${ANNOTATION_DEGRADED}: hi}}`,
+      ),
     );
     expect(entry?.object.metadata.annotations?.[ANNOTATION_DEGRADED]).toBeUndefined();
   });
@@ -156,6 +159,10 @@ describe('degraded AuthorizationPolicy (fail closed)', () => {
     expect(v.ok).toBe(false);
     if (v.ok) return;
     expect(v.errors[0]!.toString()).toContain('AuthorizationPolicy demo/p');
-    expect(v.degraded?.object.spec).toEqual({ selector: { matchLabels: { app: 'echo' } }, action: 'ALLOW', rules: [] });
+    expect(v.degraded?.object.spec).toEqual({
+      selector: { matchLabels: { app: 'echo' } },
+      action: 'ALLOW',
+      rules: [],
+    });
   });
 });
