@@ -14,7 +14,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SocksError } from '../../src/cli/socks-client.js';
 import { AMBIT_BIN } from '../../src/cli/mesh-runner.js';
-import { httpRequest } from '../../src/telemetry/http-util.js';
+import { httpRequest as rawHttpRequest } from '../../src/telemetry/http-util.js';
+import { readAdminToken } from '../../src/common/token.js';
 import { parsePromText, type Sample } from '../../src/telemetry/prom-text.js';
 import { TestMesh, closeServer, listen, readAll, tcpEcho } from '../support/mesh.js';
 
@@ -43,6 +44,11 @@ spec:
 `;
 
 const m = new TestMesh({ octet: O, extraManifests: POLICY });
+// Admin (15000) and /debug/* ask for the mesh's admin token (telemetry/admin-guard.ts); this file
+// acts as the operator and sends it on every request (test/adversarial/admin-debug.test.ts attacks).
+const adminToken = () => readAdminToken(m.stateDir) ?? '';
+const httpRequest = (url: string, opts: { method?: string } = {}) =>
+  rawHttpRequest(url, { ...opts, headers: { authorization: `Bearer ${adminToken()}` } });
 const servers: net.Server[] = [];
 const SENT = 100_000; // client → server
 const ANSWER = 12_345; // server → client
@@ -386,8 +392,15 @@ describe('control plane on 15014', () => {
 
 describe('ambit ctl against the running mesh', () => {
   it('dashboard prints the URL of the live graph', async () => {
-    const { stdout } = await run(process.execPath, [AMBIT_BIN, 'dashboard', '--controlplane', CP_DEBUG]);
-    expect(stdout.trim()).toBe(`http://${CP_DEBUG}/dashboard`);
+    const { stdout } = await run(process.execPath, [
+      AMBIT_BIN,
+      'dashboard',
+      '--controlplane',
+      CP_DEBUG,
+      '--state',
+      m.stateDir,
+    ]);
+    expect(stdout.trim()).toBe(`http://${CP_DEBUG}/dashboard#token=${adminToken()}`);
   });
 
   it('analyze warns about a missing waypoint and a protocol-less port, and fails on an invalid manifest', async () => {
@@ -420,7 +433,17 @@ describe('ambit ctl against the running mesh', () => {
   });
 
   const ctl = async (...args: string[]) =>
-    (await run(process.execPath, [AMBIT_BIN, 'ctl', ...args, '--controlplane', CP_DEBUG])).stdout;
+    (
+      await run(process.execPath, [
+        AMBIT_BIN,
+        'ctl',
+        ...args,
+        '--controlplane',
+        CP_DEBUG,
+        '--state',
+        m.stateDir,
+      ])
+    ).stdout;
 
   it('workloads, services and policies as tables and JSON', async () => {
     const table = await ctl('workloads');
@@ -482,7 +505,8 @@ describe('service graph page in headless Chromium', () => {
     const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
     try {
       const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
-      await page.goto(`http://${CP_DEBUG}/dashboard`);
+      // The URL `ambit dashboard` prints: the token rides in the fragment, never sent to the server.
+      await page.goto(`http://${CP_DEBUG}/dashboard#token=${adminToken()}`);
       const edgeSel = (src: string, dst: string) => `g.edge[data-source="${src}"][data-destination="${dst}"]`;
       await page.waitForSelector(edgeSel('demo/sleep', 'demo/echo-v2'), { timeout: 15_000 });
       await page.waitForSelector(edgeSel('demo/sleep', 'demo/echo-v1'), { timeout: 15_000 });
