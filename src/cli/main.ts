@@ -182,7 +182,10 @@ async function node(args: string[]): Promise<number> {
     },
     netnsCapture:
       values.capture === 'netns'
-        ? { netnsPathOf: podNetnsLookup(values['netns-prefix']), enabled: !values['disable-capture'] }
+        ? {
+            netnsPathOf: (await import('../redirect/pod-netns.js')).podNetnsLookup(values['netns-prefix']),
+            enabled: !values['disable-capture'],
+          }
         : undefined,
   });
   await proxy.start();
@@ -229,25 +232,6 @@ async function waypoint(args: string[]): Promise<number> {
   await untilSignal();
   await wp.stop();
   return 0;
-}
-
-/**
- * Where a pod's network namespace is: by name under /run/netns when the namespaces were made by
- * `ambit up --netns` (--netns-prefix), else found by the pod's IP (Kubernetes: the runtime's
- * /var/run/netns bind mounts, or /proc).
- */
-function podNetnsLookup(prefix: string | undefined) {
-  return async (pod: { namespace: string; name: string; addresses: string[] }): Promise<string> => {
-    if (prefix !== undefined) return `/run/netns/${prefix}pod-${pod.namespace}-${pod.name}`;
-    const ip = pod.addresses[0] ?? '';
-    const { findPodNetns } = await import('../config/kube-pod-netns.js');
-    const found = (await findPodNetns([ip])).get(ip);
-    if (!found)
-      throw new Error(
-        `no network namespace on this node has pod ${pod.namespace}/${pod.name}'s address ${ip}`,
-      );
-    return found.path;
-  };
 }
 
 export class UsageError extends Error {}

@@ -13,6 +13,13 @@
 //    <procRoot>/<pid>/net/fib_trie (IPv4 "/32 host LOCAL" entries) and net/if_inet6 (IPv6).
 // Namespaces are identified by inode (stat of the ns file), so each is read once; the host's own
 // namespace (that of <procRoot>/1) is never a pod's.
+//
+// A pod IP that is a local address in two different namespaces is ambiguous, and ambiguity is
+// refused, never resolved by taking the first match: any pod with NET_ADMIN can add another pod's
+// IP to its own interface, and a node agent that took the first namespace found would open the
+// victim's listeners (and so its identity and its inbound traffic) inside the attacker's
+// namespace. Both scans therefore run to the end (bounded by maxNamespaces) and such an IP is
+// reported in `conflicts` with every claimant, not in `found`.
 // Lives here for now because the node agent's folder (src/redirect) belongs to another change;
 // it imports only node built-ins.
 import { execFile } from 'node:child_process';
@@ -41,19 +48,35 @@ export interface FindPodNetnsOptions {
   maxNamespaces?: number;
 }
 
+export interface PodNetnsDiscovery {
+  /** IPs that are a local address in exactly one namespace. */
+  found: Map<string, PodNetns>;
+  /** IPs that are a local address in two or more namespaces, with every claimant: not usable. */
+  conflicts: Map<string, PodNetns[]>;
+}
+
 /**
  * Maps each of `podIps` to the network namespace where it is a local address. IPs found in no
- * namespace are absent from the result (pod not started yet, or gone); an IP found in two
- * namespaces (should never happen) keeps the netns-dir one, else the first.
+ * namespace are absent from the result (pod not started yet, or gone); an IP found in two or more
+ * namespaces is absent too (see `discoverPodNetns` for who claims it).
  */
 export async function findPodNetns(
   podIps: readonly string[],
   opts: FindPodNetnsOptions = {},
 ): Promise<Map<string, PodNetns>> {
+  return (await discoverPodNetns(podIps, opts)).found;
+}
+
+/** Every namespace that has one of `podIps` as a local address: the unambiguous ones and the conflicts. */
+export async function discoverPodNetns(
+  podIps: readonly string[],
+  opts: FindPodNetnsOptions = {},
+): Promise<PodNetnsDiscovery> {
   const procRoot = opts.procRoot ?? process.env.AMBIT_HOST_PROC ?? '/proc';
   const netnsDir = opts.netnsDir ?? '/var/run/netns';
   const wanted = new Set(podIps.map(normalizeIp));
-  const found = new Map<string, PodNetns>();
+  const claims = new Map<string, PodNetns[]>();
+  const claim = (c: PodNetns) => claims.set(c.ip, [...(claims.get(c.ip) ?? []), c]);
   const seen = new Set<number>();
   const hostInode = await inodeOf(path.join(procRoot, '1', 'ns', 'net'));
   if (hostInode !== undefined) seen.add(hostInode);
@@ -64,13 +87,12 @@ export async function findPodNetns(
     const inode = await inodeOf(file);
     if (inode === undefined || seen.has(inode)) continue;
     seen.add(inode);
-    for (const ip of await addressesOfNamed(name, netnsDir)) {
-      if (wanted.has(ip) && !found.has(ip)) found.set(ip, { ip, inode, path: file, source: 'netns-dir' });
-    }
+    for (const ip of await addressesOfNamed(name, netnsDir))
+      if (wanted.has(ip)) claim({ ip, inode, path: file, source: 'netns-dir' });
   }
-  if (found.size === wanted.size) return found;
 
-  // 2. Every process's namespace, read through /proc without entering it.
+  // 2. Every process's namespace, read through /proc without entering it. No early stop once
+  // every IP has a namespace: a second claimant further on must still be seen.
   const max = opts.maxNamespaces ?? 10_000;
   for (const entry of await listDir(procRoot)) {
     if (!/^\d+$/.test(entry) || seen.size > max) continue;
@@ -78,14 +100,16 @@ export async function findPodNetns(
     const inode = await inodeOf(nsFile);
     if (inode === undefined || seen.has(inode)) continue;
     seen.add(inode);
-    const ips = await addressesOfProc(path.join(procRoot, entry, 'net'));
-    for (const ip of ips) {
-      if (wanted.has(ip) && !found.has(ip))
-        found.set(ip, { ip, inode, path: nsFile, source: 'proc', pid: Number(entry) });
-    }
-    if (found.size === wanted.size) break;
+    for (const ip of await addressesOfProc(path.join(procRoot, entry, 'net')))
+      if (wanted.has(ip)) claim({ ip, inode, path: nsFile, source: 'proc', pid: Number(entry) });
   }
-  return found;
+  const found = new Map<string, PodNetns>();
+  const conflicts = new Map<string, PodNetns[]>();
+  for (const [ip, list] of claims) {
+    if (list.length === 1) found.set(ip, list[0]!);
+    else conflicts.set(ip, list);
+  }
+  return { found, conflicts };
 }
 
 /** Local IPv4 addresses of a namespace from its fib_trie ("|-- a.b.c.d" then "/32 host LOCAL"). */

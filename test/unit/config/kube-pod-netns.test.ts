@@ -5,7 +5,13 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import { readlink } from 'node:fs/promises';
 import { eventually } from '../../support/kube.js';
-import { findPodNetns, parseFibTrieLocal, parseIfInet6 } from '../../../src/config/kube-pod-netns.js';
+import {
+  discoverPodNetns,
+  findPodNetns,
+  parseFibTrieLocal,
+  parseIfInet6,
+} from '../../../src/config/kube-pod-netns.js';
+import { PodNetnsError, podNetnsLookup } from '../../../src/redirect/pod-netns.js';
 
 const run = promisify(execFile);
 const FIB = `Main:
@@ -68,6 +74,62 @@ describe.skipIf(!root)('pod netns discovery: real namespaces (root)', () => {
     expect(viaProc).toMatchObject({ source: 'proc' });
     expect(viaProc!.path).toMatch(/^\/proc\/\d+\/ns\/net$/);
     expect(found.has('127.0.56.99')).toBe(false);
+  });
+});
+
+// Two namespaces claiming one pod IP (a pod that added its neighbour's address to its own
+// interface): the IP is refused with both named, never resolved to the first one found. One
+// claimant is a named namespace, the other reachable only through /proc, so a scan that stopped at
+// the first match would miss the second. Addresses 127.0.172.x (helper range of issue 12).
+const DUP = ['ambit-k12a', 'ambit-k12b'];
+describe.skipIf(!root)('pod netns discovery: one pod IP claimed twice (root)', () => {
+  afterAll(async () => {
+    for (const n of DUP) await run('ip', ['netns', 'del', n]).catch(() => undefined);
+  });
+
+  it('reports the IP as a conflict with every claimant, not as found, and the agent refuses it', async () => {
+    for (const n of DUP) await run('ip', ['netns', 'del', n]).catch(() => undefined);
+    for (const n of DUP) {
+      await run('ip', ['netns', 'add', n]);
+      await run('ip', ['-n', n, 'link', 'set', 'lo', 'up']);
+      await run('ip', ['-n', n, 'addr', 'add', '127.0.172.20/32', 'dev', 'lo']);
+    }
+    await run('ip', ['-n', DUP[0]!, 'addr', 'add', '127.0.172.21/32', 'dev', 'lo']); // unique
+    const holder = spawn('ip', ['netns', 'exec', DUP[1]!, 'sleep', '30'], { stdio: 'ignore' });
+    procs.push(holder);
+    const own = await readlink('/proc/self/ns/net');
+    await eventually(
+      async () => (await readlink(`/proc/${holder.pid}/ns/net`).catch(() => own)) !== own,
+      5000,
+      'holder in netns',
+    );
+    await run('ip', ['netns', 'del', DUP[1]!]); // only /proc/<pid>/ns/net leads to the second now
+
+    const d = await discoverPodNetns(['127.0.172.20', '127.0.172.21']);
+    expect(d.found.has('127.0.172.20')).toBe(false);
+    const claimants = d.conflicts.get('127.0.172.20')!;
+    expect(claimants.map((c) => c.source).sort()).toEqual(['netns-dir', 'proc']);
+    expect(claimants.find((c) => c.source === 'netns-dir')!.path).toBe(`/var/run/netns/${DUP[0]}`);
+    expect(d.found.get('127.0.172.21')).toMatchObject({ path: `/var/run/netns/${DUP[0]}` });
+    expect((await findPodNetns(['127.0.172.20'])).has('127.0.172.20')).toBe(false);
+
+    // The node agent's lookup: the pod is not captured, and the error says why and where.
+    const lookup = podNetnsLookup(undefined);
+    const err = await lookup({ namespace: 'demo', name: 'victim', addresses: ['127.0.172.20'] }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(PodNetnsError);
+    expect((err as PodNetnsError).code).toBe('POD_NETNS_AMBIGUOUS');
+    expect((err as Error).message).toMatch(
+      new RegExp(`demo/victim's address 127\\.0\\.172\\.20 is a local address in 2 network namespaces .*/var/run/netns/${DUP[0]}.*/proc/\\d+/ns/net \\(pid \\d+\\)`),
+    );
+    await expect(
+      lookup({ namespace: 'demo', name: 'fine', addresses: ['127.0.172.21'] }),
+    ).resolves.toBe(`/var/run/netns/${DUP[0]}`);
+    await expect(
+      lookup({ namespace: 'demo', name: 'gone', addresses: ['127.0.172.99'] }),
+    ).rejects.toMatchObject({ code: 'POD_NETNS_NOT_FOUND' });
   });
 });
 
