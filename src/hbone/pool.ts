@@ -3,11 +3,14 @@
 // ztunnel's pool is. Dialing is single-flight per key: a burst of N new tunnels to a fresh
 // destination costs ceil(N / 100) handshakes, never N. Idle connections close after 5 minutes;
 // HTTP/2 pings detect dead peers. Connection state transitions are logged ("Connecting ->
-// Ready", "Ready -> Draining", "-> Closed").
+// Ready", "Ready -> Draining", "-> Closed"). A connection carries new streams only while both
+// certificates of its handshake (ours and the peer's leaf) are valid: it drains at the earlier
+// notAfter, and acquire() re-checks the clock before each stream (timers can run late), so a
+// new stream never rides a connection authenticated by an expired certificate; it dials again.
 import http2 from 'node:http2';
 import type { ClientHttp2Session, ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
 import tls from 'node:tls';
-import { randomFillSync } from 'node:crypto';
+import { X509Certificate, randomFillSync } from 'node:crypto';
 import type { Logger } from '../common/log.js';
 import { AmbitError, errorMessage } from '../common/errors.js';
 import { formatSocketAddr, type HostPort, type SocketAddr } from '../common/addr.js';
@@ -54,6 +57,9 @@ interface PooledSession {
   idleTimer?: NodeJS.Timeout;
   pingTimer?: NodeJS.Timeout;
   pingSentAt?: number;
+  /** Earlier notAfter (ms) of the two certificates this connection was authenticated with. */
+  expiresAt: number;
+  expiryTimer?: NodeJS.Timeout;
 }
 
 interface KeyState {
@@ -134,6 +140,9 @@ export class HbonePool {
     let ks = this.keys.get(key);
     if (!ks) this.keys.set(key, (ks = { sessions: [] }));
     for (;;) {
+      const now = Date.now();
+      for (const s of ks.sessions)
+        if (s.state === 'Ready' && now >= s.expiresAt) this.expire(s);
       const ready = ks.sessions.find((s) => s.state === 'Ready' && s.active < s.maxStreams);
       if (ready) {
         ready.active++;
@@ -186,6 +195,7 @@ export class HbonePool {
       state: 'Connecting',
       active: 0,
       maxStreams: this.opts.maxStreams ?? POOL_MAX_STREAMS_PER_CONNECTION,
+      expiresAt: certificatesExpireAt(socket, req.source),
     };
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
@@ -210,6 +220,13 @@ export class HbonePool {
       session.destroy();
       throw err;
     });
+    if (ps.expiresAt <= Date.now()) {
+      session.destroy();
+      throw new AmbitError(
+        'HBONE_TLS_FAILURE',
+        `connection to ${req.hboneAddr.host} was made with a certificate that is already expired (ours or the peer's)`,
+      );
+    }
     session.setLocalWindowSize(H2_CONNECTION_WINDOW);
     session.on('error', (err) => log.debug({ err: err.message }, 'hbone pool: session error'));
     session.once('goaway', () => this.transition(ps, 'Draining'));
@@ -220,9 +237,26 @@ export class HbonePool {
     });
     ps.pingTimer = setInterval(() => this.ping(ps, log), this.opts.pingIntervalMs ?? PING_INTERVAL_MS);
     ps.pingTimer.unref();
+    // setTimeout holds at most ~24.8 days; a longer-lived connection is re-armed on the way.
+    const armExpiry = () => {
+      const wait = Math.max(0, ps.expiresAt - Date.now());
+      ps.expiryTimer = setTimeout(() => (wait > MAX_TIMER_MS ? armExpiry() : this.expire(ps)), Math.min(wait, MAX_TIMER_MS));
+      ps.expiryTimer.unref();
+    };
+    armExpiry();
     ks.sessions.push(ps);
     this.transition(ps, 'Ready', log);
     return ps;
+  }
+
+  /** A certificate of this connection expired: no new stream on it; open ones finish. */
+  private expire(ps: PooledSession): void {
+    if (ps.state !== 'Ready') return;
+    this.logger.info(
+      { conn: ps.id, streams: ps.active, 'cert.expired_at': new Date(ps.expiresAt).toISOString() },
+      'hbone pool: a certificate of this connection expired; draining it, new streams dial again',
+    );
+    this.transition(ps, 'Draining');
   }
 
   private ping(ps: PooledSession, log: Logger): void {
@@ -255,6 +289,21 @@ export class HbonePool {
       if (ps.idleTimer) clearTimeout(ps.idleTimer);
       if (ps.pingTimer) clearInterval(ps.pingTimer);
     }
+    if (to !== 'Ready' && ps.expiryTimer) clearTimeout(ps.expiryTimer);
+  }
+}
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** The earlier notAfter of our leaf and the peer's leaf (ms); now when either cannot be read. */
+function certificatesExpireAt(socket: tls.TLSSocket, own: TlsIdentity): number {
+  try {
+    const peer = socket.getPeerX509Certificate();
+    const mine = new X509Certificate(own.certChainPem[0] ?? '');
+    if (!peer) return Date.now();
+    return Math.min(Date.parse(peer.validTo), Date.parse(mine.validTo));
+  } catch {
+    return Date.now(); // unreadable: never reuse this connection for another stream
   }
 }
 

@@ -147,7 +147,10 @@ export class HboneServer {
   }
 
   /** Open sessions with what was proven at the handshake: read once, not per stream. */
-  private readonly sessionsList = new Map<Http2Session, { peerIdentity: string; peerAddr: HostPort }>();
+  private readonly sessionsList = new Map<
+    Http2Session,
+    { peerIdentity: string; peerAddr: HostPort; expiresAt: number }
+  >();
 
   private onSession(session: Http2Session): void {
     const socket = session.socket as TLSSocket;
@@ -165,6 +168,7 @@ export class HboneServer {
     this.sessionsList.set(session, {
       peerIdentity: peer,
       peerAddr: { host: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 },
+      expiresAt: sessionExpiry(socket),
     });
     session.once('close', () => this.sessionsList.delete(session));
     session.on('error', (err) => this.log.debug({ err: err.message }, 'hbone: session error'));
@@ -235,6 +239,17 @@ export class HboneServer {
       return;
     }
     const { peerIdentity, peerAddr } = peer;
+    // The pool drains a connection at the earlier notAfter of its two certificates; a client
+    // that does not is refused here: no new stream rides an expired authentication.
+    if (Date.now() >= peer.expiresAt) {
+      this.log.warn(
+        { 'src.identity': peerIdentity, 'src.addr': `${peerAddr.host}:${peerAddr.port}` },
+        'hbone: new stream on a session whose certificate (ours or the peer\'s) has expired; refusing it and closing the session',
+      );
+      stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      stream.session?.close();
+      return;
+    }
     const reject = (status: number, reason: string) => {
       this.log.warn(
         { 'src.identity': peerIdentity, 'src.addr': `${peerAddr.host}:${peerAddr.port}`, status, reason },
@@ -260,5 +275,17 @@ export class HboneServer {
       return reject(400, `:authority ${authority} is not this pod (${this.opts.podIp}); refusing to forward`);
     }
     this.opts.onTunnel({ stream, target, peerIdentity, peerAddr, headers });
+  }
+}
+
+/** The earlier notAfter (ms) of the two leaves of an accepted session; now when unreadable. */
+function sessionExpiry(socket: TLSSocket): number {
+  try {
+    const peer = socket.getPeerX509Certificate();
+    const own = socket.getX509Certificate();
+    if (!peer || !own) return Date.now();
+    return Math.min(Date.parse(peer.validTo), Date.parse(own.validTo));
+  } catch {
+    return Date.now();
   }
 }

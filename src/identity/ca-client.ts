@@ -46,6 +46,11 @@ export class CaClient {
     this.client = new CertificateServiceClient(opts.address, creds, {
       'grpc.ssl_target_name_override': serverName,
       'grpc.default_authority': serverName,
+      // The channel's own reconnect backoff grows to 120 s by default: after a control plane
+      // outage every CSR would wait on it (and time out at the 10 s deadline). Capped like the
+      // xDS client's, so certificates flow again within seconds of the CA's return.
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 2_000,
     }) as unknown as grpc.Client & { CreateCertificate: UnaryMethod };
   }
 

@@ -54,7 +54,13 @@ export interface CertificateManagerOptions {
 
 export const DEFAULT_CERT_TTL_SECONDS = 24 * 3600;
 const BACKOFF_INITIAL_MS = 500;
+/** Retry cap while a valid certificate is still held (ztunnel's 150 s): renewal can wait. */
 const BACKOFF_MAX_MS = 150_000;
+/**
+ * Retry cap while no usable certificate exists (new pod, or expired): its traffic is failing,
+ * so after a CA outage it must come back within seconds, not at the 150 s step.
+ */
+const BACKOFF_MAX_NO_CERT_MS = 5_000;
 /** setTimeout's limit; longer waits are re-armed when they fire. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -199,9 +205,10 @@ export class CertificateManager extends EventEmitter<CertificateManagerEvents> {
     entry.inflight = undefined;
     entry.failures++;
     entry.lastError = err;
-    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_INITIAL_MS * 2 ** (entry.failures - 1));
-    const delay = Math.min(BACKOFF_MAX_MS, base * (1 + Math.random() * 0.25)); // jitter spreads a fleet's retries
     const stillValid = entry.cert !== undefined && this.now() < entry.cert.notAfter.getTime();
+    const cap = stillValid ? BACKOFF_MAX_MS : BACKOFF_MAX_NO_CERT_MS;
+    const base = Math.min(cap, BACKOFF_INITIAL_MS * 2 ** Math.min(entry.failures - 1, 30));
+    const delay = base * (0.75 + Math.random() * 0.25); // jitter spreads a fleet's retries
     this.log.warn(
       {
         identity: entry.spiffeId,
