@@ -1,9 +1,10 @@
 // L7 AuthorizationPolicy at the waypoint (pure): which policies bind to this waypoint through
 // `targetRefs`, compiled once per config change, and the decision for one HTTP request.
 //
-// Istio's order (as at L4, node/authz.ts): any matching DENY denies; no ALLOW policy → allow;
-// a matching ALLOW allows; otherwise deny. AUDIT never decides (matches are reported); CUSTOM
-// needs an external authorizer ambit does not have and is ignored with a warning. As in Istio,
+// Istio's order ("Authorization policy precedence", istio.io docs): CUSTOM first (matchCustom:
+// which CUSTOM policies' rules this request matches, so ext-authz.ts asks their provider), then
+// any matching DENY denies; no ALLOW policy → allow; a matching ALLOW allows; otherwise deny.
+// AUDIT never decides (matches are reported). As in Istio,
 // a waypoint applies only policies that name it (or a service it serves) in `targetRefs`;
 // selector-based and namespace-wide policies are for node proxies.
 //
@@ -29,6 +30,7 @@ import {
 import { matchMismatch, peerOf, stringMatches, type Peer } from '../node/authz.js';
 import { isEmptyMatch, type AuthzMatch, type StringMatch } from '../xds/authorization.js';
 import type { L7Request } from './routing/types.js';
+import { DEFAULT_PATH_NORMALIZATION, normalizeRequestPath, type PathNormalization } from './http-request.js';
 import {
   policyTarget,
   targetCovers,
@@ -72,8 +74,10 @@ export interface L7Rule {
 export interface L7Policy {
   name: string;
   namespace: string;
-  action: 'ALLOW' | 'DENY' | 'AUDIT';
+  action: 'ALLOW' | 'DENY' | 'AUDIT' | 'CUSTOM';
   rules: L7Rule[];
+  /** CUSTOM: the extension provider (meshConfig.extensionProviders[].name) it delegates to. */
+  provider?: string;
   target: PolicyTarget;
   dryRun?: boolean;
   /** Could not be understood: denies every request it governs (never fail open). */
@@ -85,6 +89,8 @@ export interface WaypointPolicySet {
   policies: L7Policy[];
   /** Everything enforced differently from what was written, each naming the policy. */
   warnings: string[];
+  /** How paths are normalized before matching (meshConfig.pathNormalization; pipeline.ts forwards the same). */
+  pathNormalization?: PathNormalization;
 }
 
 export interface CompileOptions {
@@ -123,16 +129,13 @@ function compilePolicy(obj: PolicyObject, target: PolicyTarget, warnings: string
   const namespace = obj.metadata.namespace ?? 'default';
   const id = `AuthorizationPolicy ${namespace}/${obj.metadata.name}`;
   const action = spec.action ?? 'ALLOW';
-  if (action === 'CUSTOM') {
-    warnings.push(`${id}: action CUSTOM needs an external authorizer, which ambit does not have; ignored`);
-    return undefined;
-  }
   const base = {
     name: obj.metadata.name,
     namespace,
     target,
     ...(obj.metadata.annotations?.[DRY_RUN_ANNOTATION] === 'true' ? { dryRun: true } : {}),
   };
+  if (action === 'CUSTOM') return compileCustom(obj, spec, base, namespace, id, warnings);
   if (action !== 'ALLOW' && action !== 'DENY' && action !== 'AUDIT') {
     const why = `unknown action ${JSON.stringify(action)}`;
     warnings.push(`${id}: could not be understood (${why}); denying every request it governs`);
@@ -149,6 +152,36 @@ function compilePolicy(obj: PolicyObject, target: PolicyTarget, warnings: string
       warnings.push(`${id}: could not be understood (${err.message}); AUDIT policy ignored`);
       return undefined;
     }
+    warnings.push(`${id}: could not be understood (${err.message}); denying every request it governs`);
+    return { ...base, action: 'DENY', rules: [], invalid: err.message };
+  }
+}
+
+/**
+ * A CUSTOM policy: its rules say which requests go to the provider. istiod builds them as DENY
+ * rules in shadow mode (builder.go, IsCustomBuilder → RBAC_DENY), so a condition the waypoint
+ * cannot evaluate is dropped (more requests checked, never fewer); a rule that cannot be read at
+ * all makes the policy match everything it governs, and with no provider name ext-authz.ts
+ * denies what it matches (istiod's getBadCustomDenyRules).
+ */
+function compileCustom(
+  obj: PolicyObject,
+  spec: AuthzSpec,
+  base: Pick<L7Policy, 'name' | 'namespace' | 'target' | 'dryRun'>,
+  namespace: string,
+  id: string,
+  warnings: string[],
+): L7Policy {
+  const provider = (obj.spec.provider as { name?: unknown } | undefined)?.name;
+  const name = typeof provider === 'string' ? provider : '';
+  if (!name) warnings.push(`${id}: action CUSTOM without provider.name; denying what its rules match`);
+  try {
+    const rules = (spec.rules ?? []).map((r, i) =>
+      compileRule('DENY', r, namespace, `${id}: rules[${i}]`, warnings),
+    );
+    return { ...base, action: 'CUSTOM', provider: name, rules };
+  } catch (err) {
+    if (!(err instanceof Unconvertible)) throw err;
     warnings.push(`${id}: could not be understood (${err.message}); denying every request it governs`);
     return { ...base, action: 'DENY', rules: [], invalid: err.message };
   }
@@ -344,8 +377,32 @@ export interface L7Decision {
   dryRun?: { policy: string; action: 'ALLOW' | 'DENY' }[];
 }
 
+/** The CUSTOM policies whose rules a request matches (dry-run ones only reported). */
+export interface CustomMatch {
+  /** "namespace/name" and provider of each enforced CUSTOM policy that matched. */
+  matched: { policy: string; provider: string; ruleIndex: number }[];
+  dryRun: string[];
+}
+
+/** Which CUSTOM policies must ask their provider about this request (Istio: CUSTOM runs first). */
+export function matchCustom(set: WaypointPolicySet, req: L7AuthzRequest): CustomMatch {
+  const out: CustomMatch = { matched: [], dryRun: [] };
+  const customs = set.policies.filter(
+    (p) => p.action === 'CUSTOM' && targetCovers(p.target, req.destination.service),
+  );
+  if (customs.length === 0) return out;
+  const ctx = requestContext(req, set.pathNormalization);
+  for (const p of customs) {
+    const i = matchRules(p, ctx);
+    if (i === undefined) continue;
+    if (p.dryRun) out.dryRun.push(key(p));
+    else out.matched.push({ policy: key(p), provider: p.provider ?? '', ruleIndex: i });
+  }
+  return out;
+}
+
 export function evaluateL7(set: WaypointPolicySet, req: L7AuthzRequest): L7Decision {
-  const ctx = requestContext(req);
+  const ctx = requestContext(req, set.pathNormalization);
   const applicable = set.policies.filter((p) => targetCovers(p.target, req.destination.service));
   const audited: string[] = [];
   const dryRun: NonNullable<L7Decision['dryRun']> = [];
@@ -438,7 +495,7 @@ interface RequestContext {
   hostNoPort: string;
 }
 
-function requestContext(req: L7AuthzRequest): RequestContext {
+function requestContext(req: L7AuthzRequest, mode?: PathNormalization): RequestContext {
   const p = req.source.principal;
   const srcIdentity = p ? (p.startsWith('spiffe://') ? p : `spiffe://${p}`) : undefined;
   const conn = {
@@ -448,7 +505,14 @@ function requestContext(req: L7AuthzRequest): RequestContext {
     dstPort: req.destination.port,
   };
   const host = req.host.toLowerCase();
-  return { conn, peer: peerOf(conn), req, path: normalizePath(req.path), host, hostNoPort: stripPort(host) };
+  return {
+    conn,
+    peer: peerOf(conn),
+    req,
+    path: normalizePath(req.path, mode),
+    host,
+    hostNoPort: stripPort(host),
+  };
 }
 
 /** Index of the first rule that holds, or undefined. */
@@ -521,26 +585,15 @@ function stripPort(host: string): string {
 }
 
 /**
- * The path policies see, as Envoy's default normalisation (Istio's BASE): query and fragment
- * dropped, percent-encoded unreserved characters decoded, "." and ".." segments resolved, so
- * "/public/../admin" and "/%61dmin" cannot slip past a DENY on "/admin". The waypoint should
- * forward this same path upstream (as Envoy does) so policy and backend agree.
+ * The path policies see: query and fragment dropped, then meshConfig.pathNormalization
+ * (`normalizeRequestPath`, http-request.ts; default MERGE_SLASHES). The pipeline has already
+ * normalized a forwarded request's path the same way, so policy and backend see one path; this
+ * is idempotent on it. A path the normalizer refuses (the pipeline answered it already) is
+ * matched as written with a leading "/".
  */
-export function normalizePath(raw: string): string {
+export function normalizePath(raw: string, mode: PathNormalization = DEFAULT_PATH_NORMALIZATION): string {
   let p = raw.split(/[?#]/, 1)[0] ?? '';
-  p = p.replace(/%([0-9a-fA-F]{2})/g, (all, hex: string) => {
-    const ch = String.fromCharCode(parseInt(hex, 16));
-    return /[A-Za-z0-9\-._~]/.test(ch) ? ch : all.toUpperCase();
-  });
   if (!p.startsWith('/')) p = `/${p}`;
-  const out: string[] = [];
-  const segs = p.split('/').slice(1);
-  segs.forEach((s, i) => {
-    const last = i === segs.length - 1;
-    if (s === '..') out.pop();
-    if (s === '.' || s === '..') {
-      if (last) out.push('');
-    } else out.push(s);
-  });
-  return `/${out.join('/')}`;
+  const n = normalizeRequestPath(p, mode);
+  return n.ok ? n.path : p;
 }

@@ -16,6 +16,8 @@ import type { ProxyState } from '../node/state.js';
 import type { L7Request, RouteAction } from './routing/types.js';
 import type { PolicyLookup } from './upstream.js';
 import type { AuthnResult } from './jwt.js';
+import type { PathNormalization } from './http-request.js';
+import type { CustomDecision, ProviderDial } from './ext-authz.js';
 import { socketOf } from './stream-adapter.js';
 import { RequestPipeline } from './pipeline.js';
 import { UpstreamHttp1Pool, UPSTREAM_IDLE_MS, type H1PoolStats } from './h1-pool.js';
@@ -67,6 +69,17 @@ export interface L7Engine {
   route(req: L7Request): RouteAction;
   /** DestinationRule traffic policy of a backend (Istio's defaults when none). */
   policy: PolicyLookup;
+  /** meshConfig.pathNormalization (pipeline.ts applies it first); absent: DEFAULT_PATH_NORMALIZATION. */
+  pathNormalization?: PathNormalization;
+  /** CUSTOM AuthorizationPolicy (ext_authz, ext-authz.ts), run before DENY and ALLOW; absent: none apply. */
+  custom?(
+    req: L7Request,
+    ctx: TunnelContext,
+    authn: { principal?: string; claims?: Record<string, unknown> } | undefined,
+    dial: ProviderDial,
+    signal?: AbortSignal,
+    protocol?: 'HTTP/1.1' | 'HTTP/2',
+  ): Promise<CustomDecision>;
 }
 
 export interface HttpProxyDeps {
@@ -101,7 +114,9 @@ export class HttpProxy {
       deps.connect(ep.workload, ep.authority);
     this.pool = new UpstreamHttp1Pool(dial, log, deps.upstreamIdleMs ?? UPSTREAM_IDLE_MS);
     const contextOf = (o: object) => this.contexts.get(o);
-    const http1 = new Http1Handler(pipeline, this.pool, contextOf, log);
+    const http1 = new Http1Handler(pipeline, this.pool, contextOf, log, (socket) =>
+      this.h1.emit('connection', socket),
+    );
     this.http2 = new Http2Handler(pipeline, contextOf, dial, log, deps.upstreamIdleMs ?? UPSTREAM_IDLE_MS);
 
     this.h1 = http.createServer(
@@ -115,6 +130,8 @@ export class HttpProxy {
       'upgrade',
       (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void http1.onUpgrade(req, socket, head),
     );
+    // HTTP/1.1 CONNECT inside a tunnel: refused (Envoy's default), never a way past the pipeline.
+    this.h1.on('connect', (req: http.IncomingMessage, socket: Duplex) => http1.onConnect(req, socket));
     this.h2 = http2.createServer({
       maxSessionMemory: 16,
       settings: { maxHeaderListSize: MAX_HEADER_BYTES, maxConcurrentStreams: H2_DOWNSTREAM_MAX_STREAMS },

@@ -81,14 +81,18 @@ export class Http2Handler {
     stream.once('close', () => abort.abort(new Error('downstream went away')));
     try {
       let answered = 0;
-      const plan = await this.pipeline.prepare(x, (status, hdrs, body) => {
-        answered = status;
-        if (grpc) answerGrpc(stream, x, status, body.trim(), {});
-        else if (!stream.destroyed && !stream.closed) {
-          stream.respond({ ':status': status, ...hdrs });
-          stream.end(body);
-        }
-      });
+      const plan = await this.pipeline.prepare(
+        x,
+        (status, hdrs, body) => {
+          answered = status;
+          if (grpc) answerGrpc(stream, x, status, body.trim(), {});
+          else if (!stream.destroyed && !stream.closed) {
+            stream.respond({ ':status': status, ...hdrs });
+            stream.end(body);
+          }
+        },
+        abort.signal,
+      );
       if (!plan) return this.pipeline.record(x, grpc ? 200 : answered);
       // A stream reset by the client while we decided costs no upstream work (rapid reset).
       if (stream.destroyed || stream.closed) {

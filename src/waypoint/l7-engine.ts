@@ -1,6 +1,7 @@
 // Builds the waypoint's L7 engine from the configuration objects it receives over xDS and the
-// services it knows: routing (routing/, W2: HTTPRoute, GRPCRoute, VirtualService, DestinationRule)
-// and L7 authorization (authz-l7.ts, W4: targetRefs AuthorizationPolicy). Rebuilt (debounced by
+// services it knows: routing (routing/, W2: HTTPRoute, GRPCRoute, VirtualService, DestinationRule),
+// L7 authorization (authz-l7.ts, W4: targetRefs AuthorizationPolicy; CUSTOM through ext-authz.ts)
+// and the MeshConfig object (path normalization, extension providers). Rebuilt (debounced by
 // the caller) on every change; the HTTP proxy reads the current one per request, so a request
 // never sees half a configuration. Without routes a request goes to the service and port it was
 // addressed to (or, addressed to a pod, to that pod): Istio's default route.
@@ -16,7 +17,25 @@ import {
   type RouteTable,
   type ServiceInfo,
 } from './routing/index.js';
-import { compileWaypointPolicies, evaluateL7, type WaypointPolicySet } from './authz-l7.js';
+import {
+  authzRequestOf,
+  compileWaypointPolicies,
+  evaluateL7,
+  matchCustom,
+  type WaypointPolicySet,
+} from './authz-l7.js';
+import { checkMeshSettings, MESH_CONFIG_KIND, type MeshSettings } from '../config/mesh-config.js';
+import { DEFAULT_PATH_NORMALIZATION } from './http-request.js';
+import { decideCustom, type CustomDecision } from './ext-authz.js';
+
+const NO_CUSTOM: CustomDecision = {
+  allow: true,
+  upstreamSet: [],
+  upstreamAppend: [],
+  upstreamRemove: [],
+  downstream: [],
+  reason: 'no CUSTOM policy applies',
+};
 import { authenticateRequest, compileRequestAuthn, jwtRulesFor } from './jwt.js';
 
 export interface L7EngineInput {
@@ -59,11 +78,16 @@ export function buildL7Engine(input: L7EngineInput): CompiledL7 {
     input.waypoint,
     input.rootNamespace ?? 'istio-system',
   );
+  const mesh = meshSettingsOf(input.objects);
+  const pathNormalization = mesh.pathNormalization ?? DEFAULT_PATH_NORMALIZATION;
+  policies.pathNormalization = pathNormalization;
+  const hasCustom = policies.policies.some((p) => p.action === 'CUSTOM');
   const authn = compileRequestAuthn(input.objects, input.waypoint, input.rootNamespace ?? 'istio-system');
   const warnings = [
     ...authn.warnings,
     ...[...table.warnings.values()].flat().map((w) => `${w.object}: ${w.field}: ${w.message}`),
     ...policies.warnings,
+    ...mesh.warnings.map((w) => `MeshConfig: ${w}`),
   ];
   const engine: L7Engine = {
     authenticate: async (req: L7Request) => {
@@ -89,8 +113,38 @@ export function buildL7Engine(input: L7EngineInput): CompiledL7 {
       });
       return { allow: d.allow, policy: d.policy, reason: d.reason };
     },
+    pathNormalization,
+    custom: async (req, ctx, authn, dial, signal, protocol) => {
+      if (!hasCustom) return NO_CUSTOM;
+      const authzReq = authzRequestOf(req, { identity: ctx.peerIdentity, ip: ctx.srcIp }, authn);
+      const match = matchCustom(policies, authzReq);
+      const pathWithQuery = req.query.size ? `${req.path}?${req.query.toString()}` : req.path;
+      return decideCustom(
+        match,
+        mesh.extensionProviders,
+        {
+          req,
+          pathWithQuery,
+          protocol: protocol ?? (req.grpc ? 'HTTP/2' : 'HTTP/1.1'),
+          source: { ip: ctx.srcIp, ...(ctx.peerIdentity ? { principal: ctx.peerIdentity } : {}) },
+          destination: { ip: req.target.ip, port: req.target.port },
+        },
+        dial,
+        signal,
+      );
+    },
     route: (req: L7Request) => matchRoute(table, req),
     policy: (service, port, subset) => destinationPolicy(table, service, port, subset),
   };
   return { engine, table, policies, warnings };
+}
+
+/**
+ * The MeshConfig object among the config objects (at most one: "MeshConfig/istio-system/mesh");
+ * none means Istio's defaults (no providers) with ambit's path normalization. The object was
+ * checked when it was decoded (xds/config-objects.ts), so this does not throw.
+ */
+function meshSettingsOf(objects: readonly ConfigObject[]): MeshSettings {
+  const o = objects.find((x) => x.kind === MESH_CONFIG_KIND);
+  return o ? checkMeshSettings(o.spec) : { extensionProviders: [], warnings: [] };
 }

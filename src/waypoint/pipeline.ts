@@ -1,5 +1,8 @@
 // The per-request pipeline both HTTP/1.1 (`http1.ts`) and HTTP/2 / gRPC (`http2.ts`) run, in
-// this order: JWT (401) → L7 authorization (403 `RBAC: access denied`) → routing (direct
+// this order: path normalization (meshConfig.pathNormalization; the normalized path is the one
+// policy and routing match and the one forwarded; 400/404 for a path Envoy refuses) → JWT (401)
+// → CUSTOM (ext_authz, `ext-authz.ts`: the provider's status) → L7 authorization (DENY then
+// ALLOW, 403 `RBAC: access denied`; Istio's precedence: CUSTOM, DENY, ALLOW) → routing (direct
 // response, redirect, 404, or a weighted backend) → fault → rate limit (429) → mirrors → tries
 // with retries, budget and timeouts, each: outlier filter → balancer → send (the protocol's own
 // pool and its limit) → outlier record → one record (`request-record.ts`). Failures become
@@ -11,7 +14,8 @@ import { formatSocketAddr } from '../common/addr.js';
 import type { Duplex } from 'node:stream';
 import type { HttpProxyDeps, TunnelContext } from './http-proxy.js';
 import type { ForwardAction, L7Request, WeightedBackend } from './routing/types.js';
-import { pickWeighted } from './http-request.js';
+import { DEFAULT_PATH_NORMALIZATION, normalizeRequestPath, pickWeighted } from './http-request.js';
+import { serviceDial, type CustomDecision, type ProviderDial } from './ext-authz.js';
 import { Upstreams, type Destination, type UpstreamEndpoint } from './upstream.js';
 import { runWithRetries, type AttemptResult, type RetryResult, type RetryStop } from './resilience/retry.js';
 import type { RetryPolicy, UpstreamError } from './resilience/types.js';
@@ -71,12 +75,15 @@ export interface MirrorTarget {
 
 export class RequestPipeline {
   readonly upstreams: Upstreams;
+  /** How CUSTOM providers are reached: their Service's endpoints, as the waypoint reaches any. */
+  private readonly providerDial: ProviderDial;
 
   constructor(
     private readonly deps: HttpProxyDeps,
     private readonly log: Logger,
   ) {
     this.upstreams = new Upstreams(deps.state, () => deps.engine().policy, log.child({ part: 'upstream' }));
+    this.providerDial = serviceDial(deps.state, (w, authority) => deps.connect(w, authority));
   }
 
   /**
@@ -85,9 +92,24 @@ export class RequestPipeline {
    * when the request was answered here (direct response, redirect); throws HttpFailure for a
    * refusal.
    */
-  async prepare(x: Exchange, answer: Answer): Promise<Plan | undefined> {
+  async prepare(x: Exchange, answer: Answer, signal?: AbortSignal): Promise<Plan | undefined> {
     const { l7: req, ctx } = x;
-    const authn = await this.deps.engine().authenticate(req);
+    const engine = this.deps.engine();
+    const normalized = normalizeRequestPath(req.path, engine.pathNormalization ?? DEFAULT_PATH_NORMALIZATION);
+    if (!normalized.ok) {
+      this.log.warn(
+        {
+          'src.identity': ctx.peerIdentity,
+          path: req.path.slice(0, 256),
+          status: normalized.status,
+          reason: normalized.reason,
+        },
+        'request refused: invalid path',
+      );
+      throw new HttpFailure(normalized.status, normalized.reason, http400or404Body(normalized.status));
+    }
+    req.path = normalized.path;
+    const authn = await engine.authenticate(req);
     if (!authn.ok) {
       this.log.warn(
         {
@@ -102,8 +124,20 @@ export class RequestPipeline {
     }
     for (const h of authn.removeHeaders) delete req.headers[h];
     for (const [k, v] of Object.entries(authn.addHeaders)) req.headers[k] = v;
-    const action = this.decide(x, answer, authn);
+    const custom = engine.custom
+      ? await engine.custom(
+          req,
+          ctx,
+          authn,
+          this.providerDial,
+          signal,
+          x.protocol === 'http1' ? 'HTTP/1.1' : 'HTTP/2',
+        )
+      : undefined;
+    if (custom) this.applyCustom(x, custom);
+    let action = this.decide(x, answer, authn);
     if (!action) return undefined;
+    if (custom?.allow && custom.downstream.length) action = withResponseHeaders(action, custom.downstream);
     x.route = action.routeName;
     const fault = decideFault(action.fault, Math.random);
     if (fault.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
@@ -200,6 +234,35 @@ export class RequestPipeline {
 
   record(x: Exchange, status: number): void {
     recordExchange(x, status, this.log, this.deps.state, this.deps.onRequest);
+  }
+
+  /** A CUSTOM denial becomes the provider's answer; an allow edits the upstream request. */
+  private applyCustom(x: Exchange, d: CustomDecision): void {
+    const { l7: req, ctx } = x;
+    if (!d.allow) {
+      this.log.warn(
+        {
+          'src.identity': ctx.peerIdentity,
+          'src.ip': ctx.srcIp,
+          method: req.method,
+          path: req.path,
+          authority: req.authority,
+          policy: d.policy,
+          status: d.status,
+          reason: d.reason,
+        },
+        'request denied by CUSTOM policy',
+      );
+      throw new HttpFailure(d.status, `denied by ${d.policy}: ${d.reason}`, d.body, d.headers);
+    }
+    if (d.policy)
+      this.log.debug({ path: req.path, policy: d.policy, reason: d.reason }, 'CUSTOM policy allowed');
+    for (const h of d.upstreamRemove) delete req.headers[h];
+    for (const [k, v] of d.upstreamSet) req.headers[k] = v;
+    for (const [k, v] of d.upstreamAppend) {
+      const prev = req.headers[k];
+      req.headers[k] = prev === undefined ? v : [...(Array.isArray(prev) ? prev : [prev]), v];
+    }
   }
 
   /**
@@ -303,4 +366,17 @@ function lbContext(req: L7Request, sourceIp: string): LbContext {
     if (i > 0) cookies[part.slice(0, i).trim()] = part.slice(i + 1).trim();
   }
   return { headers: req.headers, sourceIp, cookies };
+}
+
+/** The route's action with headers the CUSTOM provider adds to the response (a copy: routes are shared). */
+function withResponseHeaders(action: ForwardAction, add: [string, string][]): ForwardAction {
+  const rh = action.responseHeaders ?? { set: [], add: [], remove: [] };
+  return {
+    ...action,
+    responseHeaders: { ...rh, add: [...rh.add, ...add.map(([name, value]) => ({ name, value }))] },
+  };
+}
+
+function http400or404Body(status: number): string {
+  return status === 404 ? 'Not Found' : 'Bad Request';
 }

@@ -592,9 +592,10 @@ describe('evaluateL7 details', () => {
     expect(d).toMatchObject({ allow: false, policy: 'demo/deny', audited: ['demo/audit'] });
   });
 
-  it('warns that CUSTOM is ignored', () => {
+  it('leaves CUSTOM to matchCustom: DENY/ALLOW decide without it (Istio: CUSTOM runs first, separately)', () => {
     const d = decide([gw({ action: 'CUSTOM', provider: { name: 'ext' }, rules: [{}] })]);
-    expect(d.warnings.join('\n')).toMatch(/AuthorizationPolicy demo\/p: action CUSTOM .* ignored/);
+    expect(d.allow).toBe(true);
+    expect(d.reason).toBe('no ALLOW policy applies to this request');
   });
 
   it('reports what a dry-run policy would have done', () => {
