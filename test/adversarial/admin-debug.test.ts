@@ -11,7 +11,7 @@
 // accessible over localhost"); in ambit's local mode every pod is a loopback address too, so here
 // the admin token is what must hold (telemetry/admin-guard.ts).
 import http from 'node:http';
-import net from 'node:net';
+import type net from 'node:net';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
