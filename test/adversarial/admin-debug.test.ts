@@ -14,6 +14,7 @@ import http from 'node:http';
 import type net from 'node:net';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -356,4 +357,88 @@ describe('hole 7: SSRF through the graph scraper', () => {
     await send(`http://${VICTIM}:15020/metrics`);
     expect(contacted).toContain(`${VICTIM}:15020/metrics`);
   }, 30_000);
+});
+
+const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser', process.env.CHROMIUM_PATH ?? ''].find(
+  (p) => p && existsSync(p),
+);
+if (!CHROMIUM)
+  console.log(
+    'admin-debug: browser attacks skipped: no chromium (apt-get install -y chromium, or set CHROMIUM_PATH)',
+  );
+
+describe('hole 5 from a real browser (headless Chromium)', () => {
+  const EVIL = ip(60);
+
+  it.skipIf(!CHROMIUM)(
+    'a page on another origin cannot re-level or drain a node proxy (fetch no-cors and a form POST)',
+    async () => {
+      const page = `<!doctype html><iframe name="sink"></iframe>
+<form id="f" method="POST" target="sink" action="http://${NODE2}:15000/quitquitquit?deadline_ms=0"></form>
+<script>
+fetch('http://${NODE2}:15000/logging?level=silent&access_log=off', { method: 'POST', mode: 'no-cors' })
+  .finally(() => { document.getElementById('f').submit(); document.body.dataset.done = '1'; });
+</script>`;
+      const evil = http.createServer((_req, res) =>
+        res.writeHead(200, { 'content-type': 'text/html' }).end(page),
+      );
+      await new Promise<void>((r) => evil.listen(8080, EVIL, r));
+      const before = await currentLogging(NODE2);
+      const from = m.logs.length;
+      const { chromium } = await import('playwright-core');
+      const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+      try {
+        const tab = await browser.newPage();
+        await tab.goto(`http://${EVIL}:8080/`);
+        await tab.waitForSelector('body[data-done="1"]', { timeout: 10_000 });
+        const origin = `http://${EVIL}:8080`;
+        for (const p of ['/logging', '/quitquitquit'])
+          await m.waitForLog(
+            (l) =>
+              l.component === 'node/node-2' &&
+              l.rec['admin.refusal'] === 'cross-origin' &&
+              l.rec['http.path'] === p &&
+              l.rec['http.origin'] === origin,
+            10_000,
+            from,
+          );
+      } finally {
+        await browser.close();
+        await new Promise<void>((r) => evil.close(() => r()));
+      }
+      expect(await currentLogging(NODE2)).toEqual(before);
+      expect((await send(`http://${NODE2}:15021/healthz/ready`)).status).toBe(200);
+    },
+  );
+
+  it.skipIf(!CHROMIUM)(
+    'DNS rebinding: a page whose name resolves to the node IP cannot read the config dump',
+    async () => {
+      const { chromium } = await import('playwright-core');
+      const browser = await chromium.launch({
+        executablePath: CHROMIUM,
+        // evil.example "rebinds" to node-1's address, as a DNS answer with a short TTL would.
+        args: ['--no-sandbox', `--host-resolver-rules=MAP evil.example ${NODE1}`],
+      });
+      try {
+        const tab = await browser.newPage();
+        // The open index is served (it shows nothing of the mesh)...
+        const index = await tab.goto('http://evil.example:15000/');
+        expect(index?.status()).toBe(200);
+        // ...but a same-origin read of the mesh is refused on its Host.
+        const r = await tab.evaluate(async () => {
+          const res = await fetch('/config_dump');
+          return { status: res.status, body: await res.text() };
+        });
+        expect(r.status).toBe(403);
+        expect(r.body).toMatch(/Host evil\.example:15000/);
+        expect(r.body).not.toMatch(/spiffe:/);
+      } finally {
+        await browser.close();
+      }
+      await m.waitForLog(
+        (l) => l.component === 'node/node-1' && l.rec['admin.refusal'] === 'host-not-allowed',
+      );
+    },
+  );
 });
