@@ -210,7 +210,10 @@ export class PodCapture {
         this.servers.push(await this.listen('127.0.0.1', OUTBOUND_CAPTURE_PORT, (s) => this.onOutbound(s)));
         this.servers.push(await this.listen(ip, INBOUND_CAPTURE_PORT, (s) => this.onInbound(s)));
         if (dnsOn) await this.startDns();
-        const outcome = await this.parent.agent.capture(pod, this.nsPath, { dns: dnsOn });
+        const outcome = await this.parent.agent.capture(pod, this.nsPath, {
+          dns: dnsOn,
+          podIps: this.workload.addresses, // kubelet probes to these get the probe SNAT (redirect/host-rules.ts)
+        });
         this.captured = true;
         this.log.info({ netns: this.nsPath, rules: outcome }, 'pod captured');
       } catch (err) {

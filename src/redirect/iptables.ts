@@ -5,12 +5,21 @@
 //     marked by the proxy (0x539/0xfff): RETURN        marked by the proxy: RETURN
 //     from lo: RETURN                                   DNS (UDP and TCP 53): REDIRECT 15053
 //     TCP to 15008 (HBONE): RETURN                      to lo (localhost, own IP): RETURN
-//     other TCP: REDIRECT 15006                         other TCP: REDIRECT 15001
+//     TCP from 169.254.7.127 (probe): ACCEPT            other TCP: REDIRECT 15001
+//     other TCP: REDIRECT 15006
 //   mangle PREROUTING → AMBIT_PRERT                 mangle OUTPUT → AMBIT_OUTPUT
 //     marked by the proxy: connmark 0x111              connmark 0x111: restore it as the mark
 //   + policy routing (agent.ts): fwmark 0x111 → table 100 (local 0.0.0.0/0 dev lo)
 // The mangle part and the routing let the proxy deliver to the app with the real client's
 // address as the source (IP_TRANSPARENT) and still get the app's replies, as ztunnel does.
+//
+// Kubelet probes: the node SNATs what its own processes send to a captured pod to 169.254.7.127
+// and drops anything else claiming that source (host-rules.ts), so TCP from it is the node's and
+// goes to the app directly, past inbound capture, as in Istio (cni/pkg/iptables/iptables.go
+// AppendInpodRules, `-t nat -A ISTIO_PRERT -s 169.254.7.127 -p tcp -m tcp -j ACCEPT`): a STRICT
+// pod's readiness probe works. Istio also ACCEPTs in ISTIO_OUTPUT what the app sends *to* that
+// address; we do not: nat sees only a connection's first packet, so the app's replies to a probe
+// never reach that chain, and the rule would only let the app open uncaptured connections.
 //
 // Why iptables (not nft): operators debug ambient pods with `iptables-save` in the pod netns, as
 // they do Istio's; iptables-restore applies a table atomically (all of a pod's rules or none);
@@ -30,6 +39,8 @@ export const OUTBOUND_CAPTURE_PORT = 15001;
 export const INBOUND_CAPTURE_PORT = 15006;
 export const DNS_CAPTURE_PORT = 15053;
 export const HBONE_PORT = 15008;
+/** Kubelet probes arrive from this address (SNAT on the node: host-rules.ts); Istio's HOST_PROBE_SNAT_ADDRESS default. */
+export const PROBE_SNAT_IP = '169.254.7.127';
 
 export type IptablesBackend = 'iptables-nft' | 'iptables-legacy';
 
@@ -60,6 +71,7 @@ export function desiredRules(o: PodRulesOptions): string[] {
     `-A ${CHAIN_PREROUTING} -m mark --mark ${MARK} -j RETURN`,
     `-A ${CHAIN_PREROUTING} -i lo -j RETURN`,
     `-A ${CHAIN_PREROUTING} -p tcp -m tcp --dport ${HBONE_PORT} -j RETURN`,
+    `-A ${CHAIN_PREROUTING} -s ${PROBE_SNAT_IP}/32 -p tcp -j ACCEPT`,
     `-A ${CHAIN_PREROUTING} -p tcp -j REDIRECT --to-ports ${INBOUND_CAPTURE_PORT}`,
     `-A ${CHAIN_OUTPUT} -m mark --mark ${MARK} -j RETURN`,
     ...(o.dns
@@ -141,7 +153,7 @@ function isJump(l: string): boolean {
 }
 
 /** Rule lines per table of an iptables-save dump. */
-function byTable(save: string): Map<string, string[]> {
+export function byTable(save: string): Map<string, string[]> {
   const out = new Map<string, string[]>();
   let table: string | undefined;
   for (const raw of save.split('\n')) {
@@ -153,7 +165,7 @@ function byTable(save: string): Map<string, string[]> {
   return out;
 }
 
-function chainsByTable(save: string): Map<string, Set<string>> {
+export function chainsByTable(save: string): Map<string, Set<string>> {
   const out = new Map<string, Set<string>>();
   let table: string | undefined;
   for (const raw of save.split('\n')) {
@@ -174,6 +186,15 @@ export class Iptables {
 
   restore(nsPath: string, script: string): Promise<string> {
     return run('nsenter', [`--net=${nsPath}`, `${this.backend}-restore`, '--noflush', '-w', '5'], script);
+  }
+
+  /** The same in our own namespace (the node's: host-rules.ts). */
+  saveOwn(): Promise<string> {
+    return run(`${this.backend}-save`, []);
+  }
+
+  restoreOwn(script: string): Promise<string> {
+    return run(`${this.backend}-restore`, ['--noflush', '-w', '5'], script);
   }
 }
 
