@@ -1,0 +1,227 @@
+// Kubelet probes under PeerAuthentication STRICT, in real network namespaces (root). Istio SNATs
+// what the node itself sends to a captured pod to 169.254.7.127 and lets that source past inbound
+// capture (istio/istio cni/pkg/iptables/iptables.go AppendHostRules + AppendInpodRules); ambit does
+// the same (src/redirect/host-rules.ts, iptables.ts) and drops any packet that *arrives* at the
+// node claiming that address, so nobody else can pass as the prober.
+//   demo/app        node-1  10.200.171.10  echo on 8080; namespace demo is ambient and STRICT
+//   legacy/attacker node-1  10.200.171.11  outside the mesh, same node as app (forges the source)
+//   legacy/remote   node-2  10.200.171.12  outside the mesh, another node (plaintext client)
+//   demo/client     node-2  10.200.171.13  in the mesh (HBONE still works under STRICT)
+// Namespaces ambit-t12p-*, removed at the end, also after a failure.
+import { execFile } from 'node:child_process';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NetnsMesh, netnsPrerequisites } from '../../src/redirect/netns-mesh.js';
+import { teardown } from '../../src/redirect/topology.js';
+
+const PREFIX = 'ambit-t12p-';
+const NODE1 = `${PREFIX}node-1`;
+const ROUTER = `${PREFIX}router`;
+const APP_NS = `${PREFIX}pod-demo-app`;
+const ATTACKER = `${PREFIX}pod-legacy-attacker`;
+const REMOTE = `${PREFIX}pod-legacy-remote`;
+const CLIENT = `${PREFIX}pod-demo-client`;
+const APP = '10.200.171.10';
+const PROBE_IP = '169.254.7.127';
+
+const hasCurl = await sh('curl', ['--version']).then(
+  () => true,
+  () => false,
+);
+const skip = (await netnsPrerequisites()) ?? (hasCurl ? undefined : 'curl is not installed');
+if (skip) console.log(`e2e kubelet probes under STRICT skipped: ${skip}`);
+
+const pod = (ns: string, name: string, node: string, ip: string, app: boolean) => `apiVersion: v1
+kind: Pod
+metadata:
+  name: ${name}
+  namespace: ${ns}
+  labels: {app: ${name}}
+${app ? '  annotations: {ambit.dev/command: "ambit echo --port 8080"}\n' : ''}spec:
+  nodeName: ${node}
+  serviceAccountName: ${name}
+  containers: [{name: c, image: x${app ? ', ports: [{containerPort: 8080}]' : ''}}]
+status:
+  podIP: ${ip}
+`;
+
+const MESH = [
+  `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n  labels: {istio.io/dataplane-mode: ambient}\n`,
+  `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: legacy\n`,
+  `apiVersion: v1\nkind: Node\nmetadata: {name: node-1}\nstatus: {addresses: [{type: InternalIP, address: 127.0.170.1}]}\n`,
+  `apiVersion: v1\nkind: Node\nmetadata: {name: node-2}\nstatus: {addresses: [{type: InternalIP, address: 127.0.170.2}]}\n`,
+  pod('demo', 'app', 'node-1', '127.0.171.10', true),
+  pod('legacy', 'attacker', 'node-1', '127.0.171.11', false),
+  pod('legacy', 'remote', 'node-2', '127.0.171.12', false),
+  pod('demo', 'client', 'node-2', '127.0.171.13', false),
+  `apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: strict, namespace: demo}\nspec:\n  mtls: {mode: STRICT}\n`,
+].join('---\n');
+
+interface Log {
+  component: string;
+  rec: Record<string, unknown>;
+}
+let root: string;
+let mesh: NetnsMesh | undefined;
+const logs: Log[] = [];
+
+describe.skipIf(!!skip)('kubelet probes under STRICT in network namespaces', () => {
+  beforeAll(async () => {
+    await teardown(PREFIX); // a previous crashed run of this file
+    root = await mkdtemp(path.join(tmpdir(), 'ambit-t12p-'));
+    const configDir = path.join(root, 'config');
+    await mkdir(configDir);
+    await writeFile(path.join(configDir, 'mesh.yaml'), MESH);
+    mesh = await NetnsMesh.start({
+      configDir,
+      stateDir: path.join(root, 'state'),
+      prefix: PREFIX,
+      onLog: (component, line) => {
+        try {
+          logs.push({ component, rec: JSON.parse(line) as Record<string, unknown> });
+        } catch {
+          logs.push({ component, rec: { msg: line } });
+        }
+      },
+    });
+    // The app's pod is captured (its rules are in place) before anything is sent to it.
+    await until(async () => (await nsSh(APP_NS, 'iptables-save', '-t', 'nat')).includes(':AMBIT_PRERT'), 15_000);
+    // Counts every packet that reaches the app's pod claiming the probe address (no target: count only).
+    await nsSh(APP_NS, 'iptables', '-t', 'raw', '-A', 'PREROUTING', '-s', `${PROBE_IP}/32`, '-p', 'tcp');
+  }, 90_000);
+
+  afterAll(async () => {
+    await mesh?.stop();
+    await teardown(PREFIX);
+    if (root) await rm(root, { recursive: true, force: true });
+  }, 30_000);
+
+  it('an HTTP probe from the node namespace reaches the app on a STRICT pod, seen as 169.254.7.127', async () => {
+    // What the kubelet does: plain HTTP from the node to podIP:port.
+    const body = JSON.parse(await curl(NODE1, `http://${APP}:8080/healthz/ready`)) as { pod: string; path: string; remote: string };
+    expect(body.pod).toBe('demo/app');
+    expect(body.path).toBe('/healthz/ready');
+    expect(body.remote).toMatch(/^169\.254\.7\.127:/);
+    // The node's rule that did it is per pod and only for the node's own sockets.
+    expect(await nsSh(NODE1, 'iptables-save', '-t', 'nat')).toContain(
+      `-A AMBIT_POSTRT -d ${APP}/32 -p tcp -m owner --socket-exists -j SNAT --to-source ${PROBE_IP}`,
+    );
+  });
+
+  it('plaintext from a pod on another node and from the router namespace is refused by STRICT', async () => {
+    const from = logs.length;
+    await expect(curl(REMOTE, `http://${APP}:8080/`, 3)).rejects.toThrow();
+    await expect(curl(ROUTER, `http://${APP}:8080/`, 3)).rejects.toThrow();
+    const denied = await waitForLog(
+      (l) => l.rec.msg === 'connection denied by policy' && l.rec['dst.workload'] === 'app' && l.rec['src.ip'] === '10.200.171.12',
+      5000,
+      from,
+    );
+    expect(String(denied.rec.reason)).toMatch(/PeerAuthentication STRICT/);
+    await waitForLog(
+      (l) => l.rec.msg === 'connection denied by policy' && l.rec['dst.workload'] === 'app' && l.rec['src.ip'] === '10.200.0.1',
+      5000,
+      from,
+    );
+  });
+
+  it('a pod in the mesh still reaches the STRICT pod over HBONE', async () => {
+    const body = JSON.parse(await curl(CLIENT, `http://${APP}:8080/`)) as { pod: string; remote: string };
+    expect(body.pod).toBe('demo/app');
+    expect(body.remote).toMatch(/^10\.200\.171\.13:/);
+  });
+
+  it('a pod on the same node forging 169.254.7.127 gets no packet to the app pod', async () => {
+    await nsSh(ATTACKER, 'ip', 'addr', 'add', `${PROBE_IP}/32`, 'dev', 'lo');
+    await nsSh(APP_NS, 'iptables', '-t', 'raw', '-Z', 'PREROUTING');
+    const r = await forgedGet(ATTACKER);
+    expect(r.ok).toBe(false);
+    expect(await forgedPacketsAtApp()).toBe(0); // dropped on the node, before routing to the pod
+  });
+
+  it('a forged 169.254.7.127 from the network, with a return path, is dropped; without the node rule it would get in', async () => {
+    // The router namespace plays the network (or another node): it owns the probe address, so the
+    // app's replies come back to it and a handshake can complete — the strongest forger.
+    await nsSh(ROUTER, 'ip', 'addr', 'add', `${PROBE_IP}/32`, 'dev', 'lo');
+    // The hole, proven real: with node-1's anti-spoof drop removed, the forged connection reaches
+    // the app past STRICT. The rule is put back at once.
+    const drop = ['-t', 'raw', '-A', 'AMBIT_HOST_PRERT', '-s', `${PROBE_IP}/32`, '-j', 'DROP'];
+    await nsSh(NODE1, 'iptables', ...drop.map((a) => (a === '-A' ? '-D' : a)));
+    let open: { ok: boolean; data?: string };
+    try {
+      open = await forgedGet(ROUTER);
+    } finally {
+      await nsSh(NODE1, 'iptables', ...drop);
+    }
+    expect(open.ok, JSON.stringify(open)).toBe(true);
+    expect(open.data).toMatch(/"remote":\s*"169\.254\.7\.127:/); // the app saw the forged source
+    // With the rule (as the agent installs it), the same attack gets nothing to the pod.
+    await nsSh(APP_NS, 'iptables', '-t', 'raw', '-Z', 'PREROUTING');
+    const r = await forgedGet(ROUTER);
+    expect(r.ok).toBe(false);
+    expect(await forgedPacketsAtApp()).toBe(0);
+    // And the genuine probe still works.
+    expect(JSON.parse(await curl(NODE1, `http://${APP}:8080/`)).remote).toMatch(/^169\.254\.7\.127:/);
+  });
+});
+
+/** An HTTP GET to the app from `netns`, bound to 169.254.7.127; resolves with what happened. */
+async function forgedGet(netns: string): Promise<{ ok: boolean; data?: string; err?: string }> {
+  const script = `
+    const s = require('net').connect({ host: '${APP}', port: 8080, localAddress: '${PROBE_IP}' });
+    let data = '';
+    const done = (o) => { console.log(JSON.stringify(o)); process.exit(0); };
+    s.setTimeout(2500, () => done({ ok: false, err: 'timeout' }));
+    s.on('connect', () => s.write('GET /forged HTTP/1.0\\r\\n\\r\\n'));
+    s.on('data', (c) => (data += c));
+    s.on('end', () => done({ ok: data.length > 0, data }));
+    s.on('error', (e) => done({ ok: false, err: e.code }));
+  `;
+  return JSON.parse(await sh('ip', ['netns', 'exec', netns, process.execPath, '-e', script])) as {
+    ok: boolean;
+    data?: string;
+    err?: string;
+  };
+}
+
+/** Packets that reached the app's pod with source 169.254.7.127 since the last -Z. */
+async function forgedPacketsAtApp(): Promise<number> {
+  const out = await nsSh(APP_NS, 'iptables', '-t', 'raw', '-L', 'PREROUTING', '-v', '-x', '-n');
+  const line = out.split('\n').find((l) => l.includes(PROBE_IP));
+  return Number(/^\s*(\d+)/.exec(line ?? '')?.[1] ?? NaN);
+}
+
+function nsSh(netns: string, ...args: string[]): Promise<string> {
+  return sh('ip', ['netns', 'exec', netns, ...args]);
+}
+
+function sh(cmd: string, args: string[], timeoutMs = 10_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { timeout: timeoutMs }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${cmd} ${args.join(' ')}: ${stderr || err.message}`)) : resolve(stdout),
+    );
+  });
+}
+
+function curl(netns: string, url: string, maxTime = 5): Promise<string> {
+  return sh('ip', ['netns', 'exec', netns, 'curl', '-sS', '--fail', '-m', String(maxTime), url], (maxTime + 2) * 1000);
+}
+
+async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check().catch(() => false)) return;
+    if (Date.now() > end) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function waitForLog(match: (l: Log) => boolean, timeoutMs = 5_000, from = 0): Promise<Log> {
+  let found: Log | undefined;
+  await until(async () => (found = logs.slice(from).find(match)) !== undefined, timeoutMs).catch(() => {
+    throw new Error(`no matching log line within ${timeoutMs} ms`);
+  });
+  return found!;
+}
