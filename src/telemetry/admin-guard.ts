@@ -95,30 +95,55 @@ export function checkAdminRequest(
   return undefined;
 }
 
+/** Refusal lines per second before they are counted instead (a flood of bad requests stays cheap). */
+export const REFUSAL_LOG_PER_SECOND = 20;
+
 export class AdminGuard {
+  private windowStart = 0;
+  private loggedInWindow = 0;
+  private suppressed = 0;
+
   constructor(private readonly opts: AdminGuardOptions) {}
 
   /** True when the request may go on; otherwise the refusal is answered and logged. */
   admit(req: http.IncomingMessage, res: http.ServerResponse, access: AdminAccess): boolean {
     const refusal = checkAdminRequest(req, access, this.opts);
     if (!refusal) return true;
-    this.opts.logger.warn(
-      {
-        'admin.refusal': refusal.reason,
-        'admin.access': access,
-        'http.method': req.method,
-        'http.path': (req.url ?? '/').split('?')[0],
-        'http.host': req.headers.host,
-        'http.origin': req.headers.origin,
-        'http.sec_fetch_site': req.headers['sec-fetch-site'],
-        'src.addr': `${req.socket.remoteAddress}:${req.socket.remotePort}`,
-      },
-      `admin: request refused (${refusal.reason})`,
-    );
+    if (this.shouldLog())
+      this.opts.logger.warn(
+        {
+          ...(this.suppressed ? { 'admin.refusals_not_logged': this.takeSuppressed() } : {}),
+          'admin.refusal': refusal.reason,
+          'admin.access': access,
+          'http.method': req.method,
+          'http.path': (req.url ?? '/').split('?')[0],
+          'http.host': req.headers.host,
+          'http.origin': req.headers.origin,
+          'http.sec_fetch_site': req.headers['sec-fetch-site'],
+          'src.addr': `${req.socket.remoteAddress}:${req.socket.remotePort}`,
+        },
+        `admin: request refused (${refusal.reason})`,
+      );
+    else this.suppressed++;
     const headers: http.OutgoingHttpHeaders = { 'content-type': 'text/plain; charset=utf-8' };
     if (refusal.status === 401) headers['www-authenticate'] = 'Bearer realm="ambit-admin"';
     res.writeHead(refusal.status, headers).end(refusal.message + '\n');
     return false;
+  }
+
+  /** At most REFUSAL_LOG_PER_SECOND lines a second; the rest are counted into the next line. */
+  private shouldLog(now = Date.now()): boolean {
+    if (now - this.windowStart >= 1000) {
+      this.windowStart = now;
+      this.loggedInWindow = 0;
+    }
+    return this.loggedInWindow++ < REFUSAL_LOG_PER_SECOND;
+  }
+
+  private takeSuppressed(): number {
+    const n = this.suppressed;
+    this.suppressed = 0;
+    return n;
   }
 }
 

@@ -117,6 +117,8 @@ export function adminHandler(ctx: NodeAdminContext): http.RequestListener {
               'GET  /debug/denials',
               'POST /quitquitquit?deadline_ms=N',
               '',
+              'All but this list and /stats need the admin token: -H "Authorization: Bearer $(cat STATE_DIR/admin.token)".',
+              '',
             ].join('\n'),
           );
         case '/config_dump':

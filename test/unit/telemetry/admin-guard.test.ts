@@ -4,7 +4,12 @@
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import { AdminGuard, isLoopback, type AdminAccess } from '../../../src/telemetry/admin-guard.js';
+import {
+  AdminGuard,
+  isLoopback,
+  REFUSAL_LOG_PER_SECOND,
+  type AdminAccess,
+} from '../../../src/telemetry/admin-guard.js';
 
 const HOST = '127.0.150.240';
 const TOKEN = 'a'.repeat(64);
@@ -24,16 +29,28 @@ function serve(guard: AdminGuard): http.Server {
 const strict = serve(new AdminGuard({ token: TOKEN, trustLoopback: false, logger }));
 const loopbackTrusted = serve(new AdminGuard({ token: TOKEN, trustLoopback: true, logger }));
 const tokenless = serve(new AdminGuard({ token: undefined, trustLoopback: false, logger }));
+const floodLines: Record<string, unknown>[] = [];
+const flooded = serve(
+  new AdminGuard({
+    token: TOKEN,
+    trustLoopback: false,
+    logger: pino(
+      { level: 'info' },
+      { write: (x: string) => void floodLines.push(JSON.parse(x) as Record<string, unknown>) },
+    ),
+  }),
+);
 const ports = new Map<http.Server, number>();
 
 beforeAll(async () => {
-  for (const s of [strict, loopbackTrusted, tokenless]) {
+  for (const s of [strict, loopbackTrusted, tokenless, flooded]) {
     await new Promise<void>((r) => s.listen(0, HOST, r));
     ports.set(s, (s.address() as { port: number }).port);
   }
 });
 afterAll(async () => {
-  for (const s of [strict, loopbackTrusted, tokenless]) await new Promise<void>((r) => s.close(() => r()));
+  for (const s of [strict, loopbackTrusted, tokenless, flooded])
+    await new Promise<void>((r) => s.close(() => r()));
 });
 
 function ask(
@@ -127,6 +144,18 @@ describe('admin gate', () => {
     }
     expect(lastRefusal()).toMatchObject({ 'admin.refusal': 'token-not-configured' });
     expect((await ask(tokenless, 'open')).status).toBe(200);
+  });
+
+  it('a flood of refused requests is answered but logged at most REFUSAL_LOG_PER_SECOND a second, the rest counted', async () => {
+    const answers = await Promise.all(Array.from({ length: 60 }, () => ask(flooded, 'write', {}, 'POST')));
+    expect(answers.every((a) => a.status === 401)).toBe(true);
+    // 60 requests may straddle one window boundary: never more than two windows' worth of lines
+    expect(floodLines.length).toBeLessThanOrEqual(2 * REFUSAL_LOG_PER_SECOND);
+    expect(floodLines.length).toBeLessThan(60);
+    await new Promise((r) => setTimeout(r, 1050));
+    await ask(flooded, 'write', {}, 'POST');
+    const counted = floodLines.reduce((n, l) => n + Number(l['admin.refusals_not_logged'] ?? 0), 0);
+    expect(floodLines.length - 1 + counted).toBe(60); // every refusal is a line or counted in one
   });
 
   it('knows loopback addresses, v4, v6 and v4-mapped', () => {
