@@ -283,13 +283,33 @@ export class AmbientIndex extends EventEmitter<{
 
   // ---- queries ----
 
-  /** SPIFFE ids of ambient-enrolled, non-terminated pods scheduled on `node` (CA node authorization). */
+  /**
+   * Local mode (CA node authorization): SPIFFE ids of ambient-enrolled, non-terminated pods
+   * scheduled on `node`, plus the waypoints `ambit up` runs on that node (it starts the waypoint
+   * process with that node's token; the placement is the annotation `ambit.dev/node`, else the
+   * first Node by name, the same rule the runner uses).
+   */
   identitiesOnNode(node: string): ReadonlySet<string> {
     const ids = new Set(this.enrolledByNode.get(node)?.values());
-    // A waypoint's node proxy host may sign for the waypoint's service account (istio's waypoint
-    // Deployment runs with an SA of the Gateway's name).
     for (const id of this.waypoints.identitiesOnNode(node)) ids.add(id);
     return ids;
+  }
+  /**
+   * Kubernetes mode: only the pods scheduled on `node` (Pod.spec.nodeName), never a waypoint's
+   * identity. There the "placement" is a guess (the first Node by name) while the waypoint's pod
+   * runs wherever the scheduler put it and gets its certificate with its own service-account
+   * token (kube-token-review.ts identitiesForCaller); letting a node proxy sign for it would
+   * hand every waypoint's identity to one node (issue 12, hole 4). As istiod's node
+   * authorizer, which checks pods on the caller's node only.
+   */
+  podIdentitiesOnNode(node: string): ReadonlySet<string> {
+    const ids = new Set(this.enrolledByNode.get(node)?.values());
+    for (const id of this.waypoints.identities()) ids.delete(id);
+    return ids;
+  }
+  /** Whether `id` is a planned waypoint's identity (for refusal messages). */
+  isWaypointIdentity(id: string): boolean {
+    return this.waypoints.identities().has(id);
   }
   /** Every waypoint Gateway: programmed (address, node, identity) or why not. */
   waypointStatuses(): WaypointStatus[] {

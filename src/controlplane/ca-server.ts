@@ -27,6 +27,8 @@ export interface CaHandlerOptions {
   authenticate(md: Metadata): string | undefined | Promise<string | undefined>;
   /** SPIFFE ids of the service accounts of pods currently scheduled on `node`. */
   identitiesOnNode(node: string): ReadonlySet<string>;
+  /** Why `node` may not hold `identity`, when there is more to say than "no such pod there". */
+  refusalHint?(node: string, identity: string): string | undefined;
   logger: Logger;
   defaultTtlSeconds?: number;
   /** Telemetry hooks (telemetry/controlplane-metrics.ts): CSRs received, signed, refused. */
@@ -70,9 +72,10 @@ export function createCaHandlers(opts: CaHandlerOptions): UntypedServiceImplemen
       );
     }
     if (!opts.identitiesOnNode(node).has(csr.spiffeId)) {
+      const hint = opts.refusalHint?.(node, csr.spiffeId);
       throw new AmbitError(
         'CA_PERMISSION_DENIED',
-        `node ${node} may not obtain a certificate for ${csr.spiffeId}: no pod with that service account is scheduled on it`,
+        `node ${node} may not obtain a certificate for ${csr.spiffeId}: ${hint ?? 'no pod with that service account is scheduled on it'}`,
       );
     }
     const issued = await opts.ca.signParsedCsr(csr, { ttlSeconds: ttl });

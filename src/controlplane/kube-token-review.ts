@@ -9,8 +9,13 @@
 //  - any other service account (a waypoint pod) may only obtain its own identity;
 //  - a token not bound to a pod (a legacy Secret token) is refused: it survives its pod and
 //    could be replayed from anywhere.
-// Successful reviews are cached for a short time (by SHA-256 of the token), since a node asks
-// for many certificates at once after a restart.
+// Reviews are cached by SHA-256 of the token: a success for a short time (30 s, never past the
+// token's own `exp`), since a node asks for many certificates at once after a restart; a refusal
+// for 5 s (negative cache), so a flood of bad tokens is not a flood of TokenReviews. Both caches are
+// bounded (oldest evicted), concurrent reviews of one token share one request, and at most
+// MAX_INFLIGHT distinct reviews run at once (beyond that a caller is refused: fail closed).
+// istiod caches successes the same way (security/pkg/server/ca/authenticate/kubeauth, its
+// token-review cache); the negative cache is ours (issue 12).
 import { createHash } from 'node:crypto';
 import type { Metadata } from '@grpc/grpc-js';
 import { errorMessage } from '../common/errors.js';
@@ -42,8 +47,16 @@ export interface TokenReviewAuthenticatorOptions {
   /** The pod as the informer cache has it; when absent, it is read from the API server. */
   lookupPod?(namespace: string, name: string): PodFacts | undefined;
   cacheMs?: number;
+  /** How long a refused token stays refused without a new review (default 5 s). */
+  negativeCacheMs?: number;
   logger: Logger;
 }
+
+const MAX_CACHED = 10_000;
+const MAX_INFLIGHT = 64;
+
+/** A definitive answer that the token is not acceptable (cached), as opposed to an API failure (not cached). */
+class Refused extends Error {}
 
 interface ReviewStatus {
   authenticated?: boolean;
@@ -54,12 +67,18 @@ interface ReviewStatus {
 
 export class TokenReviewAuthenticator {
   private readonly cache = new Map<string, { caller: string; until: number }>();
+  private readonly refused = new Map<string, { reason: string; until: number }>();
+  private readonly inflight = new Map<string, Promise<string | undefined>>();
   private readonly audience: string;
   private readonly cacheMs: number;
+  private readonly negativeCacheMs: number;
+  /** TokenReviews sent (for tests and metrics). */
+  reviews = 0;
 
   constructor(private readonly opts: TokenReviewAuthenticatorOptions) {
     this.audience = opts.audience ?? CA_TOKEN_AUDIENCE;
     this.cacheMs = opts.cacheMs ?? 30_000;
+    this.negativeCacheMs = opts.negativeCacheMs ?? 5_000;
   }
 
   /** The caller (a node name, or `serviceaccount:ns/sa` for a workload), or undefined (refused). */
@@ -67,18 +86,40 @@ export class TokenReviewAuthenticator {
     const token = bearerToken(md);
     if (!token) return undefined;
     const digest = createHash('sha256').update(token).digest('hex');
+    const now = Date.now();
     const hit = this.cache.get(digest);
-    if (hit && hit.until > Date.now()) return hit.caller;
-    let caller: string;
-    try {
-      caller = await this.review(token);
-    } catch (err) {
-      this.opts.logger.warn({ reason: errorMessage(err) }, 'node authentication refused');
+    if (hit && hit.until > now) return hit.caller;
+    const no = this.refused.get(digest);
+    if (no && no.until > now) return undefined; // logged when it was first refused
+    const pending = this.inflight.get(digest);
+    if (pending) return pending;
+    if (this.inflight.size >= MAX_INFLIGHT) {
+      this.opts.logger.warn(
+        { reason: `${MAX_INFLIGHT} token reviews already in flight` },
+        'node authentication refused',
+      );
       return undefined;
     }
-    if (this.cache.size > 10_000) this.cache.clear();
-    this.cache.set(digest, { caller, until: Date.now() + this.cacheMs });
-    return caller;
+    const p = this.reviewOnce(token, digest).finally(() => this.inflight.delete(digest));
+    this.inflight.set(digest, p);
+    return p;
+  }
+
+  private async reviewOnce(token: string, digest: string): Promise<string | undefined> {
+    try {
+      this.reviews++;
+      const caller = await this.review(token);
+      // Never past the token's own expiry (its payload is read only to shorten the cache).
+      const until = Math.min(Date.now() + this.cacheMs, tokenExpiryMs(token) ?? Infinity);
+      remember(this.cache, digest, { caller, until });
+      return caller;
+    } catch (err) {
+      const reason = errorMessage(err);
+      if (err instanceof Refused)
+        remember(this.refused, digest, { reason, until: Date.now() + this.negativeCacheMs });
+      this.opts.logger.warn({ reason }, 'node authentication refused');
+      return undefined;
+    }
   }
 
   private async review(token: string): Promise<string> {
@@ -89,37 +130,38 @@ export class TokenReviewAuthenticator {
     });
     const status = res.status ?? {};
     if (!status.authenticated)
-      throw new Error(`TokenReview: not authenticated (${status.error ?? 'no reason given'})`);
+      throw new Refused(`TokenReview: not authenticated (${status.error ?? 'no reason given'})`);
     if (!(status.audiences ?? []).includes(this.audience)) {
-      throw new Error(`TokenReview: token is not for audience ${this.audience}`);
+      throw new Refused(`TokenReview: token is not for audience ${this.audience}`);
     }
     const m = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(status.user?.username ?? '');
-    if (!m) throw new Error(`TokenReview: ${status.user?.username ?? '(no user)'} is not a service account`);
+    if (!m)
+      throw new Refused(`TokenReview: ${status.user?.username ?? '(no user)'} is not a service account`);
     const [, namespace, sa] = m as unknown as [string, string, string];
     const extra = status.user?.extra ?? {};
     const podName = single(extra[EXTRA_POD_NAME]);
     const podUid = single(extra[EXTRA_POD_UID]);
     if (!podName || !podUid) {
-      throw new Error(
+      throw new Refused(
         `TokenReview: the token of ${namespace}/${sa} is not bound to a pod (use a projected service account token)`,
       );
     }
     const pod = await this.pod(namespace, podName);
     if (!pod || pod.uid !== podUid)
-      throw new Error(`pod ${namespace}/${podName} (${podUid}) no longer exists`);
+      throw new Refused(`pod ${namespace}/${podName} (${podUid}) no longer exists`);
     if ((pod.serviceAccountName ?? 'default') !== sa) {
-      throw new Error(`pod ${namespace}/${podName} runs as ${pod.serviceAccountName}, not ${sa}`);
+      throw new Refused(`pod ${namespace}/${podName} runs as ${pod.serviceAccountName}, not ${sa}`);
     }
     if (!this.opts.trustedNodeAccounts.includes(`${namespace}/${sa}`))
       return `${WORKLOAD_CALLER}${namespace}/${sa}`;
     const boundNode = single(extra[EXTRA_NODE_NAME]);
     if (boundNode && pod.nodeName && boundNode !== pod.nodeName) {
-      throw new Error(
+      throw new Refused(
         `token bound to node ${boundNode} but pod ${namespace}/${podName} is on ${pod.nodeName}`,
       );
     }
     const node = boundNode ?? pod.nodeName;
-    if (!node) throw new Error(`pod ${namespace}/${podName} is not scheduled on a node`);
+    if (!node) throw new Refused(`pod ${namespace}/${podName} is not scheduled on a node`);
     return node;
   }
 
@@ -145,6 +187,25 @@ export function identitiesForCaller(
   if (!caller.startsWith(WORKLOAD_CALLER)) return identitiesOnNode(caller);
   const [namespace, sa] = caller.slice(WORKLOAD_CALLER.length).split('/');
   return new Set([`spiffe://${trustDomain}/ns/${namespace}/sa/${sa}`]);
+}
+
+/** Adds an entry, evicting the oldest when full (Maps iterate in insertion order). */
+function remember<V>(m: Map<string, V>, key: string, value: V): void {
+  m.delete(key);
+  if (m.size >= MAX_CACHED) m.delete(m.keys().next().value!);
+  m.set(key, value);
+}
+
+/** The `exp` of a JWT in ms, unverified (the TokenReview verified it); undefined if absent. */
+function tokenExpiryMs(token: string): number | undefined {
+  try {
+    const payload = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as {
+      exp?: unknown;
+    };
+    return typeof payload.exp === 'number' ? payload.exp * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function single(v: string[] | undefined): string | undefined {

@@ -21,7 +21,7 @@ import { MeshCa } from './ca.js';
 import { createCaHandlers } from './ca-server.js';
 import { LocalNodeAuthenticator } from './node-auth.js';
 import { AmbientIndex, type WaypointStatus } from './ambient-index.js';
-import { DeltaXdsServer } from './xds-server.js';
+import { DeltaXdsServer, XDS_SERVER_OPTIONS } from './xds-server.js';
 import { KubeControlPlane, type KubeModeOptions } from './kube-controlplane.js';
 import { ControlPlaneMetrics } from '../telemetry/controlplane-metrics.js';
 import {
@@ -155,17 +155,26 @@ export class ControlPlane {
       dnsNames: [CONTROL_PLANE_SERVER_NAME, 'localhost'],
       ips: [listen.host],
     });
-    this.server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
+    // One receive limit for xDS and CA (xds-server.ts MAX_REQUEST_BYTES); a CSR is further capped
+    // at 16 KiB (identity/csr-check.ts) and its TTL at the CA's maximum (ca.ts).
+    this.server = new grpc.Server(XDS_SERVER_OPTIONS);
     this.server.addService(adsServiceDefinition, this.xds.handlers());
     this.server.addService(
       caServiceDefinition,
       createCaHandlers({
         ca: this.ca,
         authenticate: (md) => auth.authenticate(md),
+        // Kubernetes: a node's pods only, never a waypoint's identity (issue 12, hole 4).
         identitiesOnNode: (node) =>
           kube
-            ? kube.identitiesFor(node, (n) => this.index!.identitiesOnNode(n))
+            ? kube.identitiesFor(node, (n) => this.index!.podIdentitiesOnNode(n))
             : this.index!.identitiesOnNode(node),
+        refusalHint: (_node, id) =>
+          this.index!.isWaypointIdentity(id)
+            ? kube
+              ? "it is a waypoint's identity: only the waypoint's own service-account token may obtain it"
+              : "it is a waypoint's identity: only the node that runs the waypoint (annotation ambit.dev/node, else the first Node by name) may obtain it"
+            : undefined,
         logger: this.log.child({ part: 'ca' }),
         metrics,
       }),

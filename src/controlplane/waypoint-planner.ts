@@ -102,6 +102,11 @@ export class WaypointPlanner {
     return [...this.plan.values()].filter((w) => w.node === node).map((w) => this.identityOf(w));
   }
 
+  /** SPIFFE ids of every planned waypoint, wherever it runs. */
+  identities(): Set<string> {
+    return new Set([...this.plan.values()].map((w) => this.identityOf(w)));
+  }
+
   /** Every waypoint Gateway: programmed (address, node, identity) or why not. */
   statuses(): WaypointStatus[] {
     const out: WaypointStatus[] = [];

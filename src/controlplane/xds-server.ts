@@ -15,8 +15,30 @@ import {
 } from '../xds/proto.js';
 import type { AmbientIndex, IndexUpdate } from './ambient-index.js';
 
-/** Options for the grpc.Server that hosts this service: a reconnecting client's initial_resource_versions is large. */
-export const XDS_SERVER_OPTIONS: grpc.ServerOptions = { 'grpc.max_receive_message_length': 64 * 1024 * 1024 };
+/**
+ * The largest request the control plane's gRPC server (xDS and CA) reads; grpc-js answers a larger
+ * one with RESOURCE_EXHAUSTED before it is decoded. The largest legitimate request is a reconnecting
+ * client's initial_resource_versions: ~60 bytes per name, so 16 MiB is ~250 000 names, past the
+ * name cap below for any mesh ambit is measured on (10 000 pods + 1 000 services ≈ 0.7 MiB).
+ * (grpc's default is 4 MiB; istiod raises it for the same reason.)
+ */
+export const MAX_REQUEST_BYTES = 16 * 1024 * 1024;
+/** Options for the grpc.Server that hosts this service. */
+export const XDS_SERVER_OPTIONS: grpc.ServerOptions = {
+  'grpc.max_receive_message_length': MAX_REQUEST_BYTES,
+};
+/**
+ * How many names a stream may hold per type beyond what the index has of that type: explicit
+ * subscriptions and initial_resource_versions the index does not know. A client can legitimately
+ * hold at most everything that exists plus what was removed while it was away, so the cap follows
+ * the mesh and only bounds what a caller can make up (each name costs ~100 bytes of server memory:
+ * 10 000 → ~1 MB per stream and type). A request naming more than that, or a stream that would hold
+ * more, is closed with RESOURCE_EXHAUSTED.
+ */
+export const DEFAULT_MAX_EXTRA_NAMES = 10_000;
+
+/** A request over a limit: the stream is closed with RESOURCE_EXHAUSTED. */
+class XdsLimitError extends Error {}
 
 export interface XdsTypeStatus {
   typeUrl: string;
@@ -41,6 +63,8 @@ export interface DeltaXdsServerOptions {
   authenticate?(md: grpc.Metadata): string | undefined | Promise<string | undefined>;
   /** Telemetry hook: one response written (`changedAt`: when its first change reached the stream). */
   onPush?(typeUrl: string, startedAt: number, changedAt: number | undefined): void;
+  /** Names a stream may hold per type beyond the index's count of that type (DEFAULT_MAX_EXTRA_NAMES). */
+  maxExtraNames?: number;
 }
 
 type AdsCall = grpc.ServerDuplexStream<DeltaRequestMsg, DeltaResponseMsg>;
@@ -66,6 +90,8 @@ export class DeltaXdsServer {
   private readonly authenticate: DeltaXdsServerOptions['authenticate'];
   /** @internal */
   readonly onPush: DeltaXdsServerOptions['onPush'];
+  /** @internal */
+  readonly maxExtraNames: number;
   private readonly streams = new Set<AdsStream>();
   private nonceSeq = 0;
   private readonly onUpdate = (u: IndexUpdate) => {
@@ -77,6 +103,7 @@ export class DeltaXdsServer {
     this.log = opts.logger;
     this.authenticate = opts.authenticate;
     this.onPush = opts.onPush;
+    this.maxExtraNames = opts.maxExtraNames ?? DEFAULT_MAX_EXTRA_NAMES;
     this.index.on('update', this.onUpdate);
   }
 
@@ -145,9 +172,17 @@ class AdsStream {
       try {
         this.onRequest(req);
       } catch (err) {
-        // A request we cannot make sense of ends this stream, never the server.
-        this.log.warn({ 'node.id': this.nodeId, err: errorMessage(err) }, 'bad xDS request, closing stream');
-        call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: errorMessage(err) });
+        // A request we cannot make sense of, or one over a limit, ends this stream, never the server.
+        const limit = err instanceof XdsLimitError;
+        this.log.warn(
+          { 'node.id': this.nodeId, 'node.name': this.nodeName, err: errorMessage(err) },
+          limit ? 'xDS request over a limit, closing stream' : 'bad xDS request, closing stream',
+        );
+        this.close(errorMessage(err));
+        call.emit('error', {
+          code: limit ? grpc.status.RESOURCE_EXHAUSTED : grpc.status.INVALID_ARGUMENT,
+          details: errorMessage(err),
+        });
       }
     });
     call.on('end', () => {
@@ -186,10 +221,22 @@ class AdsStream {
       );
       return;
     }
+    // Bounded before anything is stored: the request's own names, then what the stream would hold.
+    const limit = this.index.resources(typeUrl).size + this.server.maxExtraNames;
+    const asked =
+      (req.resourceNamesSubscribe?.length ?? 0) + Object.keys(req.initialResourceVersions ?? {}).length;
+    if (asked > limit)
+      throw new XdsLimitError(`request names ${asked} ${typeUrl} resources; the limit is ${limit}`);
     const sub = this.subs.get(typeUrl);
     if (req.responseNonce && sub) this.recordAck(sub, req);
     if (!sub) this.subscribe(typeUrl, req);
     else this.changeSubscription(sub, req);
+    if (asked === 0) return; // an ACK: nothing new held
+    const s = this.subs.get(typeUrl)!;
+    let holding = s.held.size;
+    for (const n of s.names) if (!s.held.has(n)) holding++;
+    if (holding > limit)
+      throw new XdsLimitError(`stream would hold ${holding} ${typeUrl} names; the limit is ${limit}`);
   }
 
   private identify(req: DeltaRequestMsg): void {
