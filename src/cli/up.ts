@@ -58,6 +58,11 @@ export async function up(args: string[]): Promise<number> {
         ? `Try: npx ambit exec --pod ${client.namespace}/${client.name} -- curl -s http://<service>.<namespace>:<port>/`
         : ''),
   );
+  // Admin (15000) and debug (15014) ask for this token (telemetry/admin-guard.ts).
+  console.log(
+    `ambit: admin token in ${path.join(stateDir, 'admin.token')} — \`ambit ctl\` and \`ambit dashboard\` read it` +
+      (values.state === '.ambit' ? '' : ` with --state ${values.state}`),
+  );
   await untilSignal();
   console.log('ambit: stopping');
   await mesh.stop();
