@@ -216,6 +216,17 @@ export class HbonePool {
           ),
         );
       });
+      // TLS 1.3: the client finishes its handshake before the server has checked the client
+      // certificate; a server that refuses it just closes. Without this the dial waited 10 s.
+      session.once('close', () => {
+        clearTimeout(timer);
+        reject(
+          new AmbitError(
+            'HBONE_TLS_FAILURE',
+            `${req.hboneAddr.host} closed the connection during the handshake (did it refuse our certificate?)`,
+          ),
+        );
+      });
     }).catch((err) => {
       session.destroy();
       throw err;
