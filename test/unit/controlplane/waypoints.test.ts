@@ -272,6 +272,9 @@ describe('AmbientIndex with waypoints', () => {
     expect(index.waypointStatuses()).toHaveLength(1);
     expect(index.identitiesOnNode('node-1').has('spiffe://cluster.local/ns/demo/sa/wp')).toBe(true);
     expect(index.identitiesOnNode('node-2').has('spiffe://cluster.local/ns/demo/sa/wp')).toBe(false);
+    // Kubernetes mode (issue 12, hole 4): the placement is no grant; no node signs for a waypoint.
+    expect(index.podIdentitiesOnNode('node-1').has('spiffe://cluster.local/ns/demo/sa/wp')).toBe(false);
+    expect(index.isWaypointIdentity('spiffe://cluster.local/ns/demo/sa/wp')).toBe(true);
   });
 
   it('binds a service by its label and a pod by the namespace label, and unbinds on removal', () => {

@@ -113,6 +113,34 @@ describe('ctl analyze', () => {
     expect(msgs.every((m) => m.file?.endsWith('bad.yaml') && (m.document ?? 0) > 0)).toBe(true);
   });
 
+  it('lists a policy that failed validation with the field and its fail-closed effect (issue 12)', async () => {
+    const { parseManifests } = await import('../../../src/config/load.js');
+    const load = parseManifests(
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: echo-nobody, namespace: demo}
+spec:
+  selector: {matchLabels: {app: echo}}
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/demo/sa/nobody]}}]
+    to: [{operation: {ports: ['http']}}]
+`,
+      'p.yaml',
+    );
+    const msgs = analyze(load.entries).filter((m) => m.code === 'AMBIT_POLICY_DEGRADED');
+    expect(msgs).toEqual([
+      expect.objectContaining({
+        level: 'Error',
+        object: 'AuthorizationPolicy demo/echo-nobody',
+        file: 'p.yaml',
+      }),
+    ]);
+    expect(msgs[0]!.message).toMatch(
+      /rule 0 dropped \(spec\.rules\[0\]\.to\[0\]\.operation\.ports\[0\]: must be a port number .*"http"\)\); ALLOW now has no rules: it denies every request to app=echo in namespace demo/,
+    );
+  });
+
   it('expands short hosts the way Istio does', () => {
     expect(fqdn('reviews', 'shop')).toBe('reviews.shop.svc.cluster.local');
     expect(fqdn('reviews.other.svc', 'shop')).toBe('reviews.other.svc.cluster.local');
