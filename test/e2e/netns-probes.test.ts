@@ -133,8 +133,36 @@ describe.skipIf(!!skip)('kubelet probes under STRICT in network namespaces', () 
     expect(body.remote).toMatch(/^10\.200\.171\.13:/);
   });
 
+  it('probes keep working while the node proxy is dead, and it is restarted in its namespace (supervision)', async () => {
+    const pid = mesh!.pid('node/node-1')!;
+    const from = logs.length;
+    process.kill(pid, 'SIGKILL');
+    // The rules outlive the proxy: the probe goes straight to the app meanwhile...
+    expect(JSON.parse(await curl(NODE1, `http://${APP}:8080/`)).remote).toMatch(/^169\.254\.7\.127:/);
+    // ...and the supervisor brings the proxy back, which finds the node's probe rules in place.
+    await waitForLog((l) => l.component === 'ambit' && String(l.rec.msg).startsWith('restarting node/node-1 in '), 5000, from);
+    const reused = await waitForLog(
+      (l) => l.component === 'node/node-1' && l.rec.msg === 'node agent: kubelet probe rules on the node',
+      15_000,
+      from,
+    );
+    expect(reused.rec.rules).toBe('reused');
+    await waitForLog((l) => l.component === 'node/node-1' && l.rec.msg === 'node proxy ready', 15_000, from);
+    expect(mesh!.pid('node/node-1')).not.toBe(pid);
+    expect(JSON.parse(await curl(CLIENT, `http://${APP}:8080/`)).pod).toBe('demo/app');
+  });
+
   it('a pod on the same node forging 169.254.7.127 gets no packet to the app pod', async () => {
     await nsSh(ATTACKER, 'ip', 'addr', 'add', `${PROBE_IP}/32`, 'dev', 'lo');
+    // Without node-1's anti-spoof drop the forged packets do reach the pod (what this test guards).
+    await nsSh(NODE1, 'iptables', ...DROP_RULE('-D'));
+    try {
+      await nsSh(APP_NS, 'iptables', '-t', 'raw', '-Z', 'PREROUTING');
+      await forgedGet(ATTACKER);
+      expect(await forgedPacketsAtApp()).toBeGreaterThan(0);
+    } finally {
+      await nsSh(NODE1, 'iptables', ...DROP_RULE('-A'));
+    }
     await nsSh(APP_NS, 'iptables', '-t', 'raw', '-Z', 'PREROUTING');
     const r = await forgedGet(ATTACKER);
     expect(r.ok).toBe(false);
@@ -147,13 +175,12 @@ describe.skipIf(!!skip)('kubelet probes under STRICT in network namespaces', () 
     await nsSh(ROUTER, 'ip', 'addr', 'add', `${PROBE_IP}/32`, 'dev', 'lo');
     // The hole, proven real: with node-1's anti-spoof drop removed, the forged connection reaches
     // the app past STRICT. The rule is put back at once.
-    const drop = ['-t', 'raw', '-A', 'AMBIT_HOST_PRERT', '-s', `${PROBE_IP}/32`, '-j', 'DROP'];
-    await nsSh(NODE1, 'iptables', ...drop.map((a) => (a === '-A' ? '-D' : a)));
+    await nsSh(NODE1, 'iptables', ...DROP_RULE('-D'));
     let open: { ok: boolean; data?: string };
     try {
       open = await forgedGet(ROUTER);
     } finally {
-      await nsSh(NODE1, 'iptables', ...drop);
+      await nsSh(NODE1, 'iptables', ...DROP_RULE('-A'));
     }
     expect(open.ok, JSON.stringify(open)).toBe(true);
     expect(open.data).toMatch(/"remote":\s*"169\.254\.7\.127:/); // the app saw the forged source
@@ -166,6 +193,9 @@ describe.skipIf(!!skip)('kubelet probes under STRICT in network namespaces', () 
     expect(JSON.parse(await curl(NODE1, `http://${APP}:8080/`)).remote).toMatch(/^169\.254\.7\.127:/);
   });
 });
+
+/** node-1's anti-spoof rule (host-rules.ts), to take out and put back (-D / -A). */
+const DROP_RULE = (op: '-A' | '-D') => ['-t', 'raw', op, 'AMBIT_HOST_PRERT', '-s', `${PROBE_IP}/32`, '-j', 'DROP'];
 
 /** An HTTP GET to the app from `netns`, bound to 169.254.7.127; resolves with what happened. */
 async function forgedGet(netns: string): Promise<{ ok: boolean; data?: string; err?: string }> {
