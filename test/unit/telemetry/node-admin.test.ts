@@ -8,6 +8,7 @@ import { AccessLogPolicy } from '../../../src/telemetry/access-log.js';
 import { DenialLog } from '../../../src/telemetry/connection-telemetry.js';
 import { httpRequest as rawRequest } from '../../../src/telemetry/http-util.js';
 import { AdminGuard } from '../../../src/telemetry/admin-guard.js';
+import { NodeTelemetry } from '../../../src/telemetry/node-telemetry.js';
 
 const TOKEN = 'unit-admin-token';
 // Every request here carries the admin token; admin-guard.test.ts covers the refusals.
@@ -88,5 +89,57 @@ describe('node admin', () => {
     await new Promise((r) => setTimeout(r, 20));
     expect(stoppedWith).toBe(1234);
     expect(quit).toBe(1);
+  });
+});
+
+describe('where admin listens (NodeTelemetry)', () => {
+  const freePort = async (): Promise<number> => {
+    const s = http.createServer();
+    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    const port = (s.address() as { port: number }).port;
+    await new Promise<void>((r) => s.close(() => r()));
+    return port;
+  };
+  const start = async (opts: ConstructorParameters<typeof NodeTelemetry>[0]) => {
+    const t = new NodeTelemetry({ metrics: false, ...opts }, logger);
+    await t.start({ nodeName: 'n1', nodeIp: '127.0.150.241', proxy });
+    return t;
+  };
+
+  it('binds 127.0.0.1 where loopback is private (netns/Kubernetes, as ztunnel), the node IP in local mode', async () => {
+    const port = await freePort();
+    const netns = await start({ adminPort: port, adminTrustLoopback: true, adminToken: TOKEN });
+    try {
+      expect((await rawRequest(`http://127.0.0.1:${port}/certs`)).status).toBe(200); // loopback read, no token
+      expect(
+        (await rawRequest(`http://127.0.0.1:${port}/logging?level=info`, { method: 'POST' })).status,
+      ).toBe(401);
+      await expect(rawRequest(`http://127.0.150.241:${port}/`)).rejects.toThrow(/ECONNREFUSED/);
+    } finally {
+      await netns.stop();
+    }
+    const local = await start({ adminPort: port, adminToken: TOKEN });
+    try {
+      expect((await rawRequest(`http://127.0.150.241:${port}/certs`)).status).toBe(401); // loopback proves nothing here
+      expect((await httpRequest(`http://127.0.150.241:${port}/certs`)).status).toBe(200);
+    } finally {
+      await local.stop();
+    }
+  });
+
+  it('--admin-bind moves it off 127.0.0.1 (the token rule for non-loopback reads is in admin-guard.test.ts)', async () => {
+    const port = await freePort();
+    const wide = await start({
+      adminPort: port,
+      adminTrustLoopback: true,
+      adminToken: TOKEN,
+      adminHost: '127.0.150.241',
+    });
+    try {
+      expect((await httpRequest(`http://127.0.150.241:${port}/certs`)).status).toBe(200);
+      await expect(rawRequest(`http://127.0.0.1:${port}/`)).rejects.toThrow(/ECONNREFUSED/);
+    } finally {
+      await wide.stop();
+    }
   });
 });
