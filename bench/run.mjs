@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // `npm run bench -- [l4|cost|l7|controlplane|all] [--quick] [--out FILE] [--no-peers]`
+// `npm run bench -- soak [--minutes N] [--out FILE]` (bench/soak.mjs; never part of `all`)
 // Benchmarks on loopback; every measurement repeated (median, min–max), every run bounded in
 // time. Results: bench/results/<date>-<suite>.{json,md,png} (or --out FILE for the JSON).
 import { spawnSync } from 'node:child_process';
@@ -24,10 +25,17 @@ const outFile = value('--out');
 const suite = args.find((a, i) => !a.startsWith('--') && args[i - 1] !== '--out') ?? 'l4';
 const RUNS = 3;
 const timing = quick ? { warmupMs: 200, durationMs: 500 } : { warmupMs: 1000, durationMs: 5000 };
-const SUITES = ['l4', 'cost', 'l7', 'controlplane', 'all'];
+const SUITES = ['l4', 'cost', 'l7', 'controlplane', 'all', 'soak'];
 if (!SUITES.includes(suite)) {
   console.error(`unknown suite ${suite} (available: ${SUITES.join(', ')})`);
   process.exit(2);
+}
+if (suite === 'soak') {
+  // An hour by default: its own runner, and not in `all` (nor in npm test or CI).
+  const r = spawnSync(process.execPath, [path.join(here, 'soak.mjs'), ...args.filter((a) => a !== 'soak')], {
+    stdio: 'inherit',
+  });
+  process.exit(r.status ?? 1);
 }
 
 const started = new Date();
