@@ -101,6 +101,24 @@ describe('buildRoute', () => {
     ).toMatchObject({ kind: 'reject' });
   });
 
+  // Issue 12 item 6: no mesh port is a destination on any address the mesh knows or on loopback
+  // (ztunnel outbound.rs: loopback + illegal_ports → SelfCall); outside addresses keep them.
+  it.each([
+    ['a pod IP', '10.0.0.2', 15080, 'reject'],
+    ['a pod IP', '10.0.0.2', 15000, 'reject'],
+    ['a pod IP', '10.0.0.2', 15090, 'reject'],
+    ['the service VIP', '127.0.100.1', 15021, 'reject'],
+    ['loopback', '127.0.0.1', 15000, 'reject'],
+    ['an unknown loopback address', '127.9.9.9', 15020, 'reject'],
+    ['an outside address', '192.0.2.7', 15000, 'passthrough'],
+    ['an outside address, a loop port', '192.0.2.7', 15008, 'reject'],
+    ['an outside address, an app port', '192.0.2.7', 8080, 'passthrough'],
+  ])('%s %s:%d → %s', (_what, host, port, kind) => {
+    const r = buildRoute(target(host, port), stateWith(workload('a', '10.0.0.2')), first);
+    expect(r.kind).toBe(kind);
+    if (r.kind === 'reject') expect(r.code).toBe('ROUTE_FORBIDDEN_PORT');
+  });
+
   it('round robin alternates between endpoints', () => {
     const s = stateWith(workload('a', '127.0.10.2'), workload('b', '127.0.10.3'));
     const rr = roundRobin();

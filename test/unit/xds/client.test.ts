@@ -77,7 +77,10 @@ const text = (name: string, version: string, value: string, typeUrl = TYPE) => (
 const cleanups: (() => void)[] = [];
 afterEach(() => cleanups.splice(0).forEach((c) => c()));
 
-function textClient(port: number, opts: { failApply?: boolean; logger?: Logger } = {}) {
+function textClient(
+  port: number,
+  opts: { failApply?: boolean; logger?: Logger; defaultBackoff?: boolean } = {},
+) {
   const state = new Map<string, string>();
   const applied: { upserted: string[]; removed: string[] }[] = [];
   const client = new XdsClient({
@@ -101,7 +104,7 @@ function textClient(port: number, opts: { failApply?: boolean; logger?: Logger }
       },
     ],
     logger: opts.logger ?? pino({ level: 'silent' }),
-    backoff: { initialMs: 10, maxMs: 50 },
+    ...(opts.defaultBackoff ? {} : { backoff: { initialMs: 10, maxMs: 50 } }),
   });
   client.start();
   cleanups.push(() => client.stop());
@@ -220,4 +223,22 @@ describe('XdsClient', () => {
     client.stop();
     await expect(client.ready()).rejects.toThrow(/stopped/);
   });
+
+  // Issue 12: after a 30 s outage proxies came back 11–15 s after the control plane (backoff had
+  // grown towards its 15 s cap). With the default pacing (cap 2 s) the client is back within
+  // ~2 s of the control plane's return, however long it was away. 8 s down is enough to reach the
+  // cap (0.1 + 0.2 + … + 1.6 s); with the old cap the next wait would be 3.2–6.4 s.
+  it('reconnects within ~2 s of the control plane coming back after an outage (default backoff)', async () => {
+    const cp = await scriptedServer();
+    const { client } = textClient(cp.port, { defaultBackoff: true });
+    (await cp.stream(0)).write(res('n1', [text('x', '1', 'hello')]));
+    await client.ready();
+    cp.server.forceShutdown();
+    await new Promise((r) => setTimeout(r, 8000));
+    const back = await scriptedServer(cp.port);
+    cleanups.push(() => back.server.forceShutdown());
+    const t0 = Date.now();
+    await back.stream(0);
+    expect(Date.now() - t0).toBeLessThan(2600);
+  }, 20_000);
 });
