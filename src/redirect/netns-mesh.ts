@@ -53,6 +53,11 @@ export interface NetnsMeshOptions {
   readyTimeoutMs?: number;
   /** Back-off of the restarts of a component that died (cli/restart-backoff.ts). */
   restart?: Partial<RestartPolicy>;
+  /**
+   * Node proxies find each pod's namespace by its IP, as on Kubernetes (pod-netns.ts), instead of
+   * by the name this run gave it: tests of the discovery use this.
+   */
+  discoverPodsByIp?: boolean;
 }
 
 export interface NetnsMeshDescription extends MeshDescription {
@@ -175,7 +180,7 @@ export class NetnsMesh extends MeshRun {
         routerNetnsName(prefix),
       );
       const args = { ...opts, controlPlane };
-      const capture = ['--capture', 'netns', '--netns-prefix', prefix];
+      const capture = ['--capture', 'netns', ...(opts.discoverPodsByIp ? [] : ['--netns-prefix', prefix])];
       if (opts.disableCapture) capture.push('--disable-capture');
       await Promise.all(
         base.nodes.map((n) =>

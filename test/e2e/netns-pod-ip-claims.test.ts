@@ -1,0 +1,161 @@
+// Pod-netns discovery by IP (as on Kubernetes) with a pod that claims its neighbour's address
+// (root, real namespaces). The node agent must refuse the ambiguous IP — the victim is not
+// captured, the reason is logged and shown by readiness — and never open the victim's listeners in
+// whichever namespace it found first. Removing the forged address lets the retry capture it.
+//   demo/victim     node-1  10.200.172.10  echo on 8080, in the mesh
+//   legacy/squatter node-1  10.200.172.11  outside the mesh; adds 10.200.172.10 to its own lo
+//   demo/client     node-1  10.200.172.12  in the mesh
+// Namespaces ambit-t12c-*, removed at the end, also after a failure.
+import { execFile } from 'node:child_process';
+import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NetnsMesh, netnsPrerequisites } from '../../src/redirect/netns-mesh.js';
+import { teardown } from '../../src/redirect/topology.js';
+
+const PREFIX = 'ambit-t12c-';
+const NODE1 = `${PREFIX}node-1`;
+const VICTIM_NS = `${PREFIX}pod-demo-victim`;
+const SQUATTER = `${PREFIX}pod-legacy-squatter`;
+const VICTIM = '10.200.172.10';
+
+const skip = await netnsPrerequisites();
+if (skip) console.log(`e2e pod IP claimed by two namespaces skipped: ${skip}`);
+
+const pod = (ns: string, name: string, ip: string, app: boolean) => `apiVersion: v1
+kind: Pod
+metadata:
+  name: ${name}
+  namespace: ${ns}
+  labels: {app: ${name}}
+${app ? '  annotations: {ambit.dev/command: "ambit echo --port 8080"}\n' : ''}spec:
+  nodeName: node-1
+  serviceAccountName: ${name}
+  containers: [{name: c, image: x${app ? ', ports: [{containerPort: 8080}]' : ''}}]
+status:
+  podIP: ${ip}
+`;
+
+const MESH = [
+  `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n  labels: {istio.io/dataplane-mode: ambient}\n`,
+  `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: legacy\n`,
+  `apiVersion: v1\nkind: Node\nmetadata: {name: node-1}\nstatus: {addresses: [{type: InternalIP, address: 127.0.172.1}]}\n`,
+  pod('demo', 'victim', '127.0.172.10', true),
+  pod('legacy', 'squatter', '127.0.172.11', false),
+  pod('demo', 'client', '127.0.172.12', false),
+].join('---\n');
+
+interface Log {
+  component: string;
+  rec: Record<string, unknown>;
+}
+let root: string;
+let mesh: NetnsMesh | undefined;
+const logs: Log[] = [];
+
+describe.skipIf(!!skip)('a pod IP claimed by two network namespaces', () => {
+  beforeAll(async () => {
+    await teardown(PREFIX);
+    root = await mkdtemp(path.join(tmpdir(), 'ambit-t12c-'));
+    const configDir = path.join(root, 'config');
+    await mkdir(configDir);
+    await writeFile(path.join(configDir, 'mesh.yaml'), MESH);
+    mesh = await NetnsMesh.start({
+      configDir,
+      stateDir: path.join(root, 'state'),
+      prefix: PREFIX,
+      discoverPodsByIp: true, // as on Kubernetes: the namespace is found by the pod's IP
+      onLog: (component, line) => {
+        try {
+          logs.push({ component, rec: JSON.parse(line) as Record<string, unknown> });
+        } catch {
+          logs.push({ component, rec: { msg: line } });
+        }
+      },
+    });
+  }, 90_000);
+
+  afterAll(async () => {
+    await mesh?.stop();
+    await teardown(PREFIX);
+    if (root) await rm(root, { recursive: true, force: true });
+  }, 30_000);
+
+  it('finds an unambiguous pod by its IP and captures it', async () => {
+    await waitForLog(
+      (l) => l.component === 'node/node-1' && l.rec.msg === 'pod captured' && l.rec.pod === 'demo/victim',
+      15_000,
+    );
+    await until(async () => (await nsSh(VICTIM_NS, 'ss', '-Hltn', 'sport = :15008')).trim() !== '', 5000);
+  });
+
+  it('refuses the victim once another namespace also has its IP: not captured, reason logged, nothing opened in the squatter', async () => {
+    await nsSh(SQUATTER, 'ip', 'addr', 'add', `${VICTIM}/32`, 'dev', 'lo');
+    const from = logs.length;
+    await mesh!.restart('node/node-1'); // the new agent looks every pod up again
+    const refused = await waitForLog(
+      (l) =>
+        l.component === 'node/node-1' &&
+        l.rec.pod === 'demo/victim' &&
+        /is a local address in 2 network namespaces/.test(String(l.rec.err)),
+      15_000,
+      from,
+    );
+    expect(String(refused.rec.err)).toContain(`/var/run/netns/${VICTIM_NS}`);
+    expect(String(refused.rec.err)).toContain(`/var/run/netns/${SQUATTER}`);
+    // Readiness says which pod and why.
+    const ready = await sh('ip', [
+      'netns', 'exec', NODE1, 'curl', '-s', '-m', '3', '-w', '\n%{http_code}', 'http://10.200.172.1:15021/healthz/ready',
+    ]);
+    expect(ready).toMatch(/demo\/victim.*2 network namespaces/);
+    expect(ready.trim().endsWith('503')).toBe(true);
+    // Not the first match: no listener of the victim's in the squatter's namespace, nor in its own.
+    for (const ns of [SQUATTER, VICTIM_NS])
+      expect(await nsSh(ns, 'ss', '-Hltn'), ns).not.toMatch(/:(15008|15006|15001)\b/);
+    // The client pod (unambiguous) was captured as usual.
+    expect(
+      logs.slice(from).some((l) => l.component === 'node/node-1' && l.rec.msg === 'pod captured' && l.rec.pod === 'demo/client'),
+    ).toBe(true);
+  });
+
+  it('captures the victim again once the forged address is gone (retried)', async () => {
+    const from = logs.length;
+    await nsSh(SQUATTER, 'ip', 'addr', 'del', `${VICTIM}/32`, 'dev', 'lo');
+    await waitForLog(
+      (l) => l.component === 'node/node-1' && l.rec.msg === 'pod captured' && l.rec.pod === 'demo/victim',
+      15_000,
+      from,
+    );
+    await until(async () => (await nsSh(VICTIM_NS, 'ss', '-Hltn', 'sport = :15008')).trim() !== '', 5000);
+  });
+});
+
+function nsSh(netns: string, ...args: string[]): Promise<string> {
+  return sh('ip', ['netns', 'exec', netns, ...args]);
+}
+
+function sh(cmd: string, args: string[], timeoutMs = 10_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { timeout: timeoutMs }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${cmd} ${args.join(' ')}: ${stderr || err.message}`)) : resolve(stdout),
+    );
+  });
+}
+
+async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check().catch(() => false)) return;
+    if (Date.now() > end) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function waitForLog(match: (l: Log) => boolean, timeoutMs = 5_000, from = 0): Promise<Log> {
+  let found: Log | undefined;
+  await until(async () => (found = logs.slice(from).find(match)) !== undefined, timeoutMs).catch(() => {
+    throw new Error(`no matching log line within ${timeoutMs} ms`);
+  });
+  return found!;
+}
