@@ -9,7 +9,9 @@ import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEcho } from '../../src/cli/echo.js';
 import { SocksError } from '../../src/cli/socks-client.js';
-import { TestMesh, closeServer } from '../support/mesh.js';
+import { TestMesh, closeServer, listen } from '../support/mesh.js';
+import { SocksAgent } from '../support/mesh-http.js';
+import { demoService, serviceAuthorizationPolicy, waypointGateway } from '../support/waypoint-manifests.js';
 import { explain, offlineView } from '../../src/cli/authz.js';
 import { loadDirectory } from '../../src/config/load.js';
 import { analyze } from '../../src/cli/ctl-analyze.js';
@@ -52,13 +54,28 @@ spec:
     to: [{operation: {ports: ['http']}}]
 `;
 
-const m = new TestMesh({ octet: O });
+// A waypoint and a Service `api` behind it (on echo-v1:9090), for the targetRefs case.
+const EXTRA = [
+  waypointGateway(ip(200)),
+  demoService('api', ip(101), { app: 'echo', version: 'v1' }, '[{name: http, port: 9090}]', true),
+].join('---\n');
+const m = new TestMesh({ octet: O, extraManifests: EXTRA });
 const servers: net.Server[] = [];
+const apiReceived: string[] = [];
 
 beforeAll(async () => {
   await m.start();
   servers.push(await startEcho({ host: ECHO_V1, port: 8080, pod: 'demo/echo-v1' }));
   servers.push(await startEcho({ host: ECHO_V2, port: 8080, pod: 'demo/echo-v2' }));
+  const api = http.createServer((req, res) => {
+    apiReceived.push(`${req.method} ${req.url}`);
+    res.end('ok');
+  });
+  servers.push(await listen(api, ECHO_V1, 9090));
+  await m.waitForLog(
+    (l) => l.component === 'waypoint/demo/waypoint' && l.rec.msg === 'waypoint ready',
+    30_000,
+  );
 }, 60_000);
 
 afterAll(async () => {
@@ -271,3 +288,51 @@ describe('from the Kubernetes API (no validation webhook in front of the CRD)', 
     }
   });
 });
+
+describe('at the waypoint (targetRefs policies arrive as config objects)', () => {
+  const agent = new SocksAgent(SLEEP, { keepAlive: false });
+  afterAll(() => agent.destroy());
+  const get = (p: string) =>
+    new Promise<number>((resolve, reject) => {
+      const req = http.request({ host: 'api.demo', port: 9090, path: p, agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode!));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+
+  it('a DENY on /admin* whose rule has an unreadable port denies every request to the Service', async () => {
+    expect(await get('/public')).toBe(200);
+    const seen = apiReceived.length;
+    // Skipping the bad rule (istiod's builder) would let /public through; the waypoint must not.
+    await writeFile(
+      path.join(m.configDir, 'wp-deny.yaml'),
+      serviceAuthorizationPolicy(
+        'api-deny',
+        'api',
+        'DENY',
+        `
+    - to: [{operation: {paths: ["/admin*"], ports: ['http']}}]`,
+      ),
+    );
+    await eventuallyStatus(() => get('/public'), 403);
+    expect(await get('/admin')).toBe(403);
+    // Only the /public answered before the policy arrived reached the app; nothing after it.
+    expect(apiReceived.slice(seen).filter((r) => r.includes('/admin'))).toEqual([]);
+    await rm(path.join(m.configDir, 'wp-deny.yaml'));
+    await eventuallyStatus(() => get('/public'), 200);
+  });
+});
+
+/** Polls until `fn` answers `want` (config reaches the waypoint asynchronously), at most 5 s. */
+async function eventuallyStatus(fn: () => Promise<number>, want: number): Promise<void> {
+  const deadline = Date.now() + 5000;
+  let last = 0;
+  while (Date.now() < deadline) {
+    last = await fn();
+    if (last === want) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  expect(last).toBe(want);
+}
