@@ -271,7 +271,7 @@ export function explain(
     }
   }
   if (view.configErrors?.length) {
-    lines.push('', 'manifests skipped (invalid)');
+    lines.push('', 'invalid manifests (skipped; an AuthorizationPolicy stands in degraded, above)');
     for (const e of view.configErrors) lines.push(`  ✘ ${e}`);
   }
   if (!view.statuses)
