@@ -22,6 +22,7 @@
 import net from 'node:net';
 import http from 'node:http';
 import { createHash, randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { TestMesh, closeServer, listen } from '../support/mesh.js';
 import { demoService, waypointGateway } from '../support/waypoint-manifests.js';
@@ -253,6 +254,9 @@ describe('faults with bytes checked (100 concurrent transfers, SHA-256 at the re
 
   afterAll(async () => {
     await closeServer(sink);
+    // AMBIT_FAULT_LOGS=FILE keeps every log line of the mesh, to see which hop ended a transfer.
+    if (mesh && process.env.AMBIT_FAULT_LOGS)
+      await writeFile(process.env.AMBIT_FAULT_LOGS, mesh.logs.map((l) => JSON.stringify(l)).join('\n'));
     await mesh?.stop();
     if (rows.length) {
       const lines = [
