@@ -1,7 +1,11 @@
 // HTTP/1.1 at the waypoint: each request through the shared pipeline (`pipeline.ts`), sent on a
-// pooled keep-alive upstream connection (`h1-pool.ts`); `Upgrade` requests get a tunnel of
-// their own and are spliced; malformed input is answered 400/431 here with one log line.
+// pooled keep-alive upstream connection (`h1-pool.ts`); a WebSocket `Upgrade` gets a tunnel of
+// its own and is spliced only after the upstream's 101, else the connection stays HTTP/1.1
+// (http1-upgrade.ts); CONNECT is refused (403); malformed input is answered 400/431 here with
+// one log line.
 import http from 'node:http';
+import { once } from 'node:events';
+import type net from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
 import type { Logger } from '../common/log.js';
 import { isAmbitError } from '../common/errors.js';
@@ -14,6 +18,16 @@ import type { AttemptResult } from './resilience/retry.js';
 import { defaultRetryPolicy } from './resilience/types.js';
 import type { ConnectionPoolLimiter } from './resilience/pool.js';
 import type { UpstreamEndpoint } from './upstream.js';
+import { socketOf } from './stream-adapter.js';
+import {
+  hasBody,
+  localAnswer,
+  plainRequestHead,
+  responseHead,
+  upgradeKind,
+  wantsClose,
+  type BodyFraming,
+} from './http1-upgrade.js';
 
 export class Http1Handler {
   constructor(
@@ -21,6 +35,8 @@ export class Http1Handler {
     private readonly pool: UpstreamHttp1Pool,
     private readonly contextOf: (socket: object) => TunnelContext | undefined,
     private readonly log: Logger,
+    /** Hands a socket (back) to the HTTP/1.1 server: after a non-101 answer, or an upgrade it must parse as plain HTTP. */
+    private readonly serveAgain: (socket: Duplex) => void,
   ) {}
 
   async onRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -85,45 +101,122 @@ export class Http1Handler {
     }
   }
 
-  /** Upgrade (WebSocket and friends): the request head is forwarded and the bytes spliced. */
+  /**
+   * Upgrade requests (http1-upgrade.ts has Envoy's rules): WebSocket is forwarded on a tunnel of
+   * its own and spliced only once the upstream answers 101; any other answer is relayed and the
+   * connection goes back to the HTTP server. h2c, and upgrades carrying a body, are handed back
+   * as plain requests; other upgrade types get Envoy's 403.
+   */
   async onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const ctx = this.contextOf(req.socket);
     if (!ctx) return void socket.destroy();
-    socket.on('error', () => {});
+    const kind = upgradeKind(req.headers);
+    if (kind === 'h2c' || (kind === 'websocket' && hasBody(req.headers)))
+      return this.serveAsPlain(socket, Buffer.concat([plainRequestHead(req), head]));
+    if (!socket.listeners('error').includes(ignoreError)) socket.on('error', ignoreError);
     const l7 = toL7Request(req.method ?? 'GET', req.url ?? '/', req.headers, ctx, req.headers.host ?? '');
     const x = newExchange(l7, ctx, 'http1');
     x.upgrade = String(req.headers.upgrade ?? '');
+    if (kind === 'other') {
+      socket.end(localAnswer(403, { 'content-type': 'text/plain' }, 'upgrade not allowed\n'));
+      x.reason = `upgrade_failed: upgrade type ${JSON.stringify(x.upgrade)} is not enabled (only websocket)`;
+      return this.pipeline.record(x, 403);
+    }
+    let answered: number | undefined;
     try {
       const plan = await this.pipeline.prepare(x, (status, headers, body) => {
-        const lines = Object.entries(headers)
-          .map(([k, v]) => `${k}: ${v}\r\n`)
-          .join('');
-        socket.end(
-          `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\n${lines}connection: close\r\n\r\n${body}`,
-        );
+        answered = status;
+        socket.end(localAnswer(status, headers, body));
       });
-      if (!plan) return this.pipeline.record(x, 0);
+      if (!plan) return this.pipeline.record(x, answered ?? 0);
       const ep = this.pipeline.pickOnce(x, plan);
       const tunnel = await this.pipeline.connect(ep, ctx);
-      const headers = forwardHeaders(req.headers, l7, ctx, plan.action, 'http');
-      let headText = `${req.method} ${rewrittenPath(req.url ?? '/', plan.action, l7.path)} HTTP/1.1\r\n`;
-      for (const [k, v] of Object.entries(headers)) {
-        for (const one of Array.isArray(v) ? v : [v]) if (one !== undefined) headText += `${k}: ${one}\r\n`;
+      const headers = stripHopByHop(forwardHeaders(req.headers, l7, ctx, plan.action, 'http'));
+      headers.connection = 'Upgrade';
+      headers.upgrade = 'websocket';
+      const upReq = http.request({
+        method: req.method,
+        path: rewrittenPath(req.url ?? '/', plan.action, l7.path),
+        headers,
+        // no `agent`: with agent false Node makes a fresh Agent, which ignores createConnection
+        createConnection: () => socketOf(tunnel, false) as unknown as net.Socket,
+      });
+      const onGone = () => upReq.destroy(new Error('downstream went away'));
+      const outcome = await new Promise<
+        | { kind: '101'; res: http.IncomingMessage; up: Duplex; upHead: Buffer }
+        | { kind: 'response'; res: http.IncomingMessage }
+        | { kind: 'error'; error: Error }
+      >((resolve) => {
+        upReq.once('upgrade', (res, up: Duplex, upHead: Buffer) => resolve({ kind: '101', res, up, upHead }));
+        upReq.once('response', (res) => resolve({ kind: 'response', res }));
+        upReq.once('error', (error) => resolve({ kind: 'error', error }));
+        socket.once('close', onGone);
+        upReq.end();
+      });
+      socket.off('close', onGone);
+      if (outcome.kind === 'error') {
+        tunnel.destroy();
+        throw outcome.error;
       }
-      tunnel.write(`${headText}\r\n`, 'latin1');
-      if (head.length) tunnel.write(head);
-      tunnel.pipe(socket).pipe(tunnel);
-      socket.on('error', () => tunnel.destroy());
-      tunnel.on('error', () => socket.destroy());
-      this.pipeline.record(x, 101);
+      const out = stripHopByHop(
+        applyModifier(outcome.res.headers, plan.action.responseHeaders, plan.backend?.responseHeaders),
+      );
+      if (outcome.kind === '101') {
+        // The backend switched protocols: from here on the bytes are the upgraded protocol's.
+        const { up, upHead } = outcome;
+        up.on('error', () => socket.destroy());
+        up.once('close', () => socket.destroy());
+        socket.once('close', () => up.destroy());
+        out.connection = 'Upgrade';
+        out.upgrade = String(outcome.res.headers.upgrade ?? 'websocket');
+        const { head: resHead } = responseHead(101, out, req.method ?? 'GET', false);
+        socket.write(resHead);
+        if (upHead.length) socket.write(upHead);
+        if (head.length) up.write(head);
+        up.pipe(socket).pipe(up);
+        return this.pipeline.record(x, 101);
+      }
+      // Not upgraded: relay the answer, then the connection is HTTP/1.1 again.
+      const res = outcome.res;
+      const status = res.statusCode ?? 502;
+      const close = wantsClose(req);
+      const { head: resHead, framing } = responseHead(status, out, req.method ?? 'GET', close);
+      socket.once('close', onGone);
+      x.responseBytes = await relayRaw(res, socket, resHead, framing);
+      socket.off('close', onGone);
+      res.socket?.destroy(); // ends the tunnel (an HBONE stream end, not a reset); it carried this exchange only
+      this.pipeline.record(x, status);
+      if (close || socket.destroyed || !res.complete) return void socket.end();
+      this.serveAsPlain(socket, head);
     } catch (err) {
       const f = toFailure(err);
-      socket.end(
-        `HTTP/1.1 ${f.status} ${http.STATUS_CODES[f.status] ?? ''}\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(f.body) + 1}\r\n\r\n${f.body}\n`,
-      );
+      if (answered === undefined)
+        socket.end(localAnswer(f.status, { 'content-type': 'text/plain', ...f.headers }, `${f.body}\n`));
       x.reason = f.reason;
       this.pipeline.record(x, f.status);
     }
+  }
+
+  /**
+   * HTTP/1.1 CONNECT inside a tunnel to the waypoint: refused with 403, as Envoy does when CONNECT
+   * is not enabled on the connection manager (Istio does not enable it on waypoints).
+   */
+  onConnect(req: http.IncomingMessage, socket: Duplex): void {
+    const ctx = this.contextOf(req.socket);
+    socket.on('error', ignoreError);
+    if (!ctx) return void socket.destroy();
+    const l7 = toL7Request('CONNECT', req.url ?? '', req.headers, ctx, req.headers.host ?? req.url ?? '');
+    const x = newExchange(l7, ctx, 'http1');
+    socket.end(localAnswer(403, { 'content-type': 'text/plain' }, 'CONNECT not allowed\n'));
+    x.reason = 'upgrade_failed: CONNECT is not enabled on the waypoint';
+    this.pipeline.record(x, 403);
+  }
+
+  /** Gives a socket back to the HTTP server with `bytes` in front (a request it must parse itself). */
+  private serveAsPlain(socket: Duplex, bytes: Buffer): void {
+    if (socket.destroyed) return;
+    if (bytes.length) socket.unshift(bytes);
+    this.serveAgain(socket);
   }
 
   onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
@@ -221,6 +314,39 @@ function relay(upRes: http.IncomingMessage, res: http.ServerResponse): Promise<n
     upRes.pipe(res);
     upRes.on('data', (c: Buffer) => (bytes += c.length));
   });
+}
+
+const ignoreError = () => {};
+
+/**
+ * Writes an upstream answer down a socket the HTTP server does not own (after an upgrade that
+ * did not happen), framed as `framing` says; resolves with the body bytes once it is all written.
+ */
+async function relayRaw(
+  res: http.IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  framing: BodyFraming,
+): Promise<number> {
+  let bytes = 0;
+  const write = async (b: Buffer | string) => {
+    if (!socket.write(b)) await Promise.race([once(socket, 'drain'), once(socket, 'close')]);
+  };
+  await write(head);
+  try {
+    for await (const chunk of res) {
+      const c = chunk as Buffer;
+      bytes += c.length;
+      if (framing === 'none' || socket.destroyed) continue;
+      if (framing === 'chunked') await write(`${c.length.toString(16)}\r\n`);
+      await write(c);
+      if (framing === 'chunked') await write('\r\n');
+    }
+    if (framing === 'chunked' && !socket.destroyed) await write('0\r\n\r\n');
+  } catch {
+    socket.destroy(); // the answer was cut: the client must see the connection fail, not a short body
+  }
+  return bytes;
 }
 
 /** The body of a request when it is small and its length is known (so it can be retried), else undefined. */

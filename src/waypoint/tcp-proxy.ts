@@ -1,6 +1,9 @@
 // The waypoint's non-HTTP paths: protocol sniffing of a fresh tunnel (the first bytes are put
-// back), and TCP, spliced to an endpoint chosen as a node proxy would choose it (`buildRoute`,
-// the waypoint as the source so it never routes to itself), over HBONE as the waypoint.
+// back), and TCP: first the TCP-path policy (authz-tcp.ts: every policy bound to the waypoint for
+// the target, HTTP-only rules read as Envoy's network RBAC reads them; a denial resets the stream
+// before any upstream is dialled, so no byte reaches the backend), then spliced to an endpoint
+// chosen as a node proxy would choose it (`buildRoute`, the waypoint as the source so it never
+// routes to itself), over HBONE as the waypoint.
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../common/log.js';
@@ -13,6 +16,7 @@ import { connectTcp } from '../node/outbound.js';
 import { splice } from '../node/splice.js';
 import type { TunnelContext } from './http-proxy.js';
 import { SNIFF_TIMEOUT_MS, type WireProtocol } from './protocol.js';
+import type { TcpDecision } from './authz-tcp.js';
 
 export interface TcpProxyDeps {
   state: ProxyState;
@@ -21,6 +25,10 @@ export interface TcpProxyDeps {
   pick: EndpointPicker;
   /** HBONE to an endpoint as the waypoint. */
   connect(endpoint: Workload, authority: SocketAddr): Promise<Duplex>;
+  /** The TCP-path policy decision for this tunnel (authz-tcp.ts `evaluateTcp` on the current set). */
+  authorize(ctx: TunnelContext): TcpDecision;
+  /** Called once per denied connection (metrics). */
+  onDenied?(decision: TcpDecision): void;
   log: Logger;
 }
 
@@ -32,6 +40,33 @@ export async function proxyTcp(
   deps: TcpProxyDeps,
 ): Promise<void> {
   const start = Date.now();
+  let decision: TcpDecision;
+  try {
+    decision = deps.authorize(ctx);
+  } catch (err) {
+    // A policy that cannot be evaluated denies (fail closed).
+    decision = { allow: false, reason: `policy could not be evaluated: ${errorMessage(err)}` };
+  }
+  if (!decision.allow) {
+    deps.log.warn(
+      {
+        ...fields,
+        protocol: 'tcp',
+        policy: decision.policy ?? null,
+        reason: decision.reason,
+        response_flags: 'RBAC',
+      },
+      'connection denied by policy',
+    );
+    try {
+      deps.onDenied?.(decision);
+    } catch (err) {
+      deps.log.warn({ err: errorMessage(err) }, 'denial hook failed');
+    }
+    // RST_STREAM: the source node proxy resets the app's connection; nothing was dialled.
+    if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
+    return;
+  }
   let upstream: Duplex;
   try {
     const self = deps.state.workloadByAddress(deps.self) ?? { addresses: [deps.self] };

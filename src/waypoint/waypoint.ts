@@ -48,7 +48,9 @@ import { HttpProxy, type L7Engine, type TunnelContext } from './http-proxy.js';
 import type { RequestRecord } from './request-record.js';
 import { serveReadiness } from './readiness.js';
 import { buildL7Engine } from './l7-engine.js';
-import { Registry } from 'prom-client';
+import { Counter, Registry } from 'prom-client';
+import type { WaypointPolicySet } from './authz-l7.js';
+import { evaluateTcp } from './authz-tcp.js';
 import { createRequestMetrics } from '../telemetry/request-metrics.js';
 import { METRICS_PORT, serveMetrics } from '../telemetry/metrics-server.js';
 
@@ -85,6 +87,9 @@ export class Waypoint {
   private hbone!: HboneServer;
   private http!: HttpProxy;
   private engine!: L7Engine;
+  /** The compiled AuthorizationPolicies the L7 engine uses, read by the TCP path too (authz-tcp.ts). */
+  private policySet: WaypointPolicySet = { policies: [], warnings: [] };
+  private deniedTotal?: Counter<'policy' | 'protocol'>;
   private engineTimer?: NodeJS.Timeout;
   private warnings = new Set<string>();
   private readonly pick = roundRobin();
@@ -195,8 +200,15 @@ export class Waypoint {
       onRequest: this.requestSink(),
       logger: this.log,
     });
-    if (o.metricsPort !== false)
+    if (o.metricsPort !== false) {
+      this.deniedTotal = new Counter({
+        name: 'ambit_authz_denied_total',
+        help: 'Connections the waypoint denied by policy, by deciding policy and path (tcp: the TCP-path policy)',
+        labelNames: ['policy', 'protocol'],
+        registers: [this.registry],
+      });
       this.metricsServer = await serveMetrics(this.registry, o.ip, o.metricsPort ?? METRICS_PORT);
+    }
     this.hbone = new HboneServer({
       podIp: o.ip,
       port: o.port ?? HBONE_PORT,
@@ -322,6 +334,23 @@ export class Waypoint {
       self: this.opts.ip,
       pick: this.pick,
       connect: (endpoint, authority) => this.connectUpstream(endpoint, authority, ctx),
+      authorize: (c) =>
+        evaluateTcp(this.policySet, {
+          srcIdentity: c.peerIdentity,
+          srcIp: c.srcIp,
+          dstIp: c.target.host,
+          dstPort: c.target.port,
+          ...(c.service
+            ? {
+                service: {
+                  namespace: c.service.namespace,
+                  hostname: c.service.hostname,
+                  name: c.service.name,
+                },
+              }
+            : {}),
+        }),
+      onDenied: (d) => this.deniedTotal?.inc({ policy: d.policy ?? '', protocol: 'tcp' }),
       log: this.log,
     });
   }
@@ -381,6 +410,7 @@ export class Waypoint {
         waypoint: { namespace: this.opts.namespace, name: this.opts.name },
       });
       this.engine = compiled.engine;
+      this.policySet = compiled.policies;
       // Each warning is logged once, when it first appears.
       const now = new Set(compiled.warnings);
       for (const w of now) if (!this.warnings.has(w)) this.log.warn({ part: 'l7' }, w);
