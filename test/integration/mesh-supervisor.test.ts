@@ -6,10 +6,13 @@ import { readdir, readFile } from 'node:fs/promises';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestMesh, closeServer, listen, tcpEcho, type LogRecord } from '../support/mesh.js';
+import { waypointGateway } from '../support/waypoint-manifests.js';
 
 const m = new TestMesh({
   octet: 170,
-  restart: { initialMs: 100, maxMs: 800, stableMs: 2500, loudRestarts: 3, summaryEveryMs: 3000 },
+  extraManifests: waypointGateway('127.0.170.50'),
+  // stableMs well above how long a failing start takes on a loaded machine (else the loop would reset).
+  restart: { initialMs: 100, maxMs: 800, stableMs: 5000, loudRestarts: 3, summaryEveryMs: 3000 },
 });
 const servers: net.Server[] = [];
 const SLEEP = m.ip(10);
@@ -103,9 +106,22 @@ describe('supervision of the mesh processes', () => {
     expect(alive(m.mesh.pid('controlplane')!)).toBe(true);
   }, 30_000);
 
+  it('restarts a waypoint too', async () => {
+    const pid = m.mesh.pid('waypoint/demo/waypoint')!;
+    const from = m.logs.length;
+    process.kill(pid, 'SIGKILL');
+    await m.waitForLog(
+      (l) => l.component === 'ambit' && l.rec.msg === 'restarting waypoint/demo/waypoint in 100ms (signal SIGKILL, restart 1)',
+      5000,
+      from,
+    );
+    await m.waitForLog((l) => l.component === 'waypoint/demo/waypoint' && l.rec.msg === 'waypoint ready', 15_000, from);
+    expect(alive(m.mesh.pid('waypoint/demo/waypoint')!)).toBe(true);
+  }, 30_000);
+
   it('backs off in a crash loop up to the cap, bounds its log lines, and starts over after a stable run', async () => {
     // Let the previous test's restart count as stable, so this loop starts at restart 1.
-    await new Promise((r) => setTimeout(r, 2600));
+    await new Promise((r) => setTimeout(r, 5100));
     const pid = m.mesh.pid('node/node-2')!;
     const from = m.logs.length;
     process.kill(pid, 'SIGKILL');
