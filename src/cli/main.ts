@@ -156,7 +156,10 @@ async function node(args: string[]): Promise<number> {
     },
   });
   if (!values.name || !values.ip) throw new UsageError('node needs --name NODE and --ip IP');
-  if (values['admin-bind'] !== undefined && !(await import('../common/addr.js')).isIpLiteral(values['admin-bind']))
+  if (
+    values['admin-bind'] !== undefined &&
+    !(await import('../common/addr.js')).isIpLiteral(values['admin-bind'])
+  )
     throw new UsageError('--admin-bind must be an IP address (e.g. 127.0.0.1 or the node IP)');
   if (values.capture !== 'socks' && values.capture !== 'netns')
     throw new UsageError('--capture must be socks (local mode) or netns (transparent, in pod namespaces)');

@@ -58,7 +58,9 @@ export class NodeAgent {
         log.info({ rules: script ? 'installed' : 'reused' }, 'node agent: kubelet probe rules on the node');
       });
     } catch (err) {
-      throw new Error(`could not install the node's probe rules (SNAT to 169.254.7.127, anti-spoof drop): ${errorMessage(err)}`);
+      throw new Error(
+        `could not install the node's probe rules (SNAT to 169.254.7.127, anti-spoof drop): ${errorMessage(err)}`,
+      );
     }
     log.info({ backend }, 'node agent: in-pod redirection with iptables');
     return agent;

@@ -48,7 +48,8 @@ export function hostBaseScript(save: string): string | undefined {
   const rawOk =
     raw.filter((l) => l === RAW_JUMP).length === 1 &&
     raw.filter((l) => l.startsWith(`-A ${CHAIN_HOST_PREROUTING} `)).join('\n') === ANTI_SPOOF;
-  const natOk = chains.get('nat')?.has(CHAIN_HOST_POSTROUTING) && nat.filter((l) => l === NAT_JUMP).length === 1;
+  const natOk =
+    chains.get('nat')?.has(CHAIN_HOST_POSTROUTING) && nat.filter((l) => l === NAT_JUMP).length === 1;
   if (rawOk && natOk) return undefined;
   const lines: string[] = [];
   if (!rawOk) {

@@ -106,7 +106,16 @@ describe.skipIf(!!skip)('a pod IP claimed by two network namespaces', () => {
     expect(String(refused.rec.err)).toContain(`/var/run/netns/${SQUATTER}`);
     // Readiness says which pod and why.
     const ready = await sh('ip', [
-      'netns', 'exec', NODE1, 'curl', '-s', '-m', '3', '-w', '\n%{http_code}', 'http://10.200.172.1:15021/healthz/ready',
+      'netns',
+      'exec',
+      NODE1,
+      'curl',
+      '-s',
+      '-m',
+      '3',
+      '-w',
+      '\n%{http_code}',
+      'http://10.200.172.1:15021/healthz/ready',
     ]);
     expect(ready).toMatch(/demo\/victim.*2 network namespaces/);
     expect(ready.trim().endsWith('503')).toBe(true);
@@ -115,7 +124,11 @@ describe.skipIf(!!skip)('a pod IP claimed by two network namespaces', () => {
       expect(await nsSh(ns, 'ss', '-Hltn'), ns).not.toMatch(/:(15008|15006|15001)\b/);
     // The client pod (unambiguous) was captured as usual.
     expect(
-      logs.slice(from).some((l) => l.component === 'node/node-1' && l.rec.msg === 'pod captured' && l.rec.pod === 'demo/client'),
+      logs
+        .slice(from)
+        .some(
+          (l) => l.component === 'node/node-1' && l.rec.msg === 'pod captured' && l.rec.pod === 'demo/client',
+        ),
     ).toBe(true);
   });
 

@@ -87,7 +87,10 @@ describe.skipIf(!!skip)('kubelet probes under STRICT in network namespaces', () 
       },
     });
     // The app's pod is captured (its rules are in place) before anything is sent to it.
-    await until(async () => (await nsSh(APP_NS, 'iptables-save', '-t', 'nat')).includes(':AMBIT_PRERT'), 15_000);
+    await until(
+      async () => (await nsSh(APP_NS, 'iptables-save', '-t', 'nat')).includes(':AMBIT_PRERT'),
+      15_000,
+    );
     // Counts every packet that reaches the app's pod claiming the probe address (no target: count only).
     await nsSh(APP_NS, 'iptables', '-t', 'raw', '-A', 'PREROUTING', '-s', `${PROBE_IP}/32`, '-p', 'tcp');
   }, 90_000);
@@ -100,7 +103,11 @@ describe.skipIf(!!skip)('kubelet probes under STRICT in network namespaces', () 
 
   it('an HTTP probe from the node namespace reaches the app on a STRICT pod, seen as 169.254.7.127', async () => {
     // What the kubelet does: plain HTTP from the node to podIP:port.
-    const body = JSON.parse(await curl(NODE1, `http://${APP}:8080/healthz/ready`)) as { pod: string; path: string; remote: string };
+    const body = JSON.parse(await curl(NODE1, `http://${APP}:8080/healthz/ready`)) as {
+      pod: string;
+      path: string;
+      remote: string;
+    };
     expect(body.pod).toBe('demo/app');
     expect(body.path).toBe('/healthz/ready');
     expect(body.remote).toMatch(/^169\.254\.7\.127:/);
@@ -115,13 +122,19 @@ describe.skipIf(!!skip)('kubelet probes under STRICT in network namespaces', () 
     await expect(curl(REMOTE, `http://${APP}:8080/`, 3)).rejects.toThrow();
     await expect(curl(ROUTER, `http://${APP}:8080/`, 3)).rejects.toThrow();
     const denied = await waitForLog(
-      (l) => l.rec.msg === 'connection denied by policy' && l.rec['dst.workload'] === 'app' && l.rec['src.ip'] === '10.200.171.12',
+      (l) =>
+        l.rec.msg === 'connection denied by policy' &&
+        l.rec['dst.workload'] === 'app' &&
+        l.rec['src.ip'] === '10.200.171.12',
       5000,
       from,
     );
     expect(String(denied.rec.reason)).toMatch(/PeerAuthentication STRICT/);
     await waitForLog(
-      (l) => l.rec.msg === 'connection denied by policy' && l.rec['dst.workload'] === 'app' && l.rec['src.ip'] === '10.200.0.1',
+      (l) =>
+        l.rec.msg === 'connection denied by policy' &&
+        l.rec['dst.workload'] === 'app' &&
+        l.rec['src.ip'] === '10.200.0.1',
       5000,
       from,
     );
@@ -140,7 +153,11 @@ describe.skipIf(!!skip)('kubelet probes under STRICT in network namespaces', () 
     // The rules outlive the proxy: the probe goes straight to the app meanwhile...
     expect(JSON.parse(await curl(NODE1, `http://${APP}:8080/`)).remote).toMatch(/^169\.254\.7\.127:/);
     // ...and the supervisor brings the proxy back, which finds the node's probe rules in place.
-    await waitForLog((l) => l.component === 'ambit' && String(l.rec.msg).startsWith('restarting node/node-1 in '), 5000, from);
+    await waitForLog(
+      (l) => l.component === 'ambit' && String(l.rec.msg).startsWith('restarting node/node-1 in '),
+      5000,
+      from,
+    );
     const reused = await waitForLog(
       (l) => l.component === 'node/node-1' && l.rec.msg === 'node agent: kubelet probe rules on the node',
       15_000,
@@ -195,7 +212,16 @@ describe.skipIf(!!skip)('kubelet probes under STRICT in network namespaces', () 
 });
 
 /** node-1's anti-spoof rule (host-rules.ts), to take out and put back (-D / -A). */
-const DROP_RULE = (op: '-A' | '-D') => ['-t', 'raw', op, 'AMBIT_HOST_PRERT', '-s', `${PROBE_IP}/32`, '-j', 'DROP'];
+const DROP_RULE = (op: '-A' | '-D') => [
+  '-t',
+  'raw',
+  op,
+  'AMBIT_HOST_PRERT',
+  '-s',
+  `${PROBE_IP}/32`,
+  '-j',
+  'DROP',
+];
 
 /** An HTTP GET to the app from `netns`, bound to 169.254.7.127; resolves with what happened. */
 async function forgedGet(netns: string): Promise<{ ok: boolean; data?: string; err?: string }> {
@@ -236,7 +262,11 @@ function sh(cmd: string, args: string[], timeoutMs = 10_000): Promise<string> {
 }
 
 function curl(netns: string, url: string, maxTime = 5): Promise<string> {
-  return sh('ip', ['netns', 'exec', netns, 'curl', '-sS', '--fail', '-m', String(maxTime), url], (maxTime + 2) * 1000);
+  return sh(
+    'ip',
+    ['netns', 'exec', netns, 'curl', '-sS', '--fail', '-m', String(maxTime), url],
+    (maxTime + 2) * 1000,
+  );
 }
 
 async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {

@@ -111,7 +111,9 @@ describe('ambit up', () => {
   it('issues workload certificates with the lifetime of --cert-ttl', () => {
     const line = out
       .split('\n')
-      .find((l) => /\[node\/node-1\] identity spiffe:\/\/cluster\.local\/ns\/demo\/sa\/sleep: \w+ -> Valid/.test(l));
+      .find((l) =>
+        /\[node\/node-1\] identity spiffe:\/\/cluster\.local\/ns\/demo\/sa\/sleep: \w+ -> Valid/.test(l),
+      );
     expect(line, out).toBeDefined();
     const notAfter = Date.parse(/cert\.not_after=(\S+)/.exec(line!)![1]!);
     // Issued between start and now, for CERT_TTL seconds (not the 24 h default).
@@ -142,7 +144,9 @@ describe('ambit up', () => {
     process.kill(pid!, 'SIGKILL');
     for (let i = 0; i < 150 && !/\[node\/node-1\] node proxy ready/.test(out.slice(from)); i++)
       await new Promise((r) => setTimeout(r, 100));
-    expect(out.slice(from)).toMatch(/\[ambit\] restarting node\/node-1 in 100ms \(signal SIGKILL, restart 1\)/);
+    expect(out.slice(from)).toMatch(
+      /\[ambit\] restarting node\/node-1 in 100ms \(signal SIGKILL, restart 1\)/,
+    );
     expect(out.slice(from)).toMatch(/\[node\/node-1\] node proxy ready/);
     const res = await fetch(`http://127.0.${O}.1:15021/healthz/ready`);
     expect(res.status).toBe(200);

@@ -87,7 +87,11 @@ describe('supervision of the mesh processes', () => {
       from,
     );
     expect(line.rec.msg).toBe('restarting node/node-2 in 100ms (signal SIGKILL, restart 1)');
-    await m.waitForLog((l) => l.component === 'node/node-2' && l.rec.msg === 'node proxy ready', 15_000, from);
+    await m.waitForLog(
+      (l) => l.component === 'node/node-2' && l.rec.msg === 'node proxy ready',
+      15_000,
+      from,
+    );
     expect(m.mesh.pid('node/node-2')).not.toBe(pid);
     expect(alive(m.mesh.pid('node/node-2')!)).toBe(true);
     expect(await echoes(10_000)).toBe(true);
@@ -98,11 +102,17 @@ describe('supervision of the mesh processes', () => {
     const from = m.logs.length;
     process.kill(pid, 'SIGKILL');
     await m.waitForLog(
-      (l) => l.component === 'ambit' && l.rec.msg === 'restarting controlplane in 100ms (signal SIGKILL, restart 1)',
+      (l) =>
+        l.component === 'ambit' &&
+        l.rec.msg === 'restarting controlplane in 100ms (signal SIGKILL, restart 1)',
       5000,
       from,
     );
-    await m.waitForLog((l) => l.component === 'controlplane' && l.rec.msg === 'control plane ready', 15_000, from);
+    await m.waitForLog(
+      (l) => l.component === 'controlplane' && l.rec.msg === 'control plane ready',
+      15_000,
+      from,
+    );
     expect(alive(m.mesh.pid('controlplane')!)).toBe(true);
   }, 30_000);
 
@@ -111,11 +121,17 @@ describe('supervision of the mesh processes', () => {
     const from = m.logs.length;
     process.kill(pid, 'SIGKILL');
     await m.waitForLog(
-      (l) => l.component === 'ambit' && l.rec.msg === 'restarting waypoint/demo/waypoint in 100ms (signal SIGKILL, restart 1)',
+      (l) =>
+        l.component === 'ambit' &&
+        l.rec.msg === 'restarting waypoint/demo/waypoint in 100ms (signal SIGKILL, restart 1)',
       5000,
       from,
     );
-    await m.waitForLog((l) => l.component === 'waypoint/demo/waypoint' && l.rec.msg === 'waypoint ready', 15_000, from);
+    await m.waitForLog(
+      (l) => l.component === 'waypoint/demo/waypoint' && l.rec.msg === 'waypoint ready',
+      15_000,
+      from,
+    );
     expect(alive(m.mesh.pid('waypoint/demo/waypoint')!)).toBe(true);
   }, 30_000);
 
@@ -145,11 +161,17 @@ describe('supervision of the mesh processes', () => {
       'restarting node/node-2 in 400ms (exit code 1, restart 3)',
     ]);
     // Then quiet until the summary, which is at the cap and says what was not shown.
-    const s = /in (\d+)ms \(exit code 1, restart (\d+); crash loop: (\d+) restarts and (\d+) log lines not shown/.exec(
-      String(summary.rec.msg),
-    )!;
+    const s =
+      /in (\d+)ms \(exit code 1, restart (\d+); crash loop: (\d+) restarts and (\d+) log lines not shown/.exec(
+        String(summary.rec.msg),
+      )!;
     expect(s, String(summary.rec.msg)).not.toBeNull();
-    const [delay, restart, quietRestarts, quietLines] = s.slice(1).map(Number) as [number, number, number, number];
+    const [delay, restart, quietRestarts, quietLines] = s.slice(1).map(Number) as [
+      number,
+      number,
+      number,
+      number,
+    ];
     expect(delay).toBe(800);
     expect(restart).toBeGreaterThan(4);
     expect(quietRestarts).toBe(restart - 4);
@@ -157,7 +179,9 @@ describe('supervision of the mesh processes', () => {
     expect(loud.length).toBe(4);
     // The port is free again: the loop ends, and after a stable run it says so.
     await m.waitForLog(
-      (l) => l.component === 'ambit' && /^node\/node-2 is running again after \d+ restarts$/.test(String(l.rec.msg)),
+      (l) =>
+        l.component === 'ambit' &&
+        /^node\/node-2 is running again after \d+ restarts$/.test(String(l.rec.msg)),
       15_000,
       from,
     );
@@ -167,7 +191,11 @@ describe('supervision of the mesh processes', () => {
     process.kill(m.mesh.pid('node/node-2')!, 'SIGKILL');
     const next = await m.waitForLog((l) => restartLines('node/node-2', again).includes(l), 5000, again);
     expect(next.rec.msg).toBe('restarting node/node-2 in 100ms (signal SIGKILL, restart 1)');
-    await m.waitForLog((l) => l.component === 'node/node-2' && l.rec.msg === 'node proxy ready', 15_000, again);
+    await m.waitForLog(
+      (l) => l.component === 'node/node-2' && l.rec.msg === 'node proxy ready',
+      15_000,
+      again,
+    );
   }, 60_000);
 
   it('leaves a component stopped on purpose (kill) stopped until restart', async () => {

@@ -122,11 +122,13 @@ describe.skipIf(!root)('pod netns discovery: one pod IP claimed twice (root)', (
     expect(err).toBeInstanceOf(PodNetnsError);
     expect((err as PodNetnsError).code).toBe('POD_NETNS_AMBIGUOUS');
     expect((err as Error).message).toMatch(
-      new RegExp(`demo/victim's address 127\\.0\\.172\\.20 is a local address in 2 network namespaces .*/var/run/netns/${DUP[0]}.*/proc/\\d+/ns/net \\(pid \\d+\\)`),
+      new RegExp(
+        `demo/victim's address 127\\.0\\.172\\.20 is a local address in 2 network namespaces .*/var/run/netns/${DUP[0]}.*/proc/\\d+/ns/net \\(pid \\d+\\)`,
+      ),
     );
-    await expect(
-      lookup({ namespace: 'demo', name: 'fine', addresses: ['127.0.172.21'] }),
-    ).resolves.toBe(`/var/run/netns/${DUP[0]}`);
+    await expect(lookup({ namespace: 'demo', name: 'fine', addresses: ['127.0.172.21'] })).resolves.toBe(
+      `/var/run/netns/${DUP[0]}`,
+    );
     await expect(
       lookup({ namespace: 'demo', name: 'gone', addresses: ['127.0.172.99'] }),
     ).rejects.toMatchObject({ code: 'POD_NETNS_NOT_FOUND' });

@@ -37,8 +37,12 @@ describe('kubelet probe rules (pure)', () => {
     const rule = probeSnatRule('10.0.0.7');
     const save = `*nat\n:AMBIT_POSTRT - [0:0]\n${rule}\n${rule}\nCOMMIT\n`;
     expect(probeSnatScript(save, ['10.0.0.7'], true)).toBeUndefined();
-    expect(probeSnatScript(save, ['10.0.0.8', 'fd00::8'], true)).toBe(`*nat\n${probeSnatRule('10.0.0.8')}\nCOMMIT\n`);
-    expect(probeSnatScript(save, ['10.0.0.7'], false)!.match(/-D AMBIT_POSTRT -d 10\.0\.0\.7\/32/g)).toHaveLength(2);
+    expect(probeSnatScript(save, ['10.0.0.8', 'fd00::8'], true)).toBe(
+      `*nat\n${probeSnatRule('10.0.0.8')}\nCOMMIT\n`,
+    );
+    expect(
+      probeSnatScript(save, ['10.0.0.7'], false)!.match(/-D AMBIT_POSTRT -d 10\.0\.0\.7\/32/g),
+    ).toHaveLength(2);
     expect(probeSnatScript(save, ['10.0.0.9'], false)).toBeUndefined();
   });
 });
@@ -52,7 +56,9 @@ describe.skipIf(!!skip)('kubelet probe rules with the real iptables (root)', () 
   afterAll(() => ns.delete());
   const save = () => ns.exec(`${iptablesCommand()!}-save`);
   const restore = (script: string) =>
-    execFileSync('ip', ['netns', 'exec', ns.name, `${iptablesCommand()!}-restore`, '--noflush'], { input: script });
+    execFileSync('ip', ['netns', 'exec', ns.name, `${iptablesCommand()!}-restore`, '--noflush'], {
+      input: script,
+    });
 
   it('installs, reads back as in place, keeps pod rules across a re-apply, and removes cleanly', () => {
     restore(hostBaseScript(save())!);
