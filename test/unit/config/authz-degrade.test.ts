@@ -1,6 +1,7 @@
 // A malformed AuthorizationPolicy is in force in its fail-closed form, never skipped (issue 12,
 // hole 3). Through the real loader, so the issues are exactly the schema's.
 import { describe, expect, it } from 'vitest';
+import { fc, test as fcTest } from '@fast-check/vitest';
 import { parseManifests } from '../../../src/config/load.js';
 import { keepLastGood } from '../../../src/config/file-source.js';
 import { validateKubeObject } from '../../../src/config/kube-validate.js';
@@ -165,4 +166,53 @@ describe('degraded AuthorizationPolicy (fail closed)', () => {
       rules: [],
     });
   });
+});
+
+// Properties over random policies: any mix of readable and unreadable rules, any action.
+describe('degraded AuthorizationPolicy (properties)', () => {
+  const goodRule = fc.record({
+    from: fc.constant([{ source: { namespaces: ['a'] } }]),
+    to: fc.constantFrom([{ operation: { ports: ['8080'] } }], [{ operation: { paths: ['/x'] } }]),
+  });
+  const badRule = fc.constantFrom(
+    { to: [{ operation: { ports: ['http'] } }] },
+    { from: [{ source: { ipBlocks: ['10.0.0.0/33'] } }] },
+    { when: [{ key: 'nonsense', values: ['x'] }] },
+    { from: [{ source: { principals: ['spiffe://cluster.local/ns/a/sa/b'] } }] },
+    { to: 'not a list' },
+  );
+  const rules = fc.array(
+    fc.oneof(
+      goodRule.map((r) => ({ ok: true, r })),
+      badRule.map((r) => ({ ok: false, r })),
+    ),
+    {
+      minLength: 1,
+      maxLength: 6,
+    },
+  );
+  const action = fc.constantFrom('ALLOW', 'DENY');
+
+  fcTest.prop([action, rules])(
+    'the stand-in validates; ALLOW keeps exactly the readable rules; DENY keeps every index and makes the unreadable ones match everything',
+    (act, rs) => {
+      const doc = {
+        apiVersion: 'security.istio.io/v1',
+        kind: 'AuthorizationPolicy',
+        metadata: { name: 'p', namespace: 'demo' },
+        spec: { selector: { matchLabels: { app: 'echo' } }, action: act, rules: rs.map((x) => x.r) },
+      };
+      const r = parseManifests(JSON.stringify(doc), 'p.json');
+      const anyBad = rs.some((x) => !x.ok);
+      expect(r.errors.length > 0).toBe(anyBad);
+      const entry = r.entries[0]!;
+      expect(entry).toBeDefined();
+      const spec = entry.object.spec as { action: string; rules: unknown[]; selector: unknown };
+      expect(spec.action).toBe(act);
+      expect(spec.selector).toEqual({ matchLabels: { app: 'echo' } });
+      if (act === 'ALLOW') expect(spec.rules).toEqual(rs.filter((x) => x.ok).map((x) => x.r));
+      else expect(spec.rules).toEqual(rs.map((x) => (x.ok ? x.r : {})));
+      expect(entry.degraded !== undefined).toBe(anyBad);
+    },
+  );
 });
