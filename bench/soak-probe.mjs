@@ -1,14 +1,14 @@
-// Preloaded into every mesh process of the soak (`node --require bench/soak-probe.cjs`, through
+// Preloaded into every mesh process of the soak (`node --import bench/soak-probe.mjs`, through
 // AMBIT_NODE_ARGS): every 5 s writes this process's heap (now, and its floor: the lowest of the
 // last 60 one-second readings, which is near the live heap after GC and so the figure a leak
 // moves; a single reading swings by half with GC timing) and its count of active handles to
 // $AMBIT_SOAK_PROBE_DIR/<pid>.json, so the soak can sample what /proc cannot show (RSS comes
 // from /proc). Nothing is loaded into ambit itself for it; without the variable it does nothing.
-'use strict';
+import fs from 'node:fs';
+import path from 'node:path';
+
 const dir = process.env.AMBIT_SOAK_PROBE_DIR;
 if (dir) {
-  const fs = require('node:fs');
-  const path = require('node:path');
   const file = path.join(dir, `${process.pid}.json`);
   const readings = [];
   setInterval(() => {

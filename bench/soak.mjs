@@ -5,7 +5,7 @@
 // `rate`, one window per minute) plus 20 new tunnels per second, while every 3 s the folder
 // changes: a pod is replaced (removed, another added: new listeners, certificates, xDS pushes)
 // and the AuthorizationPolicies on the server are rewritten (tunnels re-evaluated). Each minute it
-// samples every mesh process: RSS (/proc), heap floor and active handles (bench/soak-probe.cjs,
+// samples every mesh process: RSS (/proc), heap floor and active handles (bench/soak-probe.mjs,
 // preloaded), and open tunnels (opened − closed on each node proxy's /metrics, read between two
 // load windows, so anything above the few one-shot tunnels in flight is a leak); and the minute's
 // load: achieved rate, errors, p99. It reports the growth from the end of warm-up (the first
@@ -17,7 +17,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { progress, rssMb } from './lib/stats.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -125,7 +125,7 @@ try {
   progress(`soak: starting the mesh on 127.0.${O}.0/24 (${minutes} min)`);
   process.env.AMBIT_SOAK_PROBE_DIR = probeDir;
   process.env.AMBIT_NODE_ARGS =
-    `${process.env.AMBIT_NODE_ARGS ?? ''} --require ${path.join(here, 'soak-probe.cjs')}`.trim();
+    `${process.env.AMBIT_NODE_ARGS ?? ''} --import ${pathToFileURL(path.join(here, 'soak-probe.mjs')).href}`.trim();
   const { Mesh } = await import(path.join(here, '..', 'dist', 'cli', 'mesh-runner.js'));
   const mesh = await Mesh.start({
     configDir: path.join(root, 'config'),
@@ -309,7 +309,7 @@ async function sampleProcess(pid) {
   return {
     pid,
     rssMb: Number((await rssMb(pid)).toFixed(1)),
-    // The floor of the last minute (see soak-probe.cjs): a single reading swings with GC.
+    // The floor of the last minute (see soak-probe.mjs): a single reading swings with GC.
     heapMb: probe ? Number((probe.heapFloor / 2 ** 20).toFixed(1)) : undefined,
     handles: probe?.handles,
   };

@@ -33,6 +33,8 @@ const SIZE = envNum('AMBIT_FAULT_KB', 512) * 1024;
 const TRANSFERS = envNum('AMBIT_FAULT_TRANSFERS', 100);
 const PACE_MS = envNum('AMBIT_FAULT_PACE_MS', 3000);
 const CP_OUTAGE_MS = envNum('AMBIT_FAULT_CP_OUTAGE_S', 30) * 1000;
+/** When the fault hits after the transfers start: a third of their paced length, at most 1 s. */
+const FAULT_AFTER_MS = envNum('AMBIT_FAULT_AFTER_MS', PACE_MS ? Math.min(1000, PACE_MS / 3) : 1000);
 const RECOVERY_GOAL_MS = 2000;
 /** A transfer that makes no progress for this long has hung: neither an end nor an error. */
 const STALL_MS = 30_000;
@@ -295,7 +297,7 @@ describe('faults with bytes checked (100 concurrent transfers, SHA-256 at the re
     if (!mesh) throw new Error('mesh did not start');
     const m = mesh;
     const running = Array.from({ length: TRANSFERS }, () => transfer(m, ECHO_V2, SIZE));
-    await sleep(Math.min(1000, PACE_MS / 3));
+    await sleep(FAULT_AFTER_MS);
     const { back, supervised } = await crashAndReturn(
       m,
       'node/node-2',
@@ -317,7 +319,7 @@ describe('faults with bytes checked (100 concurrent transfers, SHA-256 at the re
     if (!mesh) throw new Error('mesh did not start');
     const m = mesh;
     const running = Array.from({ length: TRANSFERS }, () => transfer(m, ECHO_V2, SIZE));
-    await sleep(Math.min(1000, PACE_MS / 3));
+    await sleep(FAULT_AFTER_MS);
     await m.mesh.kill('controlplane');
     const down = Date.now();
     // New connections during the outage: one wave in the middle.
@@ -363,7 +365,7 @@ describe('faults with bytes checked (100 concurrent transfers, SHA-256 at the re
     if (!mesh) throw new Error('mesh did not start');
     const m = mesh;
     const running = Array.from({ length: TRANSFERS }, () => transfer(m, VIA_WAYPOINT, SIZE));
-    await sleep(Math.min(1000, PACE_MS / 3));
+    await sleep(FAULT_AFTER_MS);
     const { back, supervised } = await crashAndReturn(
       m,
       'waypoint/demo/waypoint',
