@@ -98,7 +98,11 @@ export class HboneServer {
     this.server.on('session', (s) => this.onSession(s));
     this.server.on('stream', (stream, headers) => this.onStream(stream, headers));
     this.server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
-      this.log.warn(
+      // A socket already gone (refused by the per-peer cap, which logged once per 10 s, or a
+      // peer that hung up mid-handshake) has no address left: one warn per such socket would
+      // let a flood become a log flood, so those go to debug.
+      const gone = socket.remoteAddress === undefined;
+      this.log[gone ? 'debug' : 'warn'](
         { 'src.addr': `${socket.remoteAddress}:${socket.remotePort}`, err: err.message },
         'hbone: TLS handshake failed',
       );

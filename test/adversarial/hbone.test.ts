@@ -21,6 +21,7 @@ import { randomBytes, webcrypto } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pino from 'pino';
 import { TestMesh, closeServer, tcpEcho } from '../support/mesh.js';
+import { captureLogger } from '../support/capture-logger.js';
 import { meshSignedCert, type TestCert } from '../support/certs.js';
 import { HbonePool, type TunnelRequest } from '../../src/hbone/pool.js';
 import { HboneServer } from '../../src/hbone/server.js';
@@ -332,6 +333,7 @@ describe('15008 limits (in-process HboneServer, real TLS)', () => {
   let ca: MeshCa;
   let server: HboneServer;
   let echoApp: net.Server;
+  const captured = captureLogger();
 
   async function identity(sa: string, ttlSeconds = 3600): Promise<TlsIdentity> {
     const keys = await generateKeyPair('ECDSA_P256');
@@ -358,7 +360,7 @@ describe('15008 limits (in-process HboneServer, real TLS)', () => {
       port: 15008,
       identity: await identity('echo'),
       trustDomain: 'cluster.local',
-      logger: quiet,
+      logger: captured.logger,
       limits: { handshakeTimeoutMs: 500, idleTimeoutMs: 400, maxSessionsPerPeer: 3 },
       onTunnel: (t) => {
         const app = net.connect(t.target.port, t.target.host, () => {
@@ -422,7 +424,13 @@ describe('15008 limits (in-process HboneServer, real TLS)', () => {
       expect(s).toBeDefined();
       held.push(s!);
     }
-    expect(await open('127.0.162.30')).toBeUndefined();
+    const from = captured.lines.length;
+    for (let i = 0; i < 5; i++) expect(await open('127.0.162.30')).toBeUndefined();
+    // one warn line for the flood, not one per refused connection
+    const warns = captured.lines.slice(from).filter((l) => (l.level as number) >= 40);
+    expect(warns.map((l) => l.msg)).toEqual([
+      'hbone: too many concurrent sessions from one peer; refusing new connections',
+    ]);
     const other = await open('127.0.162.31');
     expect(other).toBeDefined();
     other!.destroy();
