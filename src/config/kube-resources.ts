@@ -6,6 +6,8 @@ import type { Kind } from './types.js';
 
 export interface KubeResourceType {
   kind: string;
+  /** Watch this namespace only (a kind ambit reads one object of, like Istio's mesh ConfigMap). */
+  watchNamespace?: string;
   /** "v1" for the core group, else "group/version". */
   apiVersion: string;
   plural: string;
@@ -37,6 +39,8 @@ export const WATCHED_TYPES: { readonly [K in Kind]: KubeResourceType } = {
   Gateway: r('Gateway', 'gateway.networking.k8s.io/v1', 'gateways'),
   HTTPRoute: r('HTTPRoute', 'gateway.networking.k8s.io/v1', 'httproutes'),
   GRPCRoute: r('GRPCRoute', 'gateway.networking.k8s.io/v1', 'grpcroutes'),
+  // Istio's mesh config (config/mesh-config.ts): only istio-system is watched, as istiod reads it.
+  ConfigMap: { ...r('ConfigMap', 'v1', 'configmaps'), watchNamespace: 'istio-system' },
 };
 
 /** What the control plane writes. */

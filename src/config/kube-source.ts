@@ -259,12 +259,12 @@ class KindInformer {
   ) {
     this.watch = new WatchdogWatch(client, opts.watchTimeoutSeconds, () => this.healthy());
     const list = async () => {
-      const l = await this.client.list(this.t);
+      const l = await this.client.list(this.t, this.t.watchNamespace);
       for (const item of l.items) slim(item);
       this.healthy();
       return l as unknown as { metadata?: { resourceVersion?: string }; items: KubernetesObject[] };
     };
-    this.lw = new ListWatch<KubernetesObject>(resourcePath(t), this.watch, list, false);
+    this.lw = new ListWatch<KubernetesObject>(resourcePath(t, t.watchNamespace), this.watch, list, false);
     this.lw.on('add', (o) => this.hooks.upsert(o as RawObject));
     this.lw.on('update', (o) => this.hooks.upsert(o as RawObject));
     this.lw.on('delete', (o) => this.hooks.remove(o as RawObject));

@@ -30,7 +30,9 @@ export function validateKubeObject(t: KubeResourceType & { kind: Kind }, raw: Ra
   const body =
     kind === 'EndpointSlice'
       ? { addressType: raw.addressType, endpoints: raw.endpoints, ports: raw.ports }
-      : { spec: raw.spec, status: raw.status };
+      : kind === 'ConfigMap'
+        ? { data: raw.data }
+        : { spec: raw.spec, status: raw.status };
   const doc = normalize({
     apiVersion: raw.apiVersion ?? t.apiVersion,
     kind,

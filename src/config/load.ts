@@ -7,6 +7,7 @@ import { ConfigError, describeValue, formatPath, issueMessage, quote } from './c
 import { degradeAuthorizationPolicy, stripDegradedMark, type ValidationIssue } from './authz-degrade.js';
 import { listManifestFiles, readManifestFile } from './manifest-files.js';
 import { isSupportedKind, KIND_SCHEMAS, SUPPORTED_KINDS } from './schema.js';
+import { isMeshConfigMap } from './mesh-config.js';
 import { CLUSTER_SCOPED_KINDS, objectKey, type KubeResource, type ObjectKey } from './types.js';
 
 /** An object together with where it was defined. */
@@ -39,6 +40,15 @@ export type DirectoryLoad = Omit<ManifestParse, 'file' | 'documents'>;
 const MAX_DEPTH = 64;
 const MAX_ISSUES_PER_DOCUMENT = 10;
 const TOP_LEVEL_FIELDS = new Set(['apiVersion', 'kind', 'metadata', 'spec', 'status']);
+const CONFIG_MAP_FIELDS = new Set(['data', 'binaryData', 'immutable']);
+/** name/namespace of a raw document, for the mesh ConfigMap test (anything else reads as absent). */
+function metaOf(value: Record<string, unknown>): { name: string; namespace?: string } {
+  const m = value.metadata as { name?: unknown; namespace?: unknown } | undefined;
+  return {
+    name: typeof m?.name === 'string' ? m.name : '',
+    ...(typeof m?.namespace === 'string' ? { namespace: m.namespace } : {}),
+  };
+}
 
 // Kinds often found next to mesh config. They are reported as warnings, not errors: the file is
 // fine, ambit just has no use for them. Keyed "group/Kind" ("" is the core group).
@@ -156,7 +166,8 @@ class DocumentParser {
     }
     const who = identity(value, kind);
     const group = apiVersion.includes('/') ? apiVersion.slice(0, apiVersion.indexOf('/')) : '';
-    if (IGNORED_KINDS.has(`${group}/${kind}`)) {
+    // Istio's mesh ConfigMap (istio-system/istio) is read (mesh-config.ts); other ConfigMaps are not.
+    if (IGNORED_KINDS.has(`${group}/${kind}`) && !isMeshConfigMap({ kind, metadata: metaOf(value) })) {
       const why =
         group === 'networking.istio.io' && kind === 'Gateway'
           ? ' (waypoints are gateway.networking.k8s.io Gateways)'
@@ -177,7 +188,7 @@ class DocumentParser {
     const before = this.out.errors.length;
     const issues: ValidationIssue[] = [];
     for (const field of Object.keys(value)) {
-      if (!TOP_LEVEL_FIELDS.has(field)) {
+      if (!TOP_LEVEL_FIELDS.has(field) && !(kind === 'ConfigMap' && CONFIG_MAP_FIELDS.has(field))) {
         issues.push({ path: [field], message: 'unknown top-level field' });
         this.error({
           at: [...at, field],

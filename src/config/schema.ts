@@ -4,6 +4,7 @@
 // Gateway API kinds keep everything, since later code and `ambit ctl` show them as written.
 import * as z from 'zod';
 import type { Kind, KubeResource } from './types.js';
+import { isMeshConfigMap, meshSettingsOfConfigMap, MESH_CONFIGMAP_KEY } from './mesh-config.js';
 import {
   addIssue,
   checkUnique,
@@ -194,6 +195,27 @@ export const endpointSliceSchema = z.object({
     .optional(),
 });
 
+// Only Istio's mesh ConfigMap (istio-system/istio) is read: its `mesh` key is validated as
+// MeshConfig (mesh-config.ts) so a bad provider or normalization is reported with its field.
+export const configMapSchema = z
+  .object({
+    apiVersion: z.enum(CORE),
+    kind: z.literal('ConfigMap'),
+    metadata: namespacedMeta(dns1123Subdomain),
+    data: z.record(z.string(), z.string()).optional(),
+  })
+  .superRefine((cm, ctx) => {
+    if (!isMeshConfigMap(cm)) return;
+    const r = meshSettingsOfConfigMap(cm);
+    if (!r.ok)
+      for (const issue of r.issues)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['data', MESH_CONFIGMAP_KEY],
+          message: issue.field + ': ' + issue.message,
+        });
+  });
+
 export const serviceAccountSchema = z.object({
   apiVersion: z.enum(CORE),
   kind: z.literal('ServiceAccount'),
@@ -261,6 +283,7 @@ export const KIND_SCHEMAS: { readonly [K in Kind]: z.ZodType<Extract<KubeResourc
   Gateway: gatewaySchema,
   HTTPRoute: httpRouteSchema,
   GRPCRoute: grpcRouteSchema,
+  ConfigMap: configMapSchema,
 };
 
 export const SUPPORTED_KINDS = Object.keys(KIND_SCHEMAS) as Kind[];

@@ -100,7 +100,16 @@ export type Gateway = GenericSpecObject<'Gateway'>;
 export type HTTPRoute = GenericSpecObject<'HTTPRoute'>;
 export type GRPCRoute = GenericSpecObject<'GRPCRoute'>;
 
+/**
+ * A ConfigMap: ambit reads one, Istio's mesh config `istio-system/istio` (key `mesh`,
+ * config/mesh-config.ts); others load with a warning and are not used.
+ */
+export interface ConfigMap extends KubeObject<'ConfigMap', 'v1'> {
+  data?: Record<string, string>;
+}
+
 export type KubeResource =
+  | ConfigMap
   | Namespace
   | Node
   | Pod

@@ -15,6 +15,7 @@ import {
   type Pod,
   type Service as KubeService,
   type EndpointSlice,
+  type ConfigMap,
 } from '../config/types.js';
 import { TYPE_ADDRESS, TYPE_AUTHORIZATION, TYPE_CONFIG_OBJECT } from '../xds/proto.js';
 import {
@@ -70,6 +71,13 @@ import {
 } from './waypoints.js';
 import { addTo, indexPairs, keyOf, labelKey, removeFrom } from './index-maps.js';
 import { EndpointSliceIndex } from './endpoint-slices.js';
+import {
+  isMeshConfigMap,
+  meshConfigObject,
+  meshSettingsOfConfigMap,
+  MESH_CONFIG_KIND,
+  MESH_CONFIG_OBJECT_NAME,
+} from '../config/mesh-config.js';
 import { ResourceStore, noChanges, type Changes, type XdsResource } from './resource-store.js';
 import { WaypointPlanner, type WaypointStatus } from './waypoint-planner.js';
 
@@ -129,6 +137,7 @@ interface Dirty {
 }
 
 const INDEXED_KINDS = new Set([
+  'ConfigMap',
   'Namespace',
   'Pod',
   'Service',
@@ -378,6 +387,18 @@ export class AmbientIndex extends EventEmitter<{
     }
     if (o.kind === 'Gateway') {
       if (this.waypoints.trackGateway(id, obj)) dirty.waypoints = true;
+      return;
+    }
+    if (o.kind === 'ConfigMap') {
+      // Istio's mesh ConfigMap → the MeshConfig object waypoints read (config/mesh-config.ts).
+      if (!isMeshConfigMap(o)) return;
+      if (obj) this.otherObjects.set(id, obj);
+      else this.otherObjects.delete(id);
+      const parsed = obj ? meshSettingsOfConfigMap(obj as ConfigMap) : undefined;
+      // Validated at load; should it still not parse, waypoints keep what they had (never a half one).
+      if (parsed && !parsed.ok) return;
+      const mesh = parsed?.ok ? (meshConfigObject(parsed.settings) as unknown as ConfigObject) : undefined;
+      this.setConfigObject(`${MESH_CONFIG_KIND}/istio-system/${MESH_CONFIG_OBJECT_NAME}`, mesh, config);
       return;
     }
     if (!CONFIG_OBJECT_KINDS.has(o.kind)) return;

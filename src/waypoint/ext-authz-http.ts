@@ -50,7 +50,6 @@ export function checkHttp(
       headers,
       setHost: false,
       createConnection: () => socketOf(stream, false) as unknown as Socket,
-      agent: false,
     });
     const fail = (reason: string) => {
       req.destroy();

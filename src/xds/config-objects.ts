@@ -1,9 +1,11 @@
 // The L7 configuration objects a waypoint compiles itself (HTTPRoute, GRPCRoute, VirtualService,
-// DestinationRule, targetRefs AuthorizationPolicy, RequestAuthentication), carried over xDS as
+// DestinationRule, targetRefs AuthorizationPolicy, RequestAuthentication, and `MeshConfig`: the
+// settings of Istio's mesh ConfigMap, config/mesh-config.ts), carried over xDS as
 // ambit.config.v1.Object: kind, namespace, name and the validated object as JSON. The control plane
 // encodes them; waypoints decode and check them here (a bad one is NACKed, the last good kept).
 import { AmbitError } from '../common/errors.js';
 import { decodeMessage, encodeMessage, pb } from './proto.js';
+import { checkMeshSettings, MESH_CONFIG_KIND } from '../config/mesh-config.js';
 
 /** Kinds sent to waypoints. */
 export const CONFIG_OBJECT_KINDS: ReadonlySet<string> = new Set([
@@ -13,6 +15,7 @@ export const CONFIG_OBJECT_KINDS: ReadonlySet<string> = new Set([
   'DestinationRule',
   'AuthorizationPolicy',
   'RequestAuthentication',
+  MESH_CONFIG_KIND,
 ]);
 
 /** A configuration object as a waypoint receives it: the Kubernetes shape, already validated upstream. */
@@ -80,6 +83,14 @@ export function decodeConfigObject(name: string, bytes: Uint8Array): ConfigObjec
     throw invalid(name, `json metadata does not name ${msg.namespace}/${msg.name}`);
   if (!o.spec || typeof o.spec !== 'object' || Array.isArray(o.spec))
     throw invalid(name, 'json has no spec object');
+  if (msg.kind === MESH_CONFIG_KIND) {
+    // Checked here, at the edge, so a bad MeshConfig is NACKed and the last good one stays.
+    try {
+      checkMeshSettings(o.spec);
+    } catch (err) {
+      throw invalid(name, `MeshConfig: ${(err as Error).message}`);
+    }
+  }
   return {
     apiVersion: String(o.apiVersion ?? ''),
     kind: msg.kind,

@@ -269,7 +269,7 @@ describe('parseManifests: each bad input gives an exact file:document: field: me
     [
       'a misspelt kind',
       'apiVersion: v1\nkind: Servce\nmetadata: {name: a}',
-      `${F}:1: kind: unsupported kind "Servce"; did you mean Service? (ambit reads Namespace, Node, Pod, Service, EndpointSlice, ServiceAccount, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, Gateway, HTTPRoute, GRPCRoute)`,
+      `${F}:1: kind: unsupported kind "Servce"; did you mean Service? (ambit reads Namespace, Node, Pod, Service, EndpointSlice, ServiceAccount, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, Gateway, HTTPRoute, GRPCRoute, ConfigMap)`,
     ],
     ['a self-referencing alias', 'a: &x\n  b: *x', `${F}:1: (document): nested more than 64 levels deep`],
   ])('reports %s', (_what, text, expected) => {
