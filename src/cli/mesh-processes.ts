@@ -232,7 +232,7 @@ export class MeshProcesses {
       run.quiet = false;
       const after = backoff.ranStably(Date.now());
       if (after !== undefined) this.log(30, `${child.name} is running again after ${after} restarts`);
-    }, backoff.stableMs);
+    }, backoff.stableMs + 10); // + 10 ms: timers run on a monotonic clock, the back-off on Date.now()
     child.stableTimer.unref();
     proc.once('exit', (code, signal) => {
       if (child.proc !== proc) return; // a newer run has taken its place
