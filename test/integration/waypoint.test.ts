@@ -123,13 +123,20 @@ spec:
     - issuer: https://issuer.test
       jwks: '${JSON.stringify({ keys: [JWK_PUBLIC] })}'
 `,
+  // These DENYs are scoped to port 8080: at the TCP port 7000 a DENY's HTTP-only fields are dropped
+  // (Envoy network RBAC, istio model.go checkError), so unscoped they would deny every TCP connection.
   serviceAuthorizationPolicy(
     'secure-needs-jwt',
     'web',
     'DENY',
-    ' [{from: [{source: {notRequestPrincipals: ["*"]}}], to: [{operation: {paths: ["/api/secure*"]}}]}]',
+    ' [{from: [{source: {notRequestPrincipals: ["*"]}}], to: [{operation: {paths: ["/api/secure*"], ports: ["8080"]}}]}]',
   ),
-  serviceAuthorizationPolicy('no-admin', 'web', 'DENY', ' [{to: [{operation: {paths: ["/api/admin*"]}}]}]'),
+  serviceAuthorizationPolicy(
+    'no-admin',
+    'web',
+    'DENY',
+    ' [{to: [{operation: {paths: ["/api/admin*"], ports: ["8080"]}}]}]',
+  ),
 ].join('---\n');
 
 const m = new TestMesh({ octet: O, extraManifests: EXTRA });
