@@ -64,6 +64,14 @@ export function createCaHandlers(opts: CaHandlerOptions): UntypedServiceImplemen
     const csr = parseCsr(req.csr ?? '');
     ctx.identity = csr.spiffeId;
     const ttl = requestedTtl(req.validityDuration, defaultTtl);
+    // As istiod's CA (security/pkg/pki/ca/ca.go): a TTL over the maximum is refused, not cut, so a
+    // client that asked for more learns it (MeshCa also caps, for its other callers).
+    if (ttl > opts.ca.maxTtlSeconds) {
+      throw new AmbitError(
+        'CA_BAD_CSR',
+        `requested TTL ${ttl}s is greater than the max allowed TTL ${opts.ca.maxTtlSeconds}s`,
+      );
+    }
     const impersonated = stringsFromStruct(req.metadata)[IMPERSONATED_IDENTITY];
     if (impersonated !== undefined && impersonated !== csr.spiffeId) {
       throw new AmbitError(

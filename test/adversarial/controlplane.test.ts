@@ -238,7 +238,7 @@ describe('local mode: only the node that runs the waypoint process gets its iden
     ).toBe(true);
   });
 
-  it('a CSR over 16 KiB is refused (INVALID_ARGUMENT) and a 10-year TTL is cut to the CA maximum', async () => {
+  it('a CSR over 16 KiB and a TTL over the CA maximum are refused (INVALID_ARGUMENT, as istiod)', async () => {
     const ca = new CaClient({
       address: `${CP}:15012`,
       rootCertPem: cp.ca!.rootCertPem,
@@ -256,10 +256,22 @@ describe('local mode: only the node that runs the waypoint process gets its iden
     } finally {
       ca.close();
     }
-    const chain = await askCert(CP, cp.ca!.rootCertPem, tokens['node-1']!, 'demo', 'sleep', 10 * 365 * 86400);
+    const tooLong = await refusal(
+      askCert(CP, cp.ca!.rootCertPem, tokens['node-1']!, 'demo', 'sleep', 10 * 365 * 86400),
+    );
+    expect(isAmbitError(tooLong, 'CA_BAD_CSR')).toBe(true);
+    expect(tooLong!.message).toContain(`greater than the max allowed TTL ${DEFAULT_MAX_TTL_SECONDS}s`);
+    // At the maximum: signed, for no longer.
+    const chain = await askCert(
+      CP,
+      cp.ca!.rootCertPem,
+      tokens['node-1']!,
+      'demo',
+      'sleep',
+      DEFAULT_MAX_TTL_SECONDS,
+    );
     const leaf = new X509Certificate(chain[0]!);
-    const lifetime = (Date.parse(leaf.validTo) - Date.now()) / 1000;
-    expect(lifetime).toBeLessThanOrEqual(DEFAULT_MAX_TTL_SECONDS + 5);
+    expect((Date.parse(leaf.validTo) - Date.now()) / 1000).toBeLessThanOrEqual(DEFAULT_MAX_TTL_SECONDS + 5);
   });
 
   /** A raw ADS stream over TLS with node-1's token: collects responses and the final status. */
