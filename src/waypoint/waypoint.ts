@@ -203,7 +203,7 @@ export class Waypoint {
     if (o.metricsPort !== false) {
       this.deniedTotal = new Counter({
         name: 'ambit_authz_denied_total',
-        help: 'Connections the waypoint denied by policy, by deciding policy and path (tcp: the TCP-path policy)',
+        help: 'Connections the waypoint denied by policy, by deciding policy and where (hbone: L4 policy at CONNECT, 401; tcp: the TCP-path policy)',
         labelNames: ['policy', 'protocol'],
         registers: [this.registry],
       });
@@ -318,6 +318,7 @@ export class Waypoint {
         { ...fields, policy: decision.policy ?? null, reason: decision.reason, status: 401 },
         'connection denied by policy',
       );
+      this.deniedTotal?.inc({ policy: decision.policy ?? '', protocol: 'hbone' });
       if (!stream.destroyed) stream.respond({ ':status': 401 }, { endStream: true });
       return;
     }
