@@ -49,12 +49,16 @@ export function splice(downstream: Duplex, upstream: Duplex): Promise<SpliceResu
     // ('end') also when the stream was reset, so an 'end' only counts as END_STREAM when the
     // stream carries no error code; otherwise it is the abort it is.
     const forward = (src: Duplex, dst: Duplex, side: 'upstream' | 'downstream') => {
-      src.pipe(dst, { end: false });
-      src.once('end', () => {
+      const onEnd = () => {
         const rst = (src as Partial<http2.Http2Stream>).rstCode;
         if (rst !== undefined && rst !== http2.constants.NGHTTP2_NO_ERROR) abort(side, src);
         else if (!dst.destroyed) dst.end();
-      });
+      };
+      src.pipe(dst, { end: false });
+      // A side that ended before the splice began (a sniffer read its END_STREAM) emits no
+      // 'end' again: pass its end on now, as pipe() would.
+      if (src.readableEnded) process.nextTick(onEnd);
+      else src.once('end', onEnd);
     };
     watch(downstream, 'downstream');
     watch(upstream, 'upstream');
