@@ -229,6 +229,19 @@ describe('evaluateTcp: AuthorizationPolicy on the waypoint TCP path (Envoy netwo
     expect(decide([p]).policy).toBe(`demo/${p.metadata.name}`);
   });
 
+  it.each<[string, unknown[], boolean]>([
+    ['CUSTOM paths [/x] (HTTP fields dropped) → denied', [to({ paths: ['/x'] })], false],
+    ['CUSTOM from principals [sleep] → denied', [from({ principals: [SLEEP] })], false],
+    ['CUSTOM for port 9090 only → allowed', [to({ ports: ['9090'] })], true],
+    ['CUSTOM for another principal → allowed', [from({ principals: [NOBODY] })], true],
+  ])('compiled CUSTOM policy: %s (ext_authz is HTTP-only; fail closed at TCP)', (_n, rules, allow) => {
+    const p = ap('CUSTOM', rules);
+    (p.spec as Record<string, unknown>).provider = { name: 'ext-authz-http' };
+    const d = decide([p]);
+    expect(d.allow, d.reason).toBe(allow);
+    if (!allow) expect(d.reason).toMatch(/CUSTOM policy .*fail closed/);
+  });
+
   it('a CUSTOM policy whose rules could match denies the connection (ext_authz is HTTP-only; fail closed)', () => {
     // Whether authz-l7.ts keeps CUSTOM policies or not, a set that carries one must deny.
     const set = compileWaypointPolicies([ap('DENY', [to({ paths: ['/x'] })])], WAYPOINT, ROOT);
