@@ -121,6 +121,39 @@ describe('splice passes an abort on as an abort', () => {
     expect(responseFlagFor(r.error)).toBe('DC');
   });
 
+  it('a GOAWAY with an error code mid-transfer reaches the app as ECONNRESET', async () => {
+    const t = await socketToStream();
+    const result = splice(t.proxySide, t.stream);
+    const seen = outcome(t.app);
+    t.far.write(Buffer.alloc(10_000, 2));
+    await new Promise((r) => setTimeout(r, 30));
+    t.farSession.goaway(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    t.farSession.destroy();
+    expect((await seen).end).toBe('ECONNRESET');
+    expect(isAmbitError((await result).error, 'UPSTREAM_RESET')).toBe(true);
+  });
+
+  it('a graceful GOAWAY (NO_ERROR) lets the open stream finish cleanly: FIN, every byte', async () => {
+    const t = await socketToStream();
+    const result = splice(t.proxySide, t.stream);
+    const seen = outcome(t.app);
+    t.farSession.close(); // GOAWAY(NO_ERROR): no new streams, open ones continue
+    await new Promise((r) => setTimeout(r, 30));
+    t.far.end(Buffer.alloc(30_000, 3));
+    t.app.end();
+    expect(await seen).toEqual({ end: 'fin', bytes: 30_000 });
+    expect((await result).error).toBeUndefined();
+  });
+
+  it('a connection error (TCP RST) under the session reaches the app as ECONNRESET', async () => {
+    const t = await socketToStream();
+    const result = splice(t.proxySide, t.stream);
+    const seen = outcome(t.app);
+    t.farSocket.resetAndDestroy(); // the client's connection gets ECONNRESET
+    expect((await seen).end).toBe('ECONNRESET');
+    expect(isAmbitError((await result).error, 'UPSTREAM_RESET')).toBe(true);
+  });
+
   it('socket to socket: an upstream reset reaches the downstream as a reset', async () => {
     const up = net.createServer();
     const upConn = new Promise<net.Socket>((r) => up.once('connection', r));
