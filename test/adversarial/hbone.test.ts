@@ -254,6 +254,60 @@ describe('certificates that name no single SPIFFE id identify nobody (X.509-SVID
   });
 });
 
+describe('a cut on either side is passed on as a cut, through two real node proxies', () => {
+  it('the destination app resets mid-transfer: the source app sees ECONNRESET; both proxies record UC', async () => {
+    const resetter = net.createServer((s) => {
+      s.on('error', () => {});
+      s.write(Buffer.alloc(100_000, 5), () => setTimeout(() => s.resetAndDestroy(), 50));
+    });
+    await new Promise<void>((r) => resetter.listen(7001, ECHO_V2, r));
+    servers.push(resetter);
+    const from = m.logs.length;
+    const s = await m.socks(SLEEP, ECHO_V2, 7001);
+    const ended = new Promise<string>((resolve) => {
+      s.on('data', () => {});
+      s.once('end', () => resolve('FIN'));
+      s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+    });
+    expect(await ended).toBe('ECONNRESET');
+    for (const node of ['node/node-1', 'node/node-2']) {
+      const rec = await m.waitForLog(
+        (l) => l.component === node && l.rec.msg === 'connection complete' && l.rec['dst.addr'] === `${ECHO_V2}:7001`,
+        5000,
+        from,
+      );
+      expect(rec.rec.response_flags).toBe('UC');
+    }
+  });
+
+  it('the source app resets mid-transfer: the destination app sees ECONNRESET; both proxies record DC', async () => {
+    let appSaw: (v: string) => void = () => {};
+    const appOutcome = new Promise<string>((r) => (appSaw = r));
+    const sink = net.createServer((s) => {
+      s.on('data', () => {});
+      s.once('end', () => appSaw('FIN'));
+      s.once('error', (e: NodeJS.ErrnoException) => appSaw(e.code ?? e.message));
+    });
+    await new Promise<void>((r) => sink.listen(7002, ECHO_V2, r));
+    servers.push(sink);
+    const from = m.logs.length;
+    const s = await m.socks(SLEEP, ECHO_V2, 7002);
+    s.on('error', () => {});
+    s.write(Buffer.alloc(100_000, 6));
+    await new Promise((r) => setTimeout(r, 100));
+    s.resetAndDestroy();
+    expect(await appOutcome).toBe('ECONNRESET');
+    for (const node of ['node/node-1', 'node/node-2']) {
+      const rec = await m.waitForLog(
+        (l) => l.component === node && l.rec.msg === 'connection complete' && l.rec['dst.addr'] === `${ECHO_V2}:7002`,
+        5000,
+        from,
+      );
+      expect(rec.rec.response_flags).toBe('DC');
+    }
+  });
+});
+
 describe('a destination node proxy that dies mid-transfer', () => {
   it('the source app sees ECONNRESET (not a clean end) and node-1 records the cut with flag UC', async () => {
     // A server that streams until it is cut, behind echo-v2 (node-2).
