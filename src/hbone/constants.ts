@@ -35,13 +35,15 @@ export const PING_INTERVAL_MS = 10_000;
 export const PING_TIMEOUT_MS = 20_000;
 export const CONNECT_TIMEOUT_MS = 10_000;
 
-// HBONE server (15008) limits. ztunnel: the TLS handshake of an inbound connection must finish
-// within 10 s (hyper_util::tls_server, `tls_handshake_timeout`); an HTTP/2 connection with no
-// open stream is closed by the server after its idle timeout (pool_unused_release_timeout, 5
-// min, mirrors the client pool's); concurrent streams per connection are capped by the h2
-// settings. We add a cap on concurrent TLS sessions per peer address: one source node proxy
-// legitimately needs a few connections per (identity, destination) key, so 256 leaves room for
-// every identity a node runs while stopping one peer from exhausting memory and descriptors.
+// HBONE server (15008) limits. ztunnel accepts inbound TLS through the tls-listener crate
+// (src/hyper_util.rs `tls_server`), which bounds every handshake by its DEFAULT_HANDSHAKE_TIMEOUT
+// (docs.rs/tls-listener) and the number of handshakes in flight; we bound the handshake at 10 s,
+// the same as our (and ztunnel's) connect timeout. A session with no open stream is closed after
+// the client pool's idle time (5 min; ztunnel's pool_unused_release_timeout plays that role on
+// the client side). Streams per connection are capped by the h2 settings. We add a cap on
+// concurrent connections per peer IP: a source node proxy needs a few connections per
+// (identity, destination) key, so 256 leaves room for every identity a node runs while one peer
+// cannot exhaust memory and descriptors (ztunnel has no per-peer cap; a deliberate addition).
 export const SERVER_HANDSHAKE_TIMEOUT_MS = 10_000;
 export const SERVER_IDLE_TIMEOUT_MS = POOL_IDLE_TIMEOUT_MS;
 export const SERVER_MAX_SESSIONS_PER_PEER = 256;

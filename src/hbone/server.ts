@@ -82,8 +82,8 @@ export class HboneServer {
       },
       unknownProtocolTimeout: 1000,
       // A peer that opens TCP and never finishes the handshake (slowloris) is cut here; Node
-      // emits tlsClientError, logged below. ztunnel's tls_server (hyper_util.rs) uses the
-      // tls-listener crate, whose default handshake timeout is 10 s.
+      // emits tlsClientError, logged below. Node's default is 120 s. ztunnel's tls_server
+      // (hyper_util.rs) bounds it through the tls-listener crate (see constants.ts).
       handshakeTimeout: this.limits.handshakeTimeoutMs,
     };
     this.server = http2.createSecureServer(options);
