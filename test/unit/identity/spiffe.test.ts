@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   type Identity,
@@ -118,5 +119,20 @@ describe('spiffeIdFromCert', () => {
 
   it('returns undefined for text that is not a certificate', () => {
     expect(spiffeIdFromCert('not a cert')).toBeUndefined();
+  });
+
+  it('never throws on damaged DER: every truncation and every single-byte flip of a real cert', async () => {
+    const pem = await certWithSans([{ type: 'url', value: a }]);
+    const der = new X509Certificate(pem).raw;
+    expect(spiffeIdFromCert(der)).toBe(a);
+    for (let n = 0; n < der.length; n++) expect(spiffeIdFromCert(der.subarray(0, n))).toBeUndefined();
+    for (let i = 0; i < der.length; i++) {
+      const bad = Buffer.from(der);
+      bad[i] = bad[i]! ^ 0xff;
+      const got = spiffeIdFromCert(bad);
+      // A flip may land in a signature or key byte and leave the SAN intact; it can never yield
+      // another identity.
+      expect(got === undefined || got === a).toBe(true);
+    }
   });
 });
