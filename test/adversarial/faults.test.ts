@@ -230,21 +230,22 @@ async function crashAndReturn(
   mesh: TestMesh,
   name: string,
   readyUrl: string,
-): Promise<{ back: number; supervised: boolean }> {
+): Promise<{ back: number; supervised: boolean; downMs: number }> {
   const pid = mesh.mesh.pid(name);
   if (!pid) throw new Error(`${name} is not running`);
+  const killed = Date.now();
   process.kill(pid, 'SIGKILL');
   const deadline = Date.now() + 15_000;
   while (Date.now() < deadline) {
     const now = mesh.mesh.pid(name);
     if (now && now !== pid && (await untilReady(readyUrl, 200)))
-      return { back: Date.now(), supervised: true };
+      return { back: Date.now(), supervised: true, downMs: Date.now() - killed };
     await sleep(50);
   }
   // Nobody restarted it: do it here so the rest of the scenario still measures the data path.
   await mesh.mesh.restart(name);
   await untilReady(readyUrl, 10_000);
-  return { back: Date.now(), supervised: false };
+  return { back: Date.now(), supervised: false, downMs: Date.now() - killed };
 }
 
 describe('faults with bytes checked (100 concurrent transfers, SHA-256 at the receiving app)', () => {
@@ -298,7 +299,7 @@ describe('faults with bytes checked (100 concurrent transfers, SHA-256 at the re
     const m = mesh;
     const running = Array.from({ length: TRANSFERS }, () => transfer(m, ECHO_V2, SIZE));
     await sleep(FAULT_AFTER_MS);
-    const { back, supervised } = await crashAndReturn(
+    const { back, supervised, downMs } = await crashAndReturn(
       m,
       'node/node-2',
       `http://127.0.${O}.2:15021/healthz/ready`,
@@ -308,7 +309,9 @@ describe('faults with bytes checked (100 concurrent transfers, SHA-256 at the re
       '(a) destination node proxy killed',
       await Promise.all(running),
       recoveryMs,
-      supervised ? 'restarted by the mesh supervisor' : 'NOT restarted by the mesh: the test restarted it',
+      supervised
+        ? `restarted by the mesh supervisor, ready ${downMs} ms after the kill`
+        : 'NOT restarted by the mesh: the test restarted it',
     );
     expectNoSilentLoss(row);
     expect(supervised, 'ambit up restarts a dead node proxy (issue 12)').toBe(true);
@@ -366,7 +369,7 @@ describe('faults with bytes checked (100 concurrent transfers, SHA-256 at the re
     const m = mesh;
     const running = Array.from({ length: TRANSFERS }, () => transfer(m, VIA_WAYPOINT, SIZE));
     await sleep(FAULT_AFTER_MS);
-    const { back, supervised } = await crashAndReturn(
+    const { back, supervised, downMs } = await crashAndReturn(
       m,
       'waypoint/demo/waypoint',
       `http://127.0.${O}.200:15021/healthz/ready`,
@@ -376,7 +379,9 @@ describe('faults with bytes checked (100 concurrent transfers, SHA-256 at the re
       '(c) waypoint killed',
       await Promise.all(running),
       recoveryMs,
-      supervised ? 'restarted by the mesh supervisor' : 'NOT restarted by the mesh: the test restarted it',
+      supervised
+        ? `restarted by the mesh supervisor, ready ${downMs} ms after the kill`
+        : 'NOT restarted by the mesh: the test restarted it',
     );
     expectNoSilentLoss(row);
     expect(recoveryMs ?? Infinity).toBeLessThanOrEqual(RECOVERY_GOAL_MS);
