@@ -33,7 +33,13 @@ export const H2_MAX_STREAMS_IN_FLIGHT = 2048;
 /** At most one `streams refused: overload` line per this many ms. */
 const REFUSED_LOG_MS = 1000;
 
-const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM, NGHTTP2_NO_ERROR, NGHTTP2_INTERNAL_ERROR } = http2.constants;
+const {
+  NGHTTP2_CANCEL,
+  NGHTTP2_REFUSED_STREAM,
+  NGHTTP2_NO_ERROR,
+  NGHTTP2_INTERNAL_ERROR,
+  NGHTTP2_PROTOCOL_ERROR,
+} = http2.constants;
 
 /** An upstream answer whose headers have arrived. */
 interface UpstreamAnswer {
@@ -69,6 +75,21 @@ export class Http2Handler {
     stream.on('error', () => {});
     const ctx = stream.session ? this.contextOf(stream.session) : undefined;
     if (!ctx) return void stream.close(NGHTTP2_REFUSED_STREAM);
+    const malformed = malformedField(headers);
+    if (malformed) {
+      // nghttp2 as Node configures it lets these through; Envoy's codec refuses them (RFC 9113
+      // §8.2.1: a malformed request is a stream error), and an HTTP/1.1 hop behind us could
+      // read a CR LF as a new header (request smuggling).
+      this.log.warn(
+        {
+          'src.identity': ctx.peerIdentity,
+          'dst.addr': `${ctx.target.host}:${ctx.target.port}`,
+          reason: malformed,
+        },
+        'request refused: malformed HTTP/2 header',
+      );
+      return void stream.close(NGHTTP2_PROTOCOL_ERROR);
+    }
     if (this.inFlight >= this.maxInFlight) return this.refuse(stream);
     this.inFlight++;
     stream.once('close', () => this.inFlight--);
@@ -339,4 +360,25 @@ export function grpcStatusOf(status: number): number {
   if (status === 404) return 12;
   if (status === 429 || status === 502 || status === 503 || status === 504) return 14;
   return 2;
+}
+
+/** RFC 9110 token, lower case (RFC 9113 §8.2.1 forbids upper case in HTTP/2 field names). */
+const FIELD_NAME = /^:?[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+
+/**
+ * Why a request's fields are malformed under RFC 9113 §8.2.1 (what Envoy's codec refuses), or
+ * undefined: a name that is not a lower-case token, a value with CR, LF or NUL, or with leading
+ * or trailing whitespace.
+ */
+export function malformedField(headers: http2.IncomingHttpHeaders): string | undefined {
+  for (const [name, v] of Object.entries(headers)) {
+    if (!FIELD_NAME.test(name))
+      return `field name ${JSON.stringify(name.slice(0, 64))} is not a lower-case token`;
+    for (const one of Array.isArray(v) ? v : [v]) {
+      if (one === undefined) continue;
+      if (/[\r\n\0]/.test(one)) return `field ${name} has CR, LF or NUL in its value`;
+      if (/^[ \t]|[ \t]$/.test(one)) return `field ${name} has leading or trailing whitespace`;
+    }
+  }
+  return undefined;
 }

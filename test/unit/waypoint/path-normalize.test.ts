@@ -14,6 +14,7 @@ import {
 } from '../../../src/waypoint/http-request.js';
 import { normalizePath } from '../../../src/waypoint/authz-l7.js';
 import type { TunnelContext } from '../../../src/waypoint/http-proxy.js';
+import { malformedField } from '../../../src/waypoint/http2.js';
 
 const ok = (raw: string, mode: PathNormalization = DEFAULT_PATH_NORMALIZATION) => {
   const r = normalizeRequestPath(raw, mode);
@@ -150,4 +151,15 @@ describe('properties', () => {
       if (mode !== 'BASE') expect(r.path).not.toContain('//');
     },
   );
+});
+
+describe('malformedField (the HTTP/2 field guard in http2.ts, RFC 9113 §8.2.1)', () => {
+  it.each<[Record<string, string>, boolean]>([
+    [{ ':path': '/a', 'x-a': 'b' }, false],
+    [{ 'X-A': 'b' }, true],
+    [{ 'x a': 'b' }, true],
+    [{ 'x-a': 'b\r\nx-admin: 1' }, true],
+    [{ 'x-a': 'b\0' }, true],
+    [{ 'x-a': ' b' }, true],
+  ])('%j → malformed %s', (h, bad) => expect(malformedField(h) !== undefined).toBe(bad));
 });
