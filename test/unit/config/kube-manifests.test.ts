@@ -129,7 +129,8 @@ describe('daemonset/ manifests', () => {
     expect(np.spec.serviceAccountName).toBe(NODE_SERVICE_ACCOUNT);
     const proxy = np.spec.containers[0]!;
     expect(proxy.readinessProbe?.httpGet).toEqual({ path: '/healthz/ready', port: READINESS_PORT });
-    expect(proxy.ports!.map((p) => p.containerPort)).toEqual([15000, 15020, READINESS_PORT]);
+    // Admin (15000) binds the node's 127.0.0.1 only (issue 12): no port is declared for it.
+    expect(proxy.ports!.map((p) => p.containerPort)).toEqual([15020, 15021]);
     expect(proxy.securityContext?.capabilities?.add?.sort()).toEqual([
       'NET_ADMIN',
       'NET_RAW',
