@@ -44,10 +44,12 @@ export function toL7Request(
   headers: http.IncomingHttpHeaders,
   ctx: TunnelContext,
   authority: string,
+  /** HTTP/1.1 only: HTTP/2 has no absolute form (a `:path` not starting with "/" is refused later, 404 as Envoy). */
+  absoluteForm = true,
 ): L7Request {
   // Absolute-form (a proxy-style request line): its authority replaces Host and its path is
   // what policy and routing see (normalized later by the pipeline, like every path).
-  const absolute = fromAbsoluteForm(url);
+  const absolute = absoluteForm ? fromAbsoluteForm(url) : undefined;
   if (absolute) {
     url = absolute.target;
     authority = absolute.authority;

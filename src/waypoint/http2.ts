@@ -95,7 +95,7 @@ export class Http2Handler {
     stream.once('close', () => this.inFlight--);
     const authority = String(headers[':authority'] ?? headers.host ?? '');
     const url = String(headers[':path'] ?? '/');
-    const l7 = toL7Request(String(headers[':method'] ?? 'GET'), url, headers, ctx, authority);
+    const l7 = toL7Request(String(headers[':method'] ?? 'GET'), url, headers, ctx, authority, false);
     const grpc = l7.grpc;
     const x = newExchange(l7, ctx, grpc ? 'grpc' : 'http2');
     const abort = new AbortController();

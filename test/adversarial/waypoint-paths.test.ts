@@ -166,7 +166,7 @@ describe('HTTP/2 :path values against the same DENY', () => {
   });
   afterAll(() => session?.close());
   const h2 = (path: string) =>
-    new Promise<{ status: number; body: string; seen?: string }>((resolve, reject) => {
+    new Promise<{ status: number; body: string; seen?: string }>((resolve) => {
       const before = received.length;
       const s = session.request({ ':path': path, ':authority': 'api.demo:9100' });
       let body = '';
@@ -175,7 +175,8 @@ describe('HTTP/2 :path values against the same DENY', () => {
       s.setEncoding('utf8');
       s.on('data', (c: string) => (body += c));
       s.once('end', () => resolve({ status, body, seen: received.slice(before).at(-1) }));
-      s.once('error', reject);
+      // A stream reset (nghttp2 refusing a malformed request) reads as status 0.
+      s.once('error', () => resolve({ status: 0, body: '', seen: received.slice(before).at(-1) }));
     });
   it.each<[string, number, string?]>([
     ['/admin', 403],
@@ -185,6 +186,7 @@ describe('HTTP/2 :path values against the same DENY', () => {
     ['/%61dmin/x', 403],
     ['/public\\..\\admin', 403],
     ['/admin%00', 400],
+    ['http://api.demo:9100/admin', 0], // no absolute form in HTTP/2: reset by nghttp2 (the waypoint would 404, as Envoy)
     ['/public//a/../b?q=/../admin', 200, '/public/b?q=/../admin'],
   ])(':path %s → %i', async (path, status, forwarded) => {
     const r = await h2(path);
