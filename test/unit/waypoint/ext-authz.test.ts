@@ -28,6 +28,10 @@ import {
 } from '../../../src/waypoint/ext-authz.js';
 import { extAuthzPb, CHECK_METHOD_PATH } from '../../../src/waypoint/ext-authz-grpc.js';
 import type { L7Request } from '../../../src/waypoint/routing/types.js';
+import { KubeSource } from '../../../src/config/kube-source.js';
+import { FakeApiServer } from '../../support/fake-apiserver.js';
+import { clientFor, untilSnapshot } from '../../support/kube.js';
+import { captureLogger } from '../../support/capture-logger.js';
 
 const IP = '127.0.130.1';
 
@@ -527,5 +531,46 @@ describe('decideCustom with a real gRPC Authorization server (@grpc/grpc-js)', (
       tcpDial(() => port),
     );
     expect(open.allow).toBe(true);
+  });
+});
+
+describe('MeshConfig from Kubernetes (KubeSource against the fake API server, 127.0.133.2)', () => {
+  it('reads the ConfigMap istio-system/istio only, watching istio-system only; a bad mesh keeps the last good', async () => {
+    const api = await new FakeApiServer({ host: '127.0.133.2', bookmarkIntervalMs: 100 }).start();
+    const cm = (namespace: string, name: string, mesh: string) => ({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name, namespace },
+      data: { mesh },
+    });
+    api.put(cm('istio-system', 'istio', 'pathNormalization: {normalization: BASE}\n'));
+    api.put(cm('demo', 'istio', 'pathNormalization: {normalization: NONE}\n'));
+    const { logger } = captureLogger();
+    const source = new KubeSource({
+      client: clientFor(api, 1000),
+      logger,
+      backoff: { initialMs: 50, maxMs: 200 },
+      absentRetryMs: 200,
+      watchTimeoutSeconds: 30,
+    });
+    try {
+      await source.start();
+      const keys = () => [...source.snapshot().objects.keys()].filter((k) => k.startsWith('ConfigMap/'));
+      expect(keys()).toEqual(['ConfigMap/istio-system/istio']);
+      expect(api.requests.some((r) => r.path === '/api/v1/namespaces/istio-system/configmaps')).toBe(true);
+      expect(api.requests.some((r) => r.path === '/api/v1/configmaps')).toBe(false);
+      const mesh = () =>
+        (source.snapshot().objects.get('ConfigMap/istio-system/istio') as { data?: Record<string, string> })
+          ?.data?.mesh;
+      api.put(cm('istio-system', 'istio', 'pathNormalization: {normalization: WEIRD}\n'));
+      api.put(cm('istio-system', 'other', 'x: 1\n')); // a later event, to know the bad one was seen
+      await untilSnapshot(source, (s) => s.objects.has('ConfigMap/istio-system/other'));
+      expect(mesh()).toContain('BASE'); // the invalid edit was refused; the last good stays
+      api.put(cm('istio-system', 'istio', 'pathNormalization: {normalization: MERGE_SLASHES}\n'));
+      await untilSnapshot(source, () => String(mesh()).includes('MERGE_SLASHES'));
+    } finally {
+      source.stop();
+      await api.stop();
+    }
   });
 });
