@@ -12,7 +12,7 @@ import {
   toL7Request,
   type PathNormalization,
 } from '../../../src/waypoint/http-request.js';
-import { normalizePath } from '../../../src/waypoint/authz-l7.js';
+import { compileWaypointPolicies, evaluateL7, normalizePath } from '../../../src/waypoint/authz-l7.js';
 import type { TunnelContext } from '../../../src/waypoint/http-proxy.js';
 import { malformedField } from '../../../src/waypoint/http2.js';
 
@@ -162,4 +162,71 @@ describe('malformedField (the HTTP/2 field guard in http2.ts, RFC 9113 §8.2.1)'
     [{ 'x-a': 'b\0' }, true],
     [{ 'x-a': ' b' }, true],
   ])('%j → malformed %s', (h, bad) => expect(malformedField(h) !== undefined).toBe(bad));
+});
+
+describe('property: a DENY on /admin, /admin/* is never bypassed by a spelling', () => {
+  const set = compileWaypointPolicies(
+    [
+      {
+        kind: 'AuthorizationPolicy',
+        metadata: { name: 'deny-admin', namespace: 'demo' },
+        spec: {
+          targetRefs: [{ kind: 'Gateway', group: 'gateway.networking.k8s.io', name: 'waypoint' }],
+          action: 'DENY',
+          rules: [{ to: [{ operation: { paths: ['/admin', '/admin/*'] } }] }],
+        },
+      },
+    ],
+    { namespace: 'demo', name: 'waypoint' },
+    'istio-system',
+  );
+  /** How a backend router reads a path: %XX decoded except / and \, backslash, dots, merged slashes. */
+  const backendView = (p: string) => {
+    const decoded = p.replace(/%([0-9a-fA-F]{2})/g, (all, h: string) =>
+      ['2f', '5c'].includes(h.toLowerCase()) ? all : String.fromCharCode(parseInt(h, 16)),
+    );
+    const out: string[] = [];
+    for (const s of decoded.replace(/\\/g, '/').split('/')) {
+      if (s === '' || s === '.') continue;
+      if (s === '..') out.pop();
+      else out.push(s);
+    }
+    return `/${out.join('/')}`;
+  };
+  const token = fc.constantFrom(
+    '/',
+    '//',
+    '.',
+    '..',
+    '%2e',
+    '%2E',
+    '\\',
+    'a',
+    'admin',
+    'ADMIN',
+    '%61',
+    'dmin',
+    'x',
+    '%2f',
+  );
+  const raw = fc.array(token, { minLength: 1, maxLength: 10 }).map((xs) => `/${xs.join('')}`);
+
+  fcTest.prop([raw], { numRuns: 2000 })(
+    'whenever the forwarded path reads as /admin(/…) to a backend, the policy denied it',
+    (p) => {
+      const n = normalizeRequestPath(p, DEFAULT_PATH_NORMALIZATION);
+      if (!n.ok) return; // refused: nothing forwarded
+      const view = backendView(n.path);
+      if (view !== '/admin' && !view.startsWith('/admin/')) return;
+      const d = evaluateL7(set, {
+        method: 'GET',
+        path: n.path,
+        host: 'echo',
+        headers: {},
+        source: { ip: '10.0.0.1' },
+        destination: { ip: '10.0.0.2', port: 8080 },
+      });
+      expect(d.allow, `${p} → ${n.path}`).toBe(false);
+    },
+  );
 });
