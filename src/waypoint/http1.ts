@@ -212,9 +212,30 @@ export class Http1Handler {
     this.pipeline.record(x, 403);
   }
 
-  /** Gives a socket back to the HTTP server with `bytes` in front (a request it must parse itself). */
+  /**
+   * Gives a socket back to the HTTP server with `bytes` in front (a request it must parse itself).
+   * Not while the previous answer on it is still being written: the client can send its next
+   * request before that answer's 'finish' (its bytes are out, the callback is not), and a new
+   * server connection would queue its first answer behind a response only the old connection
+   * state tracks — that answer would never be sent (seen as a rare hang of the h2c test).
+   * `_httpMessage` is Node's own field for the response that holds the socket.
+   */
   private serveAsPlain(socket: Duplex, bytes: Buffer): void {
     if (socket.destroyed) return;
+    const pending = (socket as { _httpMessage?: http.ServerResponse | null })._httpMessage;
+    // Not `writableFinished`: it turns true once the bytes are handed on, before 'finish' (which
+    // is what releases the socket) is emitted.
+    if (pending) {
+      let done = false;
+      const again = () => {
+        if (done) return;
+        done = true;
+        setImmediate(() => this.serveAsPlain(socket, bytes)); // after Node's own 'finish' handling
+      };
+      pending.once('finish', again);
+      pending.once('close', again);
+      return;
+    }
     if (bytes.length) socket.unshift(bytes);
     this.serveAgain(socket);
   }
