@@ -49,9 +49,14 @@ export class Http1Handler {
       if (!res.writableFinished) abort.abort(new Error('downstream went away'));
     });
     try {
-      const plan = await this.pipeline.prepare(x, (status, headers, body) => {
-        res.writeHead(status, headers).end(body);
-      });
+      // The signal ends a CUSTOM (ext_authz) check the client no longer waits for.
+      const plan = await this.pipeline.prepare(
+        x,
+        (status, headers, body) => {
+          res.writeHead(status, headers).end(body);
+        },
+        abort.signal,
+      );
       if (!plan) return this.pipeline.record(x, res.statusCode);
       const head: H1Request = {
         method: req.method ?? 'GET',

@@ -37,6 +37,8 @@ extensionProviders:
   envoyExtAuthzHttp: {service: demo/authz-http, port: 8001, failOpen: true}
 - name: slow-authz
   envoyExtAuthzHttp: {service: demo/authz-http, port: 8000, pathPrefix: /slow, timeout: 0.3s, statusOnError: "504"}
+- name: hang-authz
+  envoyExtAuthzHttp: {service: demo/authz-http, port: 8000, pathPrefix: /hang, timeout: 60s}
 `;
 
 const custom = (service: string, provider: string) => `
@@ -56,6 +58,7 @@ const APIS: [name: string, vip: number, provider: string][] = [
   ['api-dead', 104, 'dead-authz'],
   ['api-open', 105, 'open-authz'],
   ['api-slow', 106, 'slow-authz'],
+  ['api-hang', 107, 'hang-authz'],
 ];
 
 const EXTRA = [
@@ -103,6 +106,8 @@ const agent = new SocksAgent(SLEEP, { keepAlive: false });
 const backend: { url: string; user?: string; extAuthz?: string }[] = [];
 const httpChecks: { url: string; headers: http.IncomingHttpHeaders; remote?: string }[] = [];
 const grpcChecks: Record<string, unknown>[] = [];
+/** Checks the hanging provider holds open, and when each was closed by the waypoint. */
+const hanging: { at: number; closedAt?: number }[] = [];
 
 beforeAll(async () => {
   await m.start();
@@ -120,6 +125,12 @@ beforeAll(async () => {
   const authz = http.createServer((req, res) => {
     httpChecks.push({ url: req.url ?? '', headers: req.headers, remote: req.socket.remoteAddress });
     if (req.url?.startsWith('/slow')) return; // never answers
+    if (req.url?.startsWith('/hang')) {
+      const h: { at: number; closedAt?: number } = { at: Date.now() };
+      hanging.push(h);
+      res.once('close', () => (h.closedAt = Date.now()));
+      return; // never answers: only the waypoint giving up closes it
+    }
     if (req.headers['x-ext-authz'] === 'allow')
       return res.writeHead(200, { 'x-authz-user': 'alice', 'x-authz-internal': 'not for upstream' }).end();
     res.writeHead(401, { 'x-authz-why': 'missing token', 'x-authz-internal': 'not for the client' });
@@ -295,5 +306,20 @@ describe('failing closed', () => {
         l.rec.msg === 'request denied by CUSTOM policy' && String(l.rec.reason).includes('no-such-provider'),
     );
     expect(line.rec.policy).toBe('demo/api-missing-custom');
+  });
+
+  it('an HTTP/1.1 client that goes away mid-check ends the check (no 60 s check left open at the provider)', async () => {
+    const req = http.request({ agent, host: 'api-hang.demo', port: 8080, path: '/private/x' });
+    req.on('error', () => {});
+    req.end();
+    const t0 = Date.now();
+    while (hanging.length === 0 && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 20));
+    expect(hanging.length).toBe(1);
+    req.destroy();
+    const gone = Date.now();
+    while (hanging[0]!.closedAt === undefined && Date.now() - gone < 5000)
+      await new Promise((r) => setTimeout(r, 20));
+    expect(hanging[0]!.closedAt).toBeDefined();
+    expect(hanging[0]!.closedAt! - gone).toBeLessThan(3000);
   });
 });
