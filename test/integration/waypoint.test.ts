@@ -234,8 +234,11 @@ async function startFlaky(host: string, pod: string): Promise<net.Server[]> {
       if (req.url?.startsWith('/v1-fails')) {
         if (pod === 'demo/echo-v1') res.writeHead(500).end('v1 fails\n');
         else res.writeHead(200).end(JSON.stringify({ pod }));
-      } else if (Math.random() < 0.3) res.writeHead(503).end('flaky\n');
-      else
+      } else if (!req.url?.startsWith('/ok') && Math.random() < 0.3) {
+        // /ok never fails: a 503 from echo-v1 there would count toward guarded's outlier
+        // detection and eject v1 one failure early in the outlier test below.
+        res.writeHead(503).end('flaky\n');
+      } else
         res
           .writeHead(200, { 'content-type': 'application/json' })
           .end(JSON.stringify({ pod, bodyBytes: n, host: req.headers.host }));
@@ -324,7 +327,7 @@ describe('traffic through the waypoint', () => {
     expect(denied.rec['src.identity']).toBe('spiffe://cluster.local/ns/demo/sa/sleep');
     const from = m.logs.length;
     const r = await get('guarded.demo', 8090, '/ok');
-    expect([200, 503]).toContain(r.status); // 503 only from the flaky backend itself
+    expect(r.status).toBe(200);
     const wp = await m.waitForLog((l) => isRequest(l) && l.rec.path === '/ok', 10_000, from);
     expect(wp.rec.reason).toBeUndefined();
     expect(m.logs.slice(from).filter((l) => l.rec.msg === 'connection denied by policy')).toEqual([]);
