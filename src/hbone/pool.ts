@@ -141,8 +141,7 @@ export class HbonePool {
     if (!ks) this.keys.set(key, (ks = { sessions: [] }));
     for (;;) {
       const now = Date.now();
-      for (const s of ks.sessions)
-        if (s.state === 'Ready' && now >= s.expiresAt) this.expire(s);
+      for (const s of ks.sessions) if (s.state === 'Ready' && now >= s.expiresAt) this.expire(s);
       const ready = ks.sessions.find((s) => s.state === 'Ready' && s.active < s.maxStreams);
       if (ready) {
         ready.active++;
@@ -251,7 +250,10 @@ export class HbonePool {
     // setTimeout holds at most ~24.8 days; a longer-lived connection is re-armed on the way.
     const armExpiry = () => {
       const wait = Math.max(0, ps.expiresAt - Date.now());
-      ps.expiryTimer = setTimeout(() => (wait > MAX_TIMER_MS ? armExpiry() : this.expire(ps)), Math.min(wait, MAX_TIMER_MS));
+      ps.expiryTimer = setTimeout(
+        () => (wait > MAX_TIMER_MS ? armExpiry() : this.expire(ps)),
+        Math.min(wait, MAX_TIMER_MS),
+      );
       ps.expiryTimer.unref();
     };
     armExpiry();
@@ -276,7 +278,11 @@ export class HbonePool {
       const timeout = this.opts.pingTimeoutMs ?? PING_TIMEOUT_MS;
       if (now - ps.pingSentAt > timeout) {
         log.warn({ timeout_ms: timeout }, 'hbone pool: peer did not answer HTTP/2 ping; closing connection');
-        ps.session.destroy();
+        // With an error: destroyed without one, Node ends every open stream with code 0 and no
+        // 'error', which looks like END_STREAM; the streams must fail (splice.ts resets the apps).
+        ps.session.destroy(
+          new AmbitError('HBONE_TIMEOUT', `peer did not answer an HTTP/2 ping within ${timeout} ms`),
+        );
       }
       return;
     }

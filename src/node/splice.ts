@@ -12,6 +12,22 @@
 // (ECONNRESET), never a short transfer that looks complete. The result names which side broke
 // with a coded error (UPSTREAM_RESET / DOWNSTREAM_RESET) that the one flag mapping
 // (telemetry/connection-telemetry.ts responseFlagFor) turns into Envoy's UC / DC.
+//
+// Two traps, both found by test/adversarial/faults.test.ts (a) (destination node proxy SIGKILLed
+// under 100 transfers) and both reproduced in test/unit/node/splice.test.ts:
+// - Node ends an HTTP/2 stream's readable side ('end', rstCode 0, no 'error') also when its
+//   session is destroyed without an error — after a PING timeout, or a connection reset that
+//   follows a GOAWAY (Node's socketOnError then calls session.destroy() with no error). Only an
+//   'end' on a live stream is END_STREAM; one that comes after the stream was destroyed (its
+//   teardown pushes the end) or closed before its end (Node emits 'aborted') is a cut.
+// - A socket whose writable half already carried a real END_STREAM as FIN holds a complete
+//   transfer, partly still in the kernel's send queue behind that FIN. A TCP RST now would throw
+//   those bytes away (SO_LINGER 0), and a Node/libuv app that reads the rest of its receive queue
+//   with the RST pending reports a plain EOF (uv__stream_io's POLLHUP short-circuit): a short
+//   transfer that looks complete. libuv also refuses the RST while our shutdown is still pending.
+//   So when the other half is cut later, that socket is flushed and closed (its FIN already
+//   says all), as Envoy's tcp_proxy closes the downstream with FlushWrite when the upstream
+//   closes; the app's own writes after that meet the kernel's RST.
 import http2 from 'node:http2';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -46,19 +62,23 @@ export function splice(downstream: Duplex, upstream: Duplex): Promise<SpliceResu
       });
     };
     // Ends are passed on by hand, not by pipe(): Node ends an HTTP/2 stream's readable side
-    // ('end') also when the stream was reset, so an 'end' only counts as END_STREAM when the
-    // stream carries no error code; otherwise it is the abort it is.
+    // ('end') also when the stream was reset or its session torn down, so an 'end' only counts
+    // as END_STREAM when the stream is live, carries no error code and was not closed before its
+    // end arrived (see the header); otherwise it is the abort it is.
     const forward = (src: Duplex, dst: Duplex, side: 'upstream' | 'downstream') => {
-      const onEnd = () => {
+      const cut = watchForCut(src);
+      const onEnd = (live: boolean) => {
         const rst = (src as Partial<http2.Http2Stream>).rstCode;
         if (rst !== undefined && rst !== http2.constants.NGHTTP2_NO_ERROR) abort(side, src);
+        else if (live && (cut.closedBeforeEnd || src.destroyed)) abort(side, src);
         else if (!dst.destroyed) dst.end();
       };
       src.pipe(dst, { end: false });
       // A side that ended before the splice began (a sniffer read its END_STREAM) emits no
-      // 'end' again: pass its end on now, as pipe() would.
-      if (src.readableEnded) process.nextTick(onEnd);
-      else src.once('end', onEnd);
+      // 'end' again: pass its end on now, as pipe() would. Its end was read as data by the
+      // sniffer, so it was END_STREAM; only the error code can still say otherwise.
+      if (src.readableEnded) process.nextTick(onEnd, false);
+      else src.once('end', () => onEnd(true));
     };
     watch(downstream, 'downstream');
     watch(upstream, 'upstream');
@@ -69,10 +89,28 @@ export function splice(downstream: Duplex, upstream: Duplex): Promise<SpliceResu
   });
 }
 
+/**
+ * An HTTP/2 stream that closes while its readable side has not received its end yet emits
+ * 'aborted' (Node's closeStream); an 'end' after that is Node's, not the peer's END_STREAM.
+ */
+function watchForCut(src: Duplex): { closedBeforeEnd: boolean } {
+  const state = { closedBeforeEnd: false };
+  if (src instanceof net.Socket) return state; // a socket's 'end' is a FIN; a reset is an 'error'
+  src.once('aborted', () => {
+    if (!(src as Duplex & { _readableState?: { ended?: boolean } })._readableState?.ended)
+      state.closedBeforeEnd = true;
+  });
+  return state;
+}
+
+/** How long a socket that already carried a clean FIN may take to flush before it is reset. */
+export const FLUSH_AFTER_FIN_MS = 30_000;
+
 /** Ends a side abortively: TCP RST for a socket, RST_STREAM(CONNECT_ERROR) for an HTTP/2 stream. */
 function reset(side: Duplex): void {
   if (side.destroyed) return;
   if (side instanceof net.Socket) {
+    if (side.writableEnded) return closeAfterFlush(side);
     try {
       side.resetAndDestroy();
     } catch {
@@ -86,6 +124,40 @@ function reset(side: Duplex): void {
     return;
   }
   side.destroy();
+}
+
+/**
+ * A socket whose writable half already ended with a clean FIN (a real END_STREAM passed on):
+ * its bytes are complete, so they are delivered, not discarded by a RST (see the header). Once
+ * Node has handed them and the FIN to the kernel ('finish'), a plain close lets the kernel send
+ * the rest. An app that does not read for FLUSH_AFTER_FIN_MS is reset while Node still holds
+ * bytes (the shutdown is then not yet issued, so libuv allows the RST), or closed otherwise.
+ * What it sends meanwhile is read and dropped, so unread input does not turn the close into a RST.
+ */
+function closeAfterFlush(socket: net.Socket): void {
+  socket.on('data', () => {});
+  socket.resume();
+  if (socket.writableFinished) {
+    socket.destroy();
+    return;
+  }
+  const timer = setTimeout(() => {
+    if (socket.writableLength > 0) {
+      try {
+        socket.resetAndDestroy();
+        return;
+      } catch {
+        // not a TCP handle: close below
+      }
+    }
+    socket.destroy();
+  }, FLUSH_AFTER_FIN_MS);
+  timer.unref();
+  socket.once('finish', () => {
+    clearTimeout(timer);
+    socket.destroy();
+  });
+  socket.once('close', () => clearTimeout(timer));
 }
 
 const EMPTY = Buffer.alloc(0);
