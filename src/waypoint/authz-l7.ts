@@ -28,6 +28,7 @@ import {
   type Source,
 } from '../controlplane/authz-convert.js';
 import { matchMismatch, peerOf, stringMatches, type Peer } from '../node/authz.js';
+import { decideInOrder, policyKey } from './authz-order.js';
 import { isEmptyMatch, type AuthzMatch, type StringMatch } from '../xds/authorization.js';
 import type { L7Request } from './routing/types.js';
 import { DEFAULT_PATH_NORMALIZATION, normalizeRequestPath, type PathNormalization } from './http-request.js';
@@ -339,7 +340,7 @@ function valueMatches(m: ValueMatch, value: string): boolean {
 }
 
 const lower = (s: string) => s.toLowerCase();
-const key = (p: { namespace: string; name: string }) => `${p.namespace}/${p.name}`;
+const key = policyKey;
 
 // ---- deciding ----
 
@@ -404,60 +405,19 @@ export function matchCustom(set: WaypointPolicySet, req: L7AuthzRequest): Custom
 export function evaluateL7(set: WaypointPolicySet, req: L7AuthzRequest): L7Decision {
   const ctx = requestContext(req, set.pathNormalization);
   const applicable = set.policies.filter((p) => targetCovers(p.target, req.destination.service));
-  const audited: string[] = [];
-  const dryRun: NonNullable<L7Decision['dryRun']> = [];
-  const finish = (d: L7Decision): L7Decision => ({
-    ...d,
-    ...(audited.length ? { audited } : {}),
-    ...(dryRun.length ? { dryRun } : {}),
-  });
-  for (const p of applicable) {
-    if (p.action !== 'AUDIT') continue;
-    if (matchRules(p, ctx) !== undefined) audited.push(key(p));
-  }
-  for (const p of applicable) {
-    if (p.action !== 'DENY') continue;
-    if (p.invalid)
-      return finish({
-        allow: false,
-        policy: key(p),
-        reason: `policy ${key(p)} could not be understood: ${p.invalid}`,
-      });
-    const i = matchRules(p, ctx);
-    if (i === undefined) continue;
-    if (p.dryRun) {
-      dryRun.push({ policy: key(p), action: 'DENY' });
-      continue;
-    }
-    return finish({
+  // AUDIT never decides; it is only reported with the decision.
+  const audited = applicable.filter((p) => p.action === 'AUDIT' && matchRules(p, ctx) !== undefined).map(key);
+  const d = decideInOrder(applicable, {
+    denying: ['DENY'],
+    match: (p) => matchRules(p, ctx),
+    deniedBy: (p, i) => `DENY policy ${key(p)} rule ${i} matched`,
+    subject: 'request',
+    noneMatched: (enforced) => ({
       allow: false,
-      policy: key(p),
-      ruleIndex: i,
-      reason: `DENY policy ${key(p)} rule ${i} matched`,
-    });
-  }
-  const allows = applicable.filter((p) => p.action === 'ALLOW');
-  let decided: L7Decision | undefined;
-  for (const p of allows) {
-    const i = matchRules(p, ctx);
-    if (i === undefined) continue;
-    if (p.dryRun) dryRun.push({ policy: key(p), action: 'ALLOW' });
-    else
-      decided ??= {
-        allow: true,
-        policy: key(p),
-        ruleIndex: i,
-        reason: `ALLOW policy ${key(p)} rule ${i} matched`,
-      };
-  }
-  if (decided) return finish(decided);
-  const enforced = allows.filter((p) => !p.dryRun);
-  if (enforced.length === 0)
-    return finish({
-      allow: true,
-      reason: allows.length ? 'only dry-run ALLOW policies apply' : 'no ALLOW policy applies to this request',
-    });
-  return finish({ allow: false, reason: `no ALLOW policy matched (${enforced.map(key).join(', ')} apply)` });
+      reason: `no ALLOW policy matched (${enforced.map(key).join(', ')} apply)`,
+    }),
+  });
+  return audited.length ? { ...d, audited } : d;
 }
 
 /**

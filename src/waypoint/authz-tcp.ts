@@ -21,7 +21,8 @@
 // never decides. Source principal, namespace, service account, IP and the destination port are
 // L4 facts and are checked exactly as at L7 (node/authz.ts `matchMismatch`).
 import { matchMismatch, peerOf, type Peer } from '../node/authz.js';
-import type { L7Match, L7Policy, L7Rule, WaypointPolicySet } from './authz-l7.js';
+import type { L7Match, L7Rule, WaypointPolicySet } from './authz-l7.js';
+import { decideInOrder, policyKey, type OrderedDecision } from './authz-order.js';
 import { targetCovers, type ServiceRef } from './policy-binding.js';
 
 /** What a TCP connection at the waypoint shows a policy: L4 facts only. */
@@ -36,15 +37,8 @@ export interface TcpAuthzConnection {
   service?: ServiceRef;
 }
 
-export interface TcpDecision {
-  allow: boolean;
-  /** "namespace/name" of the deciding policy. */
-  policy?: string;
-  ruleIndex?: number;
-  reason: string;
-  /** Dry-run policies that matched, with what they would have done. */
-  dryRun?: { policy: string; action: 'ALLOW' | 'DENY' }[];
-}
+/** Who decided and why; dry-run matches reported (authz-order.ts). */
+export type TcpDecision = OrderedDecision;
 
 /** How a rule reads at TCP: as written minus HTTP fields (DENY), or not at all (ALLOW with HTTP fields). */
 type TcpAction = 'ALLOW' | 'DENY';
@@ -59,75 +53,25 @@ export function evaluateTcp(set: WaypointPolicySet, conn: TcpAuthzConnection): T
   };
   const ctx: Ctx = { conn: c, peer: peerOf(c) };
   const applicable = set.policies.filter((p) => targetCovers(p.target, conn.service));
-  const dryRun: NonNullable<TcpDecision['dryRun']> = [];
-  const finish = (d: TcpDecision): TcpDecision => ({ ...d, ...(dryRun.length ? { dryRun } : {}) });
-
-  for (const p of applicable) {
-    const action = actionOf(p);
-    if (action !== 'DENY' && action !== 'CUSTOM') continue;
-    if (p.invalid)
-      return finish({
-        allow: false,
-        policy: key(p),
-        reason: `policy ${key(p)} could not be understood: ${p.invalid}`,
-      });
-    const i = firstMatch(p.rules, 'DENY', ctx);
-    if (i === undefined) continue;
-    if (p.dryRun) {
-      dryRun.push({ policy: key(p), action: 'DENY' });
-      continue;
-    }
-    return finish({
+  return decideInOrder(applicable, {
+    denying: ['DENY', 'CUSTOM'],
+    match: (p, pass) => firstMatch(p.rules, pass, ctx),
+    deniedBy: (p, i) =>
+      p.action === 'CUSTOM'
+        ? `CUSTOM policy ${key(p)} rule ${i} could match; its external authorizer is HTTP-only, so the TCP connection is denied (fail closed)`
+        : `DENY policy ${key(p)} rule ${i} matched (HTTP-only fields do not narrow a DENY at TCP)`,
+    subject: 'connection',
+    noneMatched: (enforced) => ({
       allow: false,
-      policy: key(p),
-      ruleIndex: i,
-      reason:
-        action === 'CUSTOM'
-          ? `CUSTOM policy ${key(p)} rule ${i} could match; its external authorizer is HTTP-only, so the TCP connection is denied (fail closed)`
-          : `DENY policy ${key(p)} rule ${i} matched (HTTP-only fields do not narrow a DENY at TCP)`,
-    });
-  }
-  const allows = applicable.filter((p) => actionOf(p) === 'ALLOW');
-  let decided: TcpDecision | undefined;
-  for (const p of allows) {
-    const i = firstMatch(p.rules, 'ALLOW', ctx);
-    if (i === undefined) continue;
-    if (p.dryRun) dryRun.push({ policy: key(p), action: 'ALLOW' });
-    else
-      decided ??= {
-        allow: true,
-        policy: key(p),
-        ruleIndex: i,
-        reason: `ALLOW policy ${key(p)} rule ${i} matched`,
-      };
-  }
-  if (decided) return finish(decided);
-  const enforced = allows.filter((p) => !p.dryRun);
-  if (enforced.length === 0)
-    return finish({
-      allow: true,
-      reason: allows.length
-        ? 'only dry-run ALLOW policies apply'
-        : 'no ALLOW policy applies to this connection',
-    });
-  return finish({
-    allow: false,
-    policy: enforced.length === 1 ? key(enforced[0]!) : undefined,
-    reason: `no ALLOW policy matched the TCP connection (${enforced.map(key).join(', ')} apply; rules with HTTP-only fields match no TCP connection)`,
+      policy: enforced.length === 1 ? key(enforced[0]!) : undefined,
+      reason: `no ALLOW policy matched the TCP connection (${enforced.map(key).join(', ')} apply; rules with HTTP-only fields match no TCP connection)`,
+    }),
   });
 }
 
 interface Ctx {
   conn: { srcIdentity?: string; srcIp: string; dstIp: string; dstPort: number };
   peer: Peer;
-}
-
-/**
- * CUSTOM is read from the policy as compiled; authz-l7.ts may carry it (ext_authz for HTTP) or
- * drop it, so the comparison is on the string.
- */
-function actionOf(p: L7Policy): string {
-  return p.action as string;
 }
 
 function firstMatch(rules: readonly L7Rule[], as: TcpAction, ctx: Ctx): number | undefined {
@@ -150,4 +94,4 @@ function matchHolds(m: L7Match, as: TcpAction, ctx: Ctx): boolean {
   return m.l4.every((l4) => matchMismatch(l4, ctx.conn, ctx.peer, false) === undefined);
 }
 
-const key = (p: { namespace: string; name: string }) => `${p.namespace}/${p.name}`;
+const key = policyKey;
