@@ -238,15 +238,11 @@ export class RequestPipeline {
 
   /** A CUSTOM denial becomes the provider's answer; an allow edits the upstream request. */
   private applyCustom(x: Exchange, d: CustomDecision): void {
-    const { l7: req, ctx } = x;
+    const { l7: req } = x;
     if (!d.allow) {
       this.log.warn(
         {
-          'src.identity': ctx.peerIdentity,
-          'src.ip': ctx.srcIp,
-          method: req.method,
-          path: req.path,
-          authority: req.authority,
+          ...whoAsked(x),
           policy: d.policy,
           status: d.status,
           reason: d.reason,
@@ -280,11 +276,7 @@ export class RequestPipeline {
     if (!authz.allow) {
       this.log.warn(
         {
-          'src.identity': ctx.peerIdentity,
-          'src.ip': ctx.srcIp,
-          method: req.method,
-          path: req.path,
-          authority: req.authority,
+          ...whoAsked(x),
           policy: authz.policy ?? null,
           reason: authz.reason,
         },
@@ -357,6 +349,18 @@ export function toFailure(err: unknown): HttpFailure {
     503,
     `upstream connect error or disconnect/reset before headers: ${errorMessage(err)}`,
   );
+}
+
+/** The log fields of a denial: who asked for what (the same for an L7 and a CUSTOM denial). */
+function whoAsked(x: Exchange): Record<string, unknown> {
+  const { l7: req, ctx } = x;
+  return {
+    'src.identity': ctx.peerIdentity,
+    'src.ip': ctx.srcIp,
+    method: req.method,
+    path: req.path,
+    authority: req.authority,
+  };
 }
 
 function lbContext(req: L7Request, sourceIp: string): LbContext {
