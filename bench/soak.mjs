@@ -19,6 +19,7 @@ import { cpus, loadavg, release, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { progress, rssMb } from './lib/stats.mjs';
+import { pod, twoNodeManifests } from './lib/manifests.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -41,44 +42,22 @@ const ip = (n) => `127.0.${O}.${n}`;
 const ADDR = { node1: ip(1), node2: ip(2), controlPlane: ip(5), client: ip(10), server: ip(11) };
 const HTTP_PORT = 8080;
 
-const base = `
-apiVersion: v1
-kind: Namespace
-metadata: {name: soak, labels: {istio.io/dataplane-mode: ambient}}
----
-apiVersion: v1
-kind: Node
-metadata: {name: node-1}
-status: {addresses: [{type: InternalIP, address: ${ADDR.node1}}]}
----
-apiVersion: v1
-kind: Node
-metadata: {name: node-2}
-status: {addresses: [{type: InternalIP, address: ${ADDR.node2}}]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client, namespace: soak, labels: {app: client}}
-spec: {nodeName: node-1, serviceAccountName: client}
-status: {podIP: ${ADDR.client}}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: server, namespace: soak, labels: {app: server}}
-spec: {nodeName: node-2, serviceAccountName: server}
-status: {podIP: ${ADDR.server}}
-`;
+const base = twoNodeManifests('soak', ADDR);
 
 /** Step `k` of the churn: 20 extra pods (one replaced per step) and the server's policies. */
 function churn(k) {
   const pods = [];
   for (let i = k; i < k + 20; i++) {
-    pods.push(`apiVersion: v1
-kind: Pod
-metadata: {name: churn-${i}, namespace: soak, labels: {app: churn}}
-spec: {nodeName: ${i % 2 ? 'node-1' : 'node-2'}, serviceAccountName: churn-${i % 5}}
-status: {podIP: ${ip(100 + (i % 100))}}
-`);
+    pods.push(
+      pod({
+        name: `churn-${i}`,
+        namespace: 'soak',
+        app: 'churn',
+        node: i % 2 ? 'node-1' : 'node-2',
+        serviceAccount: `churn-${i % 5}`,
+        ip: ip(100 + (i % 100)),
+      }),
+    );
   }
   // The ALLOW always admits the client (the load must keep flowing); what else it admits and the
   // DENY's target change every step, so every node proxy re-evaluates its open tunnels.

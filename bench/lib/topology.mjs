@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { progress } from './stats.mjs';
+import { twoNodeManifests } from './manifests.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const O = 60;
@@ -21,33 +22,7 @@ export const ADDR = {
 };
 export const PORTS = { http: 8080, source: 9000, hold: 9100 };
 
-const manifests = `
-apiVersion: v1
-kind: Namespace
-metadata: {name: bench, labels: {istio.io/dataplane-mode: ambient}}
----
-apiVersion: v1
-kind: Node
-metadata: {name: node-1}
-status: {addresses: [{type: InternalIP, address: ${ADDR.node1}}]}
----
-apiVersion: v1
-kind: Node
-metadata: {name: node-2}
-status: {addresses: [{type: InternalIP, address: ${ADDR.node2}}]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client, namespace: bench, labels: {app: client}}
-spec: {nodeName: node-1, serviceAccountName: client}
-status: {podIP: ${ADDR.client}}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: server, namespace: bench, labels: {app: server}}
-spec: {nodeName: node-2, serviceAccountName: server}
-status: {podIP: ${ADDR.server}}
-`;
+const manifests = twoNodeManifests('bench', ADDR);
 
 /** Runs the load generator in its own process; resolves with its JSON result. */
 export function loadgen(opts) {
