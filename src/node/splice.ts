@@ -23,7 +23,7 @@
 // - A socket whose writable half already carried a real END_STREAM as FIN holds a complete
 //   transfer, partly still in the kernel's send queue behind that FIN. A TCP RST now would throw
 //   those bytes away (SO_LINGER 0), and a Node/libuv app that reads the rest of its receive queue
-//   with the RST pending reports a plain EOF (uv__stream_io's POLLHUP short-circuit): a short
+//   with the RST pending reports a plain EOF (uv__stream_io's POLLHUP short-circuit, libuv#2319): a short
 //   transfer that looks complete. libuv also refuses the RST while our shutdown is still pending.
 //   So when the other half is cut later, that socket is flushed and closed (its FIN already
 //   says all), as Envoy's tcp_proxy closes the downstream with FlushWrite when the upstream
