@@ -6,11 +6,23 @@
 //   legacy/client node-1 10.200.10.4  plaintext client outside the mesh
 //   demo/web     node-1  10.200.10.5  another captured pod on sleep's node
 // Namespaces are named ambit-t5x-a-*; all are removed at the end, also after a failure.
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  collectLogs,
+  curl,
+  hasCurl,
+  sh,
+  until,
+  waitForLog,
+  netnsNamespace,
+  netnsNode,
+  netnsPod,
+  type MeshLog,
+} from '../support/netns-e2e.js';
 import { NetnsMesh, netnsPrerequisites } from '../../src/redirect/netns-mesh.js';
 import { listNetns, teardown } from '../../src/redirect/topology.js';
 
@@ -21,46 +33,18 @@ const CLIENT = `${PREFIX}pod-legacy-client`;
 const WEB = `${PREFIX}pod-demo-web`;
 const ROUTER = `${PREFIX}router`;
 
-const hasCurl = await sh('curl', ['--version']).then(
-  () => true,
-  () => false,
-);
-const skip = (await netnsPrerequisites()) ?? (hasCurl ? undefined : 'curl is not installed');
+const skip = (await netnsPrerequisites()) ?? ((await hasCurl()) ? undefined : 'curl is not installed');
 if (skip) console.log(`e2e transparent capture skipped: ${skip}`);
 
-interface Log {
-  component: string;
-  rec: Record<string, unknown>;
-}
+const NAMESPACES = (demoAmbient: boolean) =>
+  `${netnsNamespace('demo', demoAmbient)}---\n${netnsNamespace('legacy', false)}`;
 
-const NAMESPACES = (demoAmbient: boolean) => `apiVersion: v1
-kind: Namespace
-metadata:
-  name: demo
-${demoAmbient ? '  labels: {istio.io/dataplane-mode: ambient}\n' : ''}---
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: legacy
-`;
-
-const pod = (ns: string, name: string, node: string, ip: string, app: boolean, sa = name) => `apiVersion: v1
-kind: Pod
-metadata:
-  name: ${name}
-  namespace: ${ns}
-  labels: {app: ${name}}
-${app ? '  annotations: {ambit.dev/command: "ambit echo --port 8080"}\n' : ''}spec:
-  nodeName: ${node}
-  serviceAccountName: ${sa}
-  containers: [{name: c, image: x${app ? ', ports: [{containerPort: 8080}]' : ''}}]
-status:
-  podIP: ${ip}
-`;
+const pod = (ns: string, name: string, node: string, ip: string, app: boolean, sa = name) =>
+  netnsPod({ namespace: ns, name, node, ip, app, serviceAccount: sa });
 
 const MESH = [
-  `apiVersion: v1\nkind: Node\nmetadata: {name: node-1}\nstatus: {addresses: [{type: InternalIP, address: 127.0.1.1}]}\n`,
-  `apiVersion: v1\nkind: Node\nmetadata: {name: node-2}\nstatus: {addresses: [{type: InternalIP, address: 127.0.1.2}]}\n`,
+  netnsNode('node-1', '127.0.1.1'),
+  netnsNode('node-2', '127.0.1.2'),
   pod('demo', 'sleep', 'node-1', '127.0.10.1', false),
   pod('demo', 'echo', 'node-2', '127.0.10.2', true),
   pod('demo', 'strict', 'node-2', '127.0.10.3', true),
@@ -73,7 +57,7 @@ const MESH = [
 let root: string;
 let configDir: string;
 let mesh: NetnsMesh | undefined;
-const logs: Log[] = [];
+const logs: MeshLog[] = [];
 
 describe.skipIf(!!skip)('transparent capture in network namespaces', () => {
   beforeAll(async () => {
@@ -87,13 +71,7 @@ describe.skipIf(!!skip)('transparent capture in network namespaces', () => {
       configDir,
       stateDir: path.join(root, 'state'),
       prefix: PREFIX,
-      onLog: (component, line) => {
-        try {
-          logs.push({ component, rec: JSON.parse(line) as Record<string, unknown> });
-        } catch {
-          logs.push({ component, rec: { msg: line } });
-        }
-      },
+      onLog: collectLogs(logs),
     });
     // Count what crosses the router between the nodes: plaintext app traffic vs HBONE.
     for (const port of ['8080', '15008'])
@@ -115,6 +93,7 @@ describe.skipIf(!!skip)('transparent capture in network namespaces', () => {
     expect(body.pod).toBe('demo/echo');
     expect(body.remote).toMatch(/^10\.200\.10\.1:/); // the app sees the client pod's address
     const inbound = await waitForLog(
+      logs,
       (l) =>
         l.component === 'node/node-2' &&
         l.rec.msg === 'connection complete' &&
@@ -140,6 +119,7 @@ describe.skipIf(!!skip)('transparent capture in network namespaces', () => {
   it('PeerAuthentication STRICT refuses a plaintext client outside the mesh; PERMISSIVE admits it', async () => {
     await expect(curl(CLIENT, 'http://10.200.10.3:8080/')).rejects.toThrow();
     const denied = await waitForLog(
+      logs,
       (l) => l.rec.msg === 'connection denied by policy' && l.rec['dst.workload'] === 'strict',
     );
     expect(String(denied.rec.reason)).toMatch(/PeerAuthentication STRICT/);
@@ -152,6 +132,7 @@ describe.skipIf(!!skip)('transparent capture in network namespaces', () => {
     expect(body.pod).toBe('demo/echo');
     expect(body.remote).toMatch(/^10\.200\.10\.4:/);
     const admitted = await waitForLog(
+      logs,
       (l) =>
         l.rec.msg === 'connection complete' &&
         l.rec.listener === 'plaintext' &&
@@ -164,8 +145,9 @@ describe.skipIf(!!skip)('transparent capture in network namespaces', () => {
     const LATE = `${PREFIX}pod-demo-late`;
     const from = logs.length;
     await writeFile(path.join(configDir, 'late.yaml'), pod('demo', 'late', 'node-1', '127.0.10.9', true));
-    const added = (l: Log) => l.rec.msg === 'pods follow the manifests' && String(l.rec.added).includes(LATE);
-    await waitForLog(added, 10_000, from); // its namespace is fully wired (routes, resolv.conf)
+    const added = (l: MeshLog) =>
+      l.rec.msg === 'pods follow the manifests' && String(l.rec.added).includes(LATE);
+    await waitForLog(logs, added, 10_000, from); // its namespace is fully wired (routes, resolv.conf)
     await until(async () => (await ourRules(LATE)) > 0, 10_000);
     // The node proxy may still be setting the new pod up (its xDS update and certificate).
     await until(
@@ -193,6 +175,7 @@ describe.skipIf(!!skip)('transparent capture in network namespaces', () => {
     await until(async () => (await ourRules(SLEEP)) === 0, 5_000);
     process.kill(pid, 'SIGUSR2');
     const failed = await waitForLog(
+      logs,
       (l) => l.rec.msg === 'pod not captured' && l.rec.pod === 'demo/gone',
       5_000,
       from,
@@ -201,7 +184,7 @@ describe.skipIf(!!skip)('transparent capture in network namespaces', () => {
     await until(async () => (await ourRules(SLEEP)) > 0 && (await ourRules(WEB)) > 0, 5_000);
     expect(JSON.parse(await curl(SLEEP, 'http://echo.demo:8080/'))).toMatchObject({ pod: 'demo/echo' });
     await rm(path.join(configDir, 'gone.yaml'));
-    await waitForLog((l) => l.rec.msg === 'pods follow the manifests', 10_000, from);
+    await waitForLog(logs, (l) => l.rec.msg === 'pods follow the manifests', 10_000, from);
   });
 
   it('unlabelling the namespace releases its pods with no leftover rules; labelling captures them again', async () => {
@@ -233,6 +216,7 @@ describe.skipIf(!!skip)('transparent capture in network namespaces', () => {
     const plain = JSON.parse(await curl(SLEEP, 'http://10.200.10.2:8080/')) as { pod: string };
     expect(plain.pod).toBe('demo/echo');
     await waitForLog(
+      logs,
       (l) =>
         l.rec.listener === 'plaintext' &&
         l.rec.msg === 'connection complete' &&
@@ -267,6 +251,7 @@ describe.skipIf(!!skip)('transparent capture in network namespaces', () => {
       process.kill(pid, 'SIGUSR2'); // capture on again
       await until(async () => (await ourRules(WEB)) > 0, 5_000);
       const failed = await waitForLog(
+        logs,
         (l) => l.rec.msg === 'pod not captured' && l.rec.pod === 'demo/sleep',
         5_000,
         from,
@@ -312,22 +297,6 @@ describe.skipIf(!!skip)('transparent capture in network namespaces', () => {
   });
 });
 
-function sh(cmd: string, args: string[], timeoutMs = 10_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { timeout: timeoutMs }, (err, stdout, stderr) =>
-      err ? reject(new Error(`${cmd} ${args.join(' ')}: ${stderr || err.message}`)) : resolve(stdout),
-    );
-  });
-}
-
-function curl(netns: string, url: string, maxTime = 5): Promise<string> {
-  return sh(
-    'ip',
-    ['netns', 'exec', netns, 'curl', '-sS', '--fail', '-m', String(maxTime), url],
-    (maxTime + 2) * 1000,
-  );
-}
-
 /** How many of our rules the namespace has (jumps included). */
 async function ourRules(netns: string): Promise<number> {
   const save = await sh('ip', ['netns', 'exec', netns, 'iptables-save', '-t', 'nat']);
@@ -351,21 +320,4 @@ async function routerCounters(reset = false): Promise<Record<string, number>> {
     if (m && m[2]! in counts) counts[m[2]!]! += Number(m[1]);
   }
   return counts;
-}
-
-async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > end) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function waitForLog(match: (l: Log) => boolean, timeoutMs = 5_000, from = 0): Promise<Log> {
-  let found: Log | undefined;
-  await until(async () => (found = logs.slice(from).find(match)) !== undefined, timeoutMs).catch(() => {
-    throw new Error(`no matching log line within ${timeoutMs} ms`);
-  });
-  return found!;
 }

@@ -6,11 +6,21 @@
 //   legacy/squatter node-1  10.200.172.11  outside the mesh; adds 10.200.172.10 to its own lo
 //   demo/client     node-1  10.200.172.12  in the mesh
 // Namespaces ambit-t12c-*, removed at the end, also after a failure.
-import { execFile } from 'node:child_process';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  collectLogs,
+  nsSh,
+  sh,
+  until,
+  waitForLog,
+  netnsNamespace,
+  netnsNode,
+  netnsPod,
+  type MeshLog,
+} from '../support/netns-e2e.js';
 import { NetnsMesh, netnsPrerequisites } from '../../src/redirect/netns-mesh.js';
 import { teardown } from '../../src/redirect/topology.js';
 
@@ -23,36 +33,21 @@ const VICTIM = '10.200.172.10';
 const skip = await netnsPrerequisites();
 if (skip) console.log(`e2e pod IP claimed by two namespaces skipped: ${skip}`);
 
-const pod = (ns: string, name: string, ip: string, app: boolean) => `apiVersion: v1
-kind: Pod
-metadata:
-  name: ${name}
-  namespace: ${ns}
-  labels: {app: ${name}}
-${app ? '  annotations: {ambit.dev/command: "ambit echo --port 8080"}\n' : ''}spec:
-  nodeName: node-1
-  serviceAccountName: ${name}
-  containers: [{name: c, image: x${app ? ', ports: [{containerPort: 8080}]' : ''}}]
-status:
-  podIP: ${ip}
-`;
+const pod = (ns: string, name: string, ip: string, app: boolean) =>
+  netnsPod({ namespace: ns, name, node: 'node-1', ip, app });
 
 const MESH = [
-  `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n  labels: {istio.io/dataplane-mode: ambient}\n`,
-  `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: legacy\n`,
-  `apiVersion: v1\nkind: Node\nmetadata: {name: node-1}\nstatus: {addresses: [{type: InternalIP, address: 127.0.172.1}]}\n`,
+  netnsNamespace('demo', true),
+  netnsNamespace('legacy', false),
+  netnsNode('node-1', '127.0.172.1'),
   pod('demo', 'victim', '127.0.172.10', true),
   pod('legacy', 'squatter', '127.0.172.11', false),
   pod('demo', 'client', '127.0.172.12', false),
 ].join('---\n');
 
-interface Log {
-  component: string;
-  rec: Record<string, unknown>;
-}
 let root: string;
 let mesh: NetnsMesh | undefined;
-const logs: Log[] = [];
+const logs: MeshLog[] = [];
 
 describe.skipIf(!!skip)('a pod IP claimed by two network namespaces', () => {
   beforeAll(async () => {
@@ -66,13 +61,7 @@ describe.skipIf(!!skip)('a pod IP claimed by two network namespaces', () => {
       stateDir: path.join(root, 'state'),
       prefix: PREFIX,
       discoverPodsByIp: true, // as on Kubernetes: the namespace is found by the pod's IP
-      onLog: (component, line) => {
-        try {
-          logs.push({ component, rec: JSON.parse(line) as Record<string, unknown> });
-        } catch {
-          logs.push({ component, rec: { msg: line } });
-        }
-      },
+      onLog: collectLogs(logs),
     });
   }, 90_000);
 
@@ -84,6 +73,7 @@ describe.skipIf(!!skip)('a pod IP claimed by two network namespaces', () => {
 
   it('finds an unambiguous pod by its IP and captures it', async () => {
     await waitForLog(
+      logs,
       (l) => l.component === 'node/node-1' && l.rec.msg === 'pod captured' && l.rec.pod === 'demo/victim',
       15_000,
     );
@@ -95,6 +85,7 @@ describe.skipIf(!!skip)('a pod IP claimed by two network namespaces', () => {
     const from = logs.length;
     await mesh!.restart('node/node-1'); // the new agent looks every pod up again
     const refused = await waitForLog(
+      logs,
       (l) =>
         l.component === 'node/node-1' &&
         l.rec.pod === 'demo/victim' &&
@@ -136,6 +127,7 @@ describe.skipIf(!!skip)('a pod IP claimed by two network namespaces', () => {
     const from = logs.length;
     await nsSh(SQUATTER, 'ip', 'addr', 'del', `${VICTIM}/32`, 'dev', 'lo');
     await waitForLog(
+      logs,
       (l) => l.component === 'node/node-1' && l.rec.msg === 'pod captured' && l.rec.pod === 'demo/victim',
       15_000,
       from,
@@ -143,32 +135,3 @@ describe.skipIf(!!skip)('a pod IP claimed by two network namespaces', () => {
     await until(async () => (await nsSh(VICTIM_NS, 'ss', '-Hltn', 'sport = :15008')).trim() !== '', 5000);
   });
 });
-
-function nsSh(netns: string, ...args: string[]): Promise<string> {
-  return sh('ip', ['netns', 'exec', netns, ...args]);
-}
-
-function sh(cmd: string, args: string[], timeoutMs = 10_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { timeout: timeoutMs }, (err, stdout, stderr) =>
-      err ? reject(new Error(`${cmd} ${args.join(' ')}: ${stderr || err.message}`)) : resolve(stdout),
-    );
-  });
-}
-
-async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check().catch(() => false)) return;
-    if (Date.now() > end) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function waitForLog(match: (l: Log) => boolean, timeoutMs = 5_000, from = 0): Promise<Log> {
-  let found: Log | undefined;
-  await until(async () => (found = logs.slice(from).find(match)) !== undefined, timeoutMs).catch(() => {
-    throw new Error(`no matching log line within ${timeoutMs} ms`);
-  });
-  return found!;
-}

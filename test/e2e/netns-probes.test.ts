@@ -8,11 +8,23 @@
 //   legacy/remote   node-2  10.200.171.12  outside the mesh, another node (plaintext client)
 //   demo/client     node-2  10.200.171.13  in the mesh (HBONE still works under STRICT)
 // Namespaces ambit-t12p-*, removed at the end, also after a failure.
-import { execFile } from 'node:child_process';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  collectLogs,
+  curl,
+  hasCurl,
+  nsSh,
+  sh,
+  until,
+  waitForLog,
+  netnsNamespace,
+  netnsNode,
+  netnsPod,
+  type MeshLog,
+} from '../support/netns-e2e.js';
 import { NetnsMesh, netnsPrerequisites } from '../../src/redirect/netns-mesh.js';
 import { teardown } from '../../src/redirect/topology.js';
 
@@ -26,32 +38,17 @@ const CLIENT = `${PREFIX}pod-demo-client`;
 const APP = '10.200.171.10';
 const PROBE_IP = '169.254.7.127';
 
-const hasCurl = await sh('curl', ['--version']).then(
-  () => true,
-  () => false,
-);
-const skip = (await netnsPrerequisites()) ?? (hasCurl ? undefined : 'curl is not installed');
+const skip = (await netnsPrerequisites()) ?? ((await hasCurl()) ? undefined : 'curl is not installed');
 if (skip) console.log(`e2e kubelet probes under STRICT skipped: ${skip}`);
 
-const pod = (ns: string, name: string, node: string, ip: string, app: boolean) => `apiVersion: v1
-kind: Pod
-metadata:
-  name: ${name}
-  namespace: ${ns}
-  labels: {app: ${name}}
-${app ? '  annotations: {ambit.dev/command: "ambit echo --port 8080"}\n' : ''}spec:
-  nodeName: ${node}
-  serviceAccountName: ${name}
-  containers: [{name: c, image: x${app ? ', ports: [{containerPort: 8080}]' : ''}}]
-status:
-  podIP: ${ip}
-`;
+const pod = (ns: string, name: string, node: string, ip: string, app: boolean) =>
+  netnsPod({ namespace: ns, name, node, ip, app });
 
 const MESH = [
-  `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n  labels: {istio.io/dataplane-mode: ambient}\n`,
-  `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: legacy\n`,
-  `apiVersion: v1\nkind: Node\nmetadata: {name: node-1}\nstatus: {addresses: [{type: InternalIP, address: 127.0.170.1}]}\n`,
-  `apiVersion: v1\nkind: Node\nmetadata: {name: node-2}\nstatus: {addresses: [{type: InternalIP, address: 127.0.170.2}]}\n`,
+  netnsNamespace('demo', true),
+  netnsNamespace('legacy', false),
+  netnsNode('node-1', '127.0.170.1'),
+  netnsNode('node-2', '127.0.170.2'),
   pod('demo', 'app', 'node-1', '127.0.171.10', true),
   pod('legacy', 'attacker', 'node-1', '127.0.171.11', false),
   pod('legacy', 'remote', 'node-2', '127.0.171.12', false),
@@ -59,13 +56,9 @@ const MESH = [
   `apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: strict, namespace: demo}\nspec:\n  mtls: {mode: STRICT}\n`,
 ].join('---\n');
 
-interface Log {
-  component: string;
-  rec: Record<string, unknown>;
-}
 let root: string;
 let mesh: NetnsMesh | undefined;
-const logs: Log[] = [];
+const logs: MeshLog[] = [];
 
 describe.skipIf(!!skip)('kubelet probes under STRICT in network namespaces', () => {
   beforeAll(async () => {
@@ -78,13 +71,7 @@ describe.skipIf(!!skip)('kubelet probes under STRICT in network namespaces', () 
       configDir,
       stateDir: path.join(root, 'state'),
       prefix: PREFIX,
-      onLog: (component, line) => {
-        try {
-          logs.push({ component, rec: JSON.parse(line) as Record<string, unknown> });
-        } catch {
-          logs.push({ component, rec: { msg: line } });
-        }
-      },
+      onLog: collectLogs(logs),
     });
     // The app's pod is captured (its rules are in place) before anything is sent to it.
     await until(
@@ -122,6 +109,7 @@ describe.skipIf(!!skip)('kubelet probes under STRICT in network namespaces', () 
     await expect(curl(REMOTE, `http://${APP}:8080/`, 3)).rejects.toThrow();
     await expect(curl(ROUTER, `http://${APP}:8080/`, 3)).rejects.toThrow();
     const denied = await waitForLog(
+      logs,
       (l) =>
         l.rec.msg === 'connection denied by policy' &&
         l.rec['dst.workload'] === 'app' &&
@@ -131,6 +119,7 @@ describe.skipIf(!!skip)('kubelet probes under STRICT in network namespaces', () 
     );
     expect(String(denied.rec.reason)).toMatch(/PeerAuthentication STRICT/);
     await waitForLog(
+      logs,
       (l) =>
         l.rec.msg === 'connection denied by policy' &&
         l.rec['dst.workload'] === 'app' &&
@@ -154,17 +143,24 @@ describe.skipIf(!!skip)('kubelet probes under STRICT in network namespaces', () 
     expect(JSON.parse(await curl(NODE1, `http://${APP}:8080/`)).remote).toMatch(/^169\.254\.7\.127:/);
     // ...and the supervisor brings the proxy back, which finds the node's probe rules in place.
     await waitForLog(
+      logs,
       (l) => l.component === 'ambit' && String(l.rec.msg).startsWith('restarting node/node-1 in '),
       5000,
       from,
     );
     const reused = await waitForLog(
+      logs,
       (l) => l.component === 'node/node-1' && l.rec.msg === 'node agent: kubelet probe rules on the node',
       15_000,
       from,
     );
     expect(reused.rec.rules).toBe('reused');
-    await waitForLog((l) => l.component === 'node/node-1' && l.rec.msg === 'node proxy ready', 15_000, from);
+    await waitForLog(
+      logs,
+      (l) => l.component === 'node/node-1' && l.rec.msg === 'node proxy ready',
+      15_000,
+      from,
+    );
     expect(mesh!.pid('node/node-1')).not.toBe(pid);
     expect(JSON.parse(await curl(CLIENT, `http://${APP}:8080/`)).pod).toBe('demo/app');
   });
@@ -247,41 +243,4 @@ async function forgedPacketsAtApp(): Promise<number> {
   const out = await nsSh(APP_NS, 'iptables', '-t', 'raw', '-L', 'PREROUTING', '-v', '-x', '-n');
   const line = out.split('\n').find((l) => l.includes(PROBE_IP));
   return Number(/^\s*(\d+)/.exec(line ?? '')?.[1] ?? NaN);
-}
-
-function nsSh(netns: string, ...args: string[]): Promise<string> {
-  return sh('ip', ['netns', 'exec', netns, ...args]);
-}
-
-function sh(cmd: string, args: string[], timeoutMs = 10_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { timeout: timeoutMs }, (err, stdout, stderr) =>
-      err ? reject(new Error(`${cmd} ${args.join(' ')}: ${stderr || err.message}`)) : resolve(stdout),
-    );
-  });
-}
-
-function curl(netns: string, url: string, maxTime = 5): Promise<string> {
-  return sh(
-    'ip',
-    ['netns', 'exec', netns, 'curl', '-sS', '--fail', '-m', String(maxTime), url],
-    (maxTime + 2) * 1000,
-  );
-}
-
-async function until(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check().catch(() => false)) return;
-    if (Date.now() > end) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function waitForLog(match: (l: Log) => boolean, timeoutMs = 5_000, from = 0): Promise<Log> {
-  let found: Log | undefined;
-  await until(async () => (found = logs.slice(from).find(match)) !== undefined, timeoutMs).catch(() => {
-    throw new Error(`no matching log line within ${timeoutMs} ms`);
-  });
-  return found!;
 }
