@@ -27,7 +27,21 @@ metadata: {name: ${namespace}, labels: {istio.io/dataplane-mode: ambient}}
 ${[
   node('node-1', addr.node1),
   node('node-2', addr.node2),
-  pod({ name: 'client', namespace, app: 'client', node: 'node-1', serviceAccount: 'client', ip: addr.client }),
-  pod({ name: 'server', namespace, app: 'server', node: 'node-2', serviceAccount: 'server', ip: addr.server }),
+  pod({
+    name: 'client',
+    namespace,
+    app: 'client',
+    node: 'node-1',
+    serviceAccount: 'client',
+    ip: addr.client,
+  }),
+  pod({
+    name: 'server',
+    namespace,
+    app: 'server',
+    node: 'node-2',
+    serviceAccount: 'server',
+    ip: addr.server,
+  }),
 ].join('---\n')}`;
 }

@@ -72,7 +72,9 @@ export function decideInOrder(applicable: readonly L7Policy[], spec: DecideSpec)
   if (enforced.length === 0)
     return finish({
       allow: true,
-      reason: allows.length ? 'only dry-run ALLOW policies apply' : `no ALLOW policy applies to this ${spec.subject}`,
+      reason: allows.length
+        ? 'only dry-run ALLOW policies apply'
+        : `no ALLOW policy applies to this ${spec.subject}`,
     });
   return finish(spec.noneMatched(enforced));
 }
