@@ -14,15 +14,16 @@ import net from 'node:net';
 import http from 'node:http';
 import http2 from 'node:http2';
 import tls from 'node:tls';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { randomBytes, webcrypto } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pino from 'pino';
 import { TestMesh, closeServer, tcpEcho } from '../support/mesh.js';
 import { captureLogger } from '../support/capture-logger.js';
-import { meshSignedCert, type TestCert } from '../support/certs.js';
+import { forwardTunnelToApp } from '../support/hbone.js';
+import { meshRoot, meshSignedCert, type TestCert } from '../support/certs.js';
 import { HbonePool, type TunnelRequest } from '../../src/hbone/pool.js';
 import { HboneServer } from '../../src/hbone/server.js';
 import { MESH_PORTS } from '../../src/hbone/constants.js';
@@ -152,16 +153,7 @@ async function craftedCert(
   subject = '',
   extraSanExtension?: { type: 'url' | 'dns'; value: string }[],
 ): Promise<TestCert> {
-  const rootPem = await readFile(path.join(m.stateDir, 'ca', 'root-cert.pem'), 'utf8');
-  const rootKeyPem = await readFile(path.join(m.stateDir, 'ca', 'root-key.pem'), 'utf8');
-  const root = new x509.X509Certificate(rootPem);
-  const rootKey = await webcrypto.subtle.importKey(
-    'pkcs8',
-    Buffer.from(rootKeyPem.replace(/-----[^-]+-----|\s/g, ''), 'base64'),
-    { name: 'ECDSA', namedCurve: 'P-256' },
-    false,
-    ['sign'],
-  );
+  const { root, rootKey, rootPem } = await meshRoot(m.stateDir);
   const keys = await generateKeyPair('ECDSA_P256');
   const extensions: x509.Extension[] = [];
   if (names.length) extensions.push(new x509.SubjectAlternativeNameExtension(names, false));
@@ -207,17 +199,27 @@ describe('certificates that name no single SPIFFE id identify nobody (X.509-SVID
   });
 
   it.each([
-    ['two SPIFFE URI SANs', [
-      { type: 'url' as const, value: EVIL },
-      { type: 'url' as const, value: DEMO },
-    ], ''],
-    ['a SPIFFE URI next to an https URI', [
-      { type: 'url' as const, value: 'https://evil.example/' },
-      { type: 'url' as const, value: DEMO },
-    ], ''],
-    ['a DNS SAN whose text spells ", URI:spiffe://…/ns/demo/…"', [
-      { type: 'dns' as const, value: `evil.example, URI:${DEMO}` },
-    ], ''],
+    [
+      'two SPIFFE URI SANs',
+      [
+        { type: 'url' as const, value: EVIL },
+        { type: 'url' as const, value: DEMO },
+      ],
+      '',
+    ],
+    [
+      'a SPIFFE URI next to an https URI',
+      [
+        { type: 'url' as const, value: 'https://evil.example/' },
+        { type: 'url' as const, value: DEMO },
+      ],
+      '',
+    ],
+    [
+      'a DNS SAN whose text spells ", URI:spiffe://…/ns/demo/…"',
+      [{ type: 'dns' as const, value: `evil.example, URI:${DEMO}` }],
+      '',
+    ],
     ['no SAN, the subject saying URI:spiffe://…/ns/demo/…', [], `CN=URI:${DEMO}`],
   ])('%s: the TLS session is closed, the request never reaches policy', async (_name, names, subject) => {
     const from = m.logs.length;
@@ -272,7 +274,10 @@ describe('a cut on either side is passed on as a cut, through two real node prox
     expect(await ended).toBe('ECONNRESET');
     for (const node of ['node/node-1', 'node/node-2']) {
       const rec = await m.waitForLog(
-        (l) => l.component === node && l.rec.msg === 'connection complete' && l.rec['dst.addr'] === `${ECHO_V2}:7001`,
+        (l) =>
+          l.component === node &&
+          l.rec.msg === 'connection complete' &&
+          l.rec['dst.addr'] === `${ECHO_V2}:7001`,
         5000,
         from,
       );
@@ -299,7 +304,10 @@ describe('a cut on either side is passed on as a cut, through two real node prox
     expect(await appOutcome).toBe('ECONNRESET');
     for (const node of ['node/node-1', 'node/node-2']) {
       const rec = await m.waitForLog(
-        (l) => l.component === node && l.rec.msg === 'connection complete' && l.rec['dst.addr'] === `${ECHO_V2}:7002`,
+        (l) =>
+          l.component === node &&
+          l.rec.msg === 'connection complete' &&
+          l.rec['dst.addr'] === `${ECHO_V2}:7002`,
         5000,
         from,
       );
@@ -345,7 +353,7 @@ describe('a destination node proxy that dies mid-transfer', () => {
     expect(String(rec.rec.error)).toMatch(/upstream/);
   }, 30_000);
 
-  it('after a restart, /healthz/ready answers 200 only once the pods\' 15008 and 15080 accept connections', async () => {
+  it("after a restart, /healthz/ready answers 200 only once the pods' 15008 and 15080 accept connections", async () => {
     // node-2 was killed by the previous test (or is killed now).
     if (m.mesh.pid('node/node-2')) await m.mesh.kill('node/node-2');
     const restarting = m.mesh.restart('node/node-2');
@@ -358,15 +366,18 @@ describe('a destination node proxy that dies mid-transfer', () => {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 }); // poll as fast as we can
     const ready = () =>
       new Promise<number>((resolve) => {
-        const req = http.get({ host: ip(2), port: 15021, path: '/healthz/ready', timeout: 500, agent }, (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        });
+        const req = http.get(
+          { host: ip(2), port: 15021, path: '/healthz/ready', timeout: 500, agent },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
         req.on('error', () => resolve(0));
         req.on('timeout', () => req.destroy());
       });
     let checks = 0;
-    for (const deadline = Date.now() + 20_000; Date.now() < deadline; ) {
+    for (const deadline = Date.now() + 20_000; Date.now() < deadline;) {
       if ((await ready()) === 200) {
         // The first 200: both listeners must already accept.
         expect(await bound(15008)).toBe(true);
@@ -417,14 +428,7 @@ describe('15008 limits (in-process HboneServer, real TLS)', () => {
       trustDomain: 'cluster.local',
       logger: captured.logger,
       limits: { handshakeTimeoutMs: 500, idleTimeoutMs: 400, maxSessionsPerPeer: 3 },
-      onTunnel: (t) => {
-        const app = net.connect(t.target.port, t.target.host, () => {
-          t.stream.respond({ ':status': 200 });
-          t.stream.pipe(app).pipe(t.stream);
-        });
-        app.on('error', () => t.stream.destroy());
-        t.stream.on('close', () => app.destroy());
-      },
+      onTunnel: forwardTunnelToApp,
     });
     await server.start();
   });

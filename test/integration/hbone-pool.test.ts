@@ -15,6 +15,7 @@ import { createCsr } from '../../src/identity/csr.js';
 import { formatSocketAddr, type Ip } from '../../src/common/addr.js';
 import { isAmbitError } from '../../src/common/errors.js';
 import { closeServer, tcpEcho } from '../support/mesh.js';
+import { forwardTunnelToApp } from '../support/hbone.js';
 
 const SERVER = '127.0.45.11' as Ip;
 const RELAY = '127.0.45.12';
@@ -55,12 +56,7 @@ beforeAll(async () => {
     logger: log,
     onTunnel: (t) => {
       seenHeaders.push(t.headers);
-      const app = net.connect(t.target.port, t.target.host, () => {
-        t.stream.respond({ ':status': 200 });
-        t.stream.pipe(app).pipe(t.stream);
-      });
-      app.on('error', () => t.stream.destroy());
-      t.stream.on('close', () => app.destroy());
+      forwardTunnelToApp(t);
     },
   });
   await server.start();

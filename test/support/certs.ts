@@ -19,15 +19,12 @@ export interface TestCert {
 
 const ALG = { name: 'ECDSA', hash: 'SHA-256' } as const;
 
-/** A leaf signed by the mesh root found in `stateDir`, with any validity window. */
-export async function meshSignedCert(
+/** The mesh's root certificate and signing key, as the CA wrote them under `stateDir`. */
+export async function meshRoot(
   stateDir: string,
-  id: Identity,
-  validity?: { notBefore: Date; notAfter: Date },
-): Promise<TestCert> {
+): Promise<{ root: x509.X509Certificate; rootKey: CryptoKey; rootPem: string }> {
   const rootPem = await readFile(path.join(stateDir, 'ca', 'root-cert.pem'), 'utf8');
   const rootKeyPem = await readFile(path.join(stateDir, 'ca', 'root-key.pem'), 'utf8');
-  const root = new x509.X509Certificate(rootPem);
   const rootKey = await webcrypto.subtle.importKey(
     'pkcs8',
     Buffer.from(rootKeyPem.replace(/-----[^-]+-----|\s/g, ''), 'base64'),
@@ -35,6 +32,16 @@ export async function meshSignedCert(
     false,
     ['sign'],
   );
+  return { root: new x509.X509Certificate(rootPem), rootKey, rootPem };
+}
+
+/** A leaf signed by the mesh root found in `stateDir`, with any validity window. */
+export async function meshSignedCert(
+  stateDir: string,
+  id: Identity,
+  validity?: { notBefore: Date; notAfter: Date },
+): Promise<TestCert> {
+  const { root, rootKey, rootPem } = await meshRoot(stateDir);
   const keys = await generateKeyPair('ECDSA_P256');
   const spiffeId = `spiffe://${id.trustDomain}/ns/${id.namespace}/sa/${id.serviceAccount}`;
   const now = Date.now();
