@@ -248,6 +248,31 @@ async function crashAndReturn(
   return { back: Date.now(), supervised: false, downMs: Date.now() - killed };
 }
 
+/**
+ * Scenarios (a) and (c): TRANSFERS transfers to `target`, `component` crashed while they run
+ * (crashAndReturn), the time until a new connection works again, and the row tallied and checked
+ * for silent loss (expectNoSilentLoss). Returns what each scenario asserts further.
+ */
+async function killMidTransfer(
+  m: TestMesh,
+  f: { scenario: string; target: string; component: string; readyUrl: string },
+): Promise<{ supervised: boolean; recoveryMs: number | undefined }> {
+  const running = Array.from({ length: TRANSFERS }, () => transfer(m, f.target, SIZE));
+  await sleep(FAULT_AFTER_MS);
+  const { back, supervised, downMs } = await crashAndReturn(m, f.component, f.readyUrl);
+  const recoveryMs = await timeToNewConnection(m, f.target, back);
+  const row = tally(
+    f.scenario,
+    await Promise.all(running),
+    recoveryMs,
+    supervised
+      ? `restarted by the mesh supervisor, ready ${downMs} ms after the kill`
+      : 'NOT restarted by the mesh: the test restarted it',
+  );
+  expectNoSilentLoss(row);
+  return { supervised, recoveryMs };
+}
+
 describe('faults with bytes checked (100 concurrent transfers, SHA-256 at the receiving app)', () => {
   let mesh: TestMesh | undefined;
   let sink: net.Server | undefined;
@@ -296,24 +321,12 @@ describe('faults with bytes checked (100 concurrent transfers, SHA-256 at the re
 
   it('(a) destination node proxy killed mid-transfer and restarted: no transfer ends short but clean', async () => {
     if (!mesh) throw new Error('mesh did not start');
-    const m = mesh;
-    const running = Array.from({ length: TRANSFERS }, () => transfer(m, ECHO_V2, SIZE));
-    await sleep(FAULT_AFTER_MS);
-    const { back, supervised, downMs } = await crashAndReturn(
-      m,
-      'node/node-2',
-      `http://127.0.${O}.2:15021/healthz/ready`,
-    );
-    const recoveryMs = await timeToNewConnection(m, ECHO_V2, back);
-    const row = tally(
-      '(a) destination node proxy killed',
-      await Promise.all(running),
-      recoveryMs,
-      supervised
-        ? `restarted by the mesh supervisor, ready ${downMs} ms after the kill`
-        : 'NOT restarted by the mesh: the test restarted it',
-    );
-    expectNoSilentLoss(row);
+    const { supervised, recoveryMs } = await killMidTransfer(mesh, {
+      scenario: '(a) destination node proxy killed',
+      target: ECHO_V2,
+      component: 'node/node-2',
+      readyUrl: `http://127.0.${O}.2:15021/healthz/ready`,
+    });
     expect(supervised, 'ambit up restarts a dead node proxy (issue 12)').toBe(true);
     expect(recoveryMs ?? Infinity).toBeLessThanOrEqual(RECOVERY_GOAL_MS);
   }, 120_000);
@@ -366,24 +379,12 @@ describe('faults with bytes checked (100 concurrent transfers, SHA-256 at the re
 
   it('(c) waypoint killed mid-transfer: no transfer through it ends short but clean', async () => {
     if (!mesh) throw new Error('mesh did not start');
-    const m = mesh;
-    const running = Array.from({ length: TRANSFERS }, () => transfer(m, VIA_WAYPOINT, SIZE));
-    await sleep(FAULT_AFTER_MS);
-    const { back, supervised, downMs } = await crashAndReturn(
-      m,
-      'waypoint/demo/waypoint',
-      `http://127.0.${O}.200:15021/healthz/ready`,
-    );
-    const recoveryMs = await timeToNewConnection(m, VIA_WAYPOINT, back);
-    const row = tally(
-      '(c) waypoint killed',
-      await Promise.all(running),
-      recoveryMs,
-      supervised
-        ? `restarted by the mesh supervisor, ready ${downMs} ms after the kill`
-        : 'NOT restarted by the mesh: the test restarted it',
-    );
-    expectNoSilentLoss(row);
+    const { recoveryMs } = await killMidTransfer(mesh, {
+      scenario: '(c) waypoint killed',
+      target: VIA_WAYPOINT,
+      component: 'waypoint/demo/waypoint',
+      readyUrl: `http://127.0.${O}.200:15021/healthz/ready`,
+    });
     expect(recoveryMs ?? Infinity).toBeLessThanOrEqual(RECOVERY_GOAL_MS);
   }, 120_000);
 });
