@@ -7,6 +7,7 @@ import path from 'node:path';
 import type net from 'node:net';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { httpGetOver } from '../support/mesh-http.js';
 import { startEcho } from '../../src/cli/echo.js';
 import { SocksError } from '../../src/cli/socks-client.js';
 import { TestMesh, closeServer, listen } from '../support/mesh.js';
@@ -83,26 +84,12 @@ afterAll(async () => {
   await m.stop();
 });
 
-function httpGet(socket: net.Socket, host: string, port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host, port, path: '/', createConnection: () => socket, headers: { connection: 'close' } },
-      (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode!));
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
-}
-
 /** 200 when sleep reaches echo-v1 and echo-v2 through the mesh, 'denied' when the proxy refuses. */
 async function sleepToEcho(): Promise<(number | 'denied')[]> {
   return Promise.all(
     [ECHO_V1, ECHO_V2].map(async (dst) => {
       try {
-        return await httpGet(await m.socks(SLEEP, dst, 8080), dst, 8080);
+        return await httpGetOver(await m.socks(SLEEP, dst, 8080), dst, 8080);
       } catch (err) {
         if (err instanceof SocksError) return 'denied';
         throw err;

@@ -5,8 +5,8 @@
 import { writeFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type net from 'node:net';
-import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { httpGetOver } from '../support/mesh-http.js';
 import { startEcho } from '../../src/cli/echo.js';
 import { SocksError } from '../../src/cli/socks-client.js';
 import { HbonePool } from '../../src/hbone/pool.js';
@@ -72,20 +72,6 @@ afterAll(async () => {
   await m.stop();
 });
 
-function httpGet(socket: net.Socket, host: string, port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host, port, path: '/', createConnection: () => socket, headers: { connection: 'close' } },
-      (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode!));
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
-}
-
 /** Opens a TCP connection through the mesh as sleep and checks one round trip. */
 async function echoRoundTrip(host: string, port: number): Promise<net.Socket> {
   const s = await m.socks(SLEEP, host, port);
@@ -121,7 +107,7 @@ async function waitForPolicies(from: number): Promise<void> {
 
 describe('L4 AuthorizationPolicy in the destination node proxy', () => {
   it('allows what an ALLOW policy matches', async () => {
-    expect(await httpGet(await m.socks(SLEEP, ECHO_V1, 8080), ECHO_V1, 8080)).toBe(200);
+    expect(await httpGetOver(await m.socks(SLEEP, ECHO_V1, 8080), ECHO_V1, 8080)).toBe(200);
     const s = await echoRoundTrip(ECHO_V1, 7000);
     s.destroy();
   });
@@ -150,7 +136,7 @@ describe('L4 AuthorizationPolicy in the destination node proxy', () => {
 
   it('applies an ipBlocks policy to the verified TCP peer address (echo-v2 on the other node)', async () => {
     expect(
-      await httpGet(
+      await httpGetOver(
         await m.socks(SLEEP, 'echo-v2.demo', 8080).catch(() => m.socks(SLEEP, ECHO_V2, 8080)),
         ECHO_V2,
         8080,

@@ -1,5 +1,6 @@
 // HTTP/1.1 into a test mesh as one pod: an http.Agent whose connections are SOCKS5 tunnels
-// through that pod's node proxy listener, and a small GET that reads the whole answer.
+// through that pod's node proxy listener, a small GET that reads the whole answer, and a GET on
+// a tunnel the test already opened.
 import http from 'node:http';
 import type net from 'node:net';
 import { socksConnect } from '../../src/cli/socks-client.js';
@@ -69,4 +70,19 @@ export async function meshLoad(
     }),
   );
   return out;
+}
+
+/** One GET / (connection: close) written on an already open tunnel `socket`; resolves with the status. */
+export function httpGetOver(socket: net.Socket, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host, port, path: '/', createConnection: () => socket, headers: { connection: 'close' } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode!));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
 }
