@@ -10,7 +10,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { captureLogger } from '../support/capture-logger.js';
 import { FakeApiServer } from '../support/fake-apiserver.js';
-import { clientFor, eventually, node, ns, pod } from '../support/kube.js';
+import { clientFor, eventually, node, nodeProxyTokens, ns, pod } from '../support/kube.js';
 import { ControlPlane, CONTROL_PLANE_SERVER_NAME } from '../../src/controlplane/server.js';
 import { ensureNodeToken } from '../../src/controlplane/node-auth.js';
 import { DEFAULT_MAX_EXTRA_NAMES, MAX_REQUEST_BYTES } from '../../src/controlplane/xds-server.js';
@@ -81,20 +81,10 @@ describe("Kubernetes mode: a node token gets only its own pods' identities (issu
     api.put(pod('sleep', 'demo', 'node-1', '10.1.1.10', { sa: 'sleep' }));
     api.put(pod('echo', 'demo', 'node-2', '10.1.2.10', { sa: 'echo' }));
     api.put(WAYPOINT_GATEWAY());
-    for (const n of ['node-1', 'node-2']) {
-      const p = api.put(
-        pod(`ambit-node-${n}`, SYSTEM, n, n === 'node-1' ? '127.0.142.101' : '127.0.142.102', {
-          sa: 'ambit-node',
-        }),
-      );
-      tokens[n] = api.issueToken({
-        namespace: SYSTEM,
-        serviceAccount: 'ambit-node',
-        audiences: ['istio-ca'],
-        pod: { name: p.metadata.name!, uid: p.metadata.uid! },
-        nodeName: n,
-      });
-    }
+    Object.assign(
+      tokens,
+      nodeProxyTokens(api, SYSTEM, { 'node-1': '127.0.142.101', 'node-2': '127.0.142.102' }),
+    );
     const stateDir = await mkdtemp(path.join(tmpdir(), 'ambit-adv-cp-'));
     const captured = captureLogger();
     lines = captured.lines as Record<string, unknown>[];

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { captureLogger } from '../support/capture-logger.js';
 import { FakeApiServer, type Obj } from '../support/fake-apiserver.js';
-import { clientFor, eventually, node, ns, pod, service } from '../support/kube.js';
+import { clientFor, eventually, node, nodeProxyTokens, ns, pod, service } from '../support/kube.js';
 import { ControlPlane, CONTROL_PLANE_SERVER_NAME } from '../../src/controlplane/server.js';
 import { XdsClient, controlPlaneConnection } from '../../src/xds/client.js';
 import { TYPE_ADDRESS, TYPE_AUTHORIZATION } from '../../src/xds/proto.js';
@@ -40,21 +40,7 @@ async function cluster(): Promise<{ api: FakeApiServer; tokens: Record<string, s
   api.put(pod('echo', 'demo', 'node-2', '10.1.2.10', { sa: 'echo' }));
   api.put(service('echo', 'demo', '10.96.100.1', { app: 'echo' }));
   api.put({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'ambit-node', namespace: SYSTEM } });
-  const tokens: Record<string, string> = {};
-  for (const n of ['node-1', 'node-2']) {
-    const p = api.put(
-      pod(`ambit-node-${n}`, SYSTEM, n, n === 'node-1' ? '127.0.55.101' : '127.0.55.102', {
-        sa: 'ambit-node',
-      }),
-    );
-    tokens[n] = api.issueToken({
-      namespace: SYSTEM,
-      serviceAccount: 'ambit-node',
-      audiences: ['istio-ca'],
-      pod: { name: p.metadata.name!, uid: p.metadata.uid! },
-      nodeName: n,
-    });
-  }
+  const tokens = nodeProxyTokens(api, SYSTEM, { 'node-1': '127.0.55.101', 'node-2': '127.0.55.102' });
   return { api, tokens };
 }
 

@@ -117,3 +117,26 @@ export function service(
     },
   };
 }
+
+/**
+ * A node proxy pod (service account ambit-node in `system`) on each node of `nodeIps`, and the
+ * projected token (audience istio-ca, bound to that pod and node) each would present; by node name.
+ */
+export function nodeProxyTokens(
+  api: FakeApiServer,
+  system: string,
+  nodeIps: Record<string, string>,
+): Record<string, string> {
+  const tokens: Record<string, string> = {};
+  for (const [n, ip] of Object.entries(nodeIps)) {
+    const p = api.put(pod(`ambit-node-${n}`, system, n, ip, { sa: 'ambit-node' }));
+    tokens[n] = api.issueToken({
+      namespace: system,
+      serviceAccount: 'ambit-node',
+      audiences: ['istio-ca'],
+      pod: { name: p.metadata.name!, uid: p.metadata.uid! },
+      nodeName: n,
+    });
+  }
+  return tokens;
+}
