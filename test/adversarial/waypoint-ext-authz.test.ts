@@ -11,7 +11,7 @@ import * as grpc from '@grpc/grpc-js';
 import { TestMesh, closeServer, listen } from '../support/mesh.js';
 import { SocksAgent, meshGet } from '../support/mesh-http.js';
 import { demoService, waypointGateway } from '../support/waypoint-manifests.js';
-import { CHECK_METHOD_PATH, extAuthzPb } from '../../src/waypoint/ext-authz-grpc.js';
+import { addExtAuthzService } from '../support/ext-authz.js';
 
 const O = 131;
 const ip = (n: number) => `127.0.${O}.${n}`;
@@ -137,47 +137,23 @@ beforeAll(async () => {
     res.end('denied by the http provider');
   });
   servers.push(await listen(authz, AUTHZ_POD, 8000));
-  const t = (type: typeof extAuthzPb.CheckRequest) => ({
-    serialize: (o: object) => Buffer.from(type.encode(type.fromObject(o)).finish()),
-    deserialize: (b: Buffer) => type.toObject(type.decode(b)) as Record<string, unknown>,
+  addExtAuthzService(grpcServer, (request, cb) => {
+    grpcChecks.push(request);
+    const attrs = request.attributes as { request: { http: { headers: Record<string, string> } } };
+    if (attrs.request.http.headers['x-ext-authz'] === 'allow')
+      return cb(null, {
+        status: { code: 0 },
+        okResponse: { headers: [{ header: { key: 'x-authz-user', value: 'bob' } }] },
+      });
+    cb(null, {
+      status: { code: 7 },
+      deniedResponse: {
+        status: { code: 429 },
+        body: 'slow down',
+        headers: [{ header: { key: 'x-why', value: 'quota' } }],
+      },
+    });
   });
-  const req = t(extAuthzPb.CheckRequest);
-  const res = t(extAuthzPb.CheckResponse);
-  grpcServer.addService(
-    {
-      Check: {
-        path: CHECK_METHOD_PATH,
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: req.serialize,
-        requestDeserialize: req.deserialize,
-        responseSerialize: res.serialize,
-        responseDeserialize: res.deserialize,
-      },
-    },
-    {
-      Check: (
-        call: grpc.ServerUnaryCall<Record<string, unknown>, object>,
-        cb: grpc.sendUnaryData<object>,
-      ) => {
-        grpcChecks.push(call.request);
-        const attrs = call.request.attributes as { request: { http: { headers: Record<string, string> } } };
-        if (attrs.request.http.headers['x-ext-authz'] === 'allow')
-          return cb(null, {
-            status: { code: 0 },
-            okResponse: { headers: [{ header: { key: 'x-authz-user', value: 'bob' } }] },
-          });
-        cb(null, {
-          status: { code: 7 },
-          deniedResponse: {
-            status: { code: 429 },
-            body: 'slow down',
-            headers: [{ header: { key: 'x-why', value: 'quota' } }],
-          },
-        });
-      },
-    },
-  );
   await new Promise<void>((resolve, reject) =>
     grpcServer.bindAsync(`${PLAIN_POD}:9000`, grpc.ServerCredentials.createInsecure(), (e) =>
       e ? reject(e) : resolve(),

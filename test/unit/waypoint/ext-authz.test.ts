@@ -26,12 +26,12 @@ import {
   type CustomDecision,
   type ProviderDial,
 } from '../../../src/waypoint/ext-authz.js';
-import { extAuthzPb, CHECK_METHOD_PATH } from '../../../src/waypoint/ext-authz-grpc.js';
 import type { L7Request } from '../../../src/waypoint/routing/types.js';
 import { KubeSource } from '../../../src/config/kube-source.js';
 import { FakeApiServer } from '../../support/fake-apiserver.js';
 import { clientFor, untilSnapshot } from '../../support/kube.js';
 import { captureLogger } from '../../support/capture-logger.js';
+import { addExtAuthzService } from '../../support/ext-authz.js';
 
 const IP = '127.0.130.1';
 
@@ -404,62 +404,36 @@ describe('decideCustom with a real gRPC Authorization server (@grpc/grpc-js)', (
   let port = 0;
   let last: Record<string, unknown> | undefined;
   const server = new grpc.Server();
-  const codec = <T>(t: typeof extAuthzPb.CheckRequest) => ({
-    serialize: (o: T) => Buffer.from(t.encode(t.fromObject(o as object)).finish()),
-    deserialize: (b: Buffer) => t.toObject(t.decode(b), { longs: Number }) as T,
-  });
-  const req = codec<Record<string, unknown>>(extAuthzPb.CheckRequest);
-  const res = codec<Record<string, unknown>>(extAuthzPb.CheckResponse);
   beforeAll(async () => {
-    server.addService(
-      {
-        Check: {
-          path: CHECK_METHOD_PATH,
-          requestStream: false,
-          responseStream: false,
-          requestSerialize: req.serialize,
-          requestDeserialize: req.deserialize,
-          responseSerialize: res.serialize,
-          responseDeserialize: res.deserialize,
+    addExtAuthzService(server, (request, cb) => {
+      last = request;
+      const http = ((request.attributes as Record<string, unknown>).request as Record<string, unknown>)
+        .http as {
+        path: string;
+        headers: Record<string, string>;
+      };
+      if (http.path.startsWith('/grpc-error')) return cb({ code: grpc.status.UNAVAILABLE, details: 'down' });
+      if (http.headers['x-ext-authz'] === 'allow')
+        return cb(null, {
+          status: { code: 0 },
+          okResponse: {
+            headers: [
+              { header: { key: 'x-authz-user', value: 'bob' } },
+              { header: { key: 'x-tag', value: 'b' }, append: { value: true } },
+            ],
+            headersToRemove: ['x-ext-authz'],
+            responseHeadersToAdd: [{ header: { key: 'x-authz-seen', value: 'grpc' } }],
+          },
+        });
+      cb(null, {
+        status: { code: 7 },
+        deniedResponse: {
+          status: { code: 429 },
+          headers: [{ header: { key: 'x-why', value: 'quota' } }],
+          body: 'slow down',
         },
-      },
-      {
-        Check: (
-          call: grpc.ServerUnaryCall<Record<string, unknown>, unknown>,
-          cb: grpc.sendUnaryData<unknown>,
-        ) => {
-          last = call.request;
-          const http = (
-            (call.request.attributes as Record<string, unknown>).request as Record<string, unknown>
-          ).http as {
-            path: string;
-            headers: Record<string, string>;
-          };
-          if (http.path.startsWith('/grpc-error'))
-            return cb({ code: grpc.status.UNAVAILABLE, details: 'down' });
-          if (http.headers['x-ext-authz'] === 'allow')
-            return cb(null, {
-              status: { code: 0 },
-              okResponse: {
-                headers: [
-                  { header: { key: 'x-authz-user', value: 'bob' } },
-                  { header: { key: 'x-tag', value: 'b' }, append: { value: true } },
-                ],
-                headersToRemove: ['x-ext-authz'],
-                responseHeadersToAdd: [{ header: { key: 'x-authz-seen', value: 'grpc' } }],
-              },
-            });
-          cb(null, {
-            status: { code: 7 },
-            deniedResponse: {
-              status: { code: 429 },
-              headers: [{ header: { key: 'x-why', value: 'quota' } }],
-              body: 'slow down',
-            },
-          });
-        },
-      },
-    );
+      });
+    });
     port = await new Promise<number>((resolve, reject) =>
       server.bindAsync(`${IP}:0`, grpc.ServerCredentials.createInsecure(), (e, p) =>
         e ? reject(e) : resolve(p),
