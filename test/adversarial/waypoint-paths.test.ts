@@ -8,6 +8,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import type net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { backendPathView } from '../support/backend-path.js';
 import { TestMesh, closeServer, listen } from '../support/mesh.js';
 import { demoService, serviceAuthorizationPolicy, waypointGateway } from '../support/waypoint-manifests.js';
 
@@ -38,19 +39,7 @@ const servers: net.Server[] = [];
 const received: string[] = [];
 
 /** How a typical backend router reads a path: query dropped, %XX decoded except / and \, dots resolved, slashes merged. */
-function backendView(target: string): string {
-  const path = target.split('?')[0]!;
-  const decoded = path.replace(/%([0-9a-fA-F]{2})/g, (all, h: string) =>
-    ['2f', '5c'].includes(h.toLowerCase()) ? all : String.fromCharCode(parseInt(h, 16)),
-  );
-  const out: string[] = [];
-  for (const s of decoded.replace(/\\/g, '/').split('/')) {
-    if (s === '' || s === '.') continue;
-    if (s === '..') out.pop();
-    else out.push(s);
-  }
-  return `/${out.join('/')}`;
-}
+const backendView = (target: string): string => backendPathView(target.split('?')[0]!);
 const forbidden = (target: string) => {
   const v = backendView(target);
   return v === '/admin' || v.startsWith('/admin/');

@@ -3,6 +3,7 @@
 // meshConfig.pathNormalization sets them. Expected values follow Envoy's own table
 // (test/common/http/path_utility_test.cc) and Istio's "Authorization Policy Normalization" page.
 import { describe, expect, it } from 'vitest';
+import { backendPathView } from '../../support/backend-path.js';
 import { fc, test as fcTest } from '@fast-check/vitest';
 import {
   DEFAULT_PATH_NORMALIZATION,
@@ -180,19 +181,8 @@ describe('property: a DENY on /admin, /admin/* is never bypassed by a spelling',
     { namespace: 'demo', name: 'waypoint' },
     'istio-system',
   );
-  /** How a backend router reads a path: %XX decoded except / and \, backslash, dots, merged slashes. */
-  const backendView = (p: string) => {
-    const decoded = p.replace(/%([0-9a-fA-F]{2})/g, (all, h: string) =>
-      ['2f', '5c'].includes(h.toLowerCase()) ? all : String.fromCharCode(parseInt(h, 16)),
-    );
-    const out: string[] = [];
-    for (const s of decoded.replace(/\\/g, '/').split('/')) {
-      if (s === '' || s === '.') continue;
-      if (s === '..') out.pop();
-      else out.push(s);
-    }
-    return `/${out.join('/')}`;
-  };
+  /** How a backend router reads a path (support/backend-path.ts). */
+  const backendView = backendPathView;
   const token = fc.constantFrom(
     '/',
     '//',
