@@ -73,10 +73,7 @@ beforeAll(async () => {
     res.end('ok');
   });
   servers.push(await listen(api, ECHO_V1, 9090));
-  await m.waitForLog(
-    (l) => l.component === 'waypoint/demo/waypoint' && l.rec.msg === 'waypoint ready',
-    30_000,
-  );
+  await m.waypointReady(30_000);
 }, 60_000);
 
 afterAll(async () => {

@@ -159,7 +159,7 @@ beforeAll(async () => {
       e ? reject(e) : resolve(),
     ),
   );
-  await m.waitForLog((l) => l.component === 'waypoint/demo/waypoint' && l.rec.msg === 'waypoint ready');
+  await m.waypointReady();
 }, 60_000);
 
 afterAll(async () => {

@@ -87,10 +87,7 @@ beforeAll(async () => {
       servers.push(await listen(tcp, host, port));
     }
   }
-  await m.waitForLog(
-    (l) => l.component === 'waypoint/demo/waypoint' && l.rec.msg === 'waypoint ready',
-    30_000,
-  );
+  await m.waypointReady(30_000);
 }, 60_000);
 
 afterAll(async () => {

@@ -61,7 +61,7 @@ beforeAll(async () => {
     });
     servers.push(await listen(h2, host, 9100));
   }
-  await m.waitForLog((l) => l.component === 'waypoint/demo/waypoint' && l.rec.msg === 'waypoint ready');
+  await m.waypointReady();
 }, 60_000);
 
 afterAll(async () => {

@@ -107,7 +107,7 @@ beforeAll(async () => {
     });
     servers.push(await listen(app, host, 8080));
   }
-  await m.waitForLog((l) => l.component === 'waypoint/demo/waypoint' && l.rec.msg === 'waypoint ready');
+  await m.waypointReady();
 }, 60_000);
 
 afterAll(async () => {

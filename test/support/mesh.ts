@@ -127,6 +127,14 @@ export class TestMesh {
     });
   }
 
+  /** Resolves when the demo waypoint (waypoint/demo/waypoint) has logged that it is ready. */
+  waypointReady(timeoutMs = 10_000): Promise<LogRecord> {
+    return this.waitForLog(
+      (l) => l.component === 'waypoint/demo/waypoint' && l.rec.msg === 'waypoint ready',
+      timeoutMs,
+    );
+  }
+
   /** Opens a connection into the mesh as pod `from` (its SOCKS5 listener) to host:port. */
   socks(fromIp: string, host: string, port: number): Promise<net.Socket> {
     return socksConnect({ host: fromIp, port: 15080 }, host, port);
