@@ -7,12 +7,10 @@
 //   demo/web     node-1  10.200.10.5  another captured pod on sleep's node
 // Namespaces are named ambit-t5x-a-*; all are removed at the end, also after a failure.
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  collectLogs,
   curl,
   hasCurl,
   sh,
@@ -22,9 +20,11 @@ import {
   netnsNode,
   netnsPod,
   type MeshLog,
+  startNetnsE2e,
+  type NetnsE2e,
 } from '../support/netns-e2e.js';
-import { NetnsMesh, netnsPrerequisites } from '../../src/redirect/netns-mesh.js';
-import { listNetns, teardown } from '../../src/redirect/topology.js';
+import { netnsPrerequisites, type NetnsMesh } from '../../src/redirect/netns-mesh.js';
+import { listNetns } from '../../src/redirect/topology.js';
 
 const PREFIX = 'ambit-t5x-a-';
 const SLEEP = `${PREFIX}pod-demo-sleep`;
@@ -54,25 +54,19 @@ const MESH = [
   `apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: strict, namespace: demo}\nspec:\n  selector: {matchLabels: {app: strict}}\n  mtls: {mode: STRICT}\n`,
 ].join('---\n');
 
-let root: string;
+let e2e: NetnsE2e | undefined;
 let configDir: string;
 let mesh: NetnsMesh | undefined;
 const logs: MeshLog[] = [];
 
 describe.skipIf(!!skip)('transparent capture in network namespaces', () => {
   beforeAll(async () => {
-    await teardown(PREFIX); // a previous crashed run of this file
-    root = await mkdtemp(path.join(tmpdir(), 'ambit-t5x-'));
-    configDir = path.join(root, 'config');
-    await sh('mkdir', ['-p', configDir]);
-    await writeFile(path.join(configDir, 'namespaces.yaml'), NAMESPACES(true));
-    await writeFile(path.join(configDir, 'mesh.yaml'), MESH);
-    mesh = await NetnsMesh.start({
-      configDir,
-      stateDir: path.join(root, 'state'),
+    e2e = await startNetnsE2e({
       prefix: PREFIX,
-      onLog: collectLogs(logs),
+      files: { 'namespaces.yaml': NAMESPACES(true), 'mesh.yaml': MESH },
+      logs,
     });
+    ({ mesh, configDir } = e2e);
     // Count what crosses the router between the nodes: plaintext app traffic vs HBONE.
     for (const port of ['8080', '15008'])
       for (const dir of ['--dport', '--sport'])
@@ -82,9 +76,7 @@ describe.skipIf(!!skip)('transparent capture in network namespaces', () => {
   afterAll(async () => {
     if (process.env.AMBIT_E2E_LOGS)
       await writeFile(process.env.AMBIT_E2E_LOGS, logs.map((l) => JSON.stringify(l)).join('\n'));
-    await mesh?.stop();
-    await teardown(PREFIX);
-    if (root) await rm(root, { recursive: true, force: true });
+    await e2e?.stop();
   }, 30_000);
 
   it('an unmodified curl in a pod reaches a pod on another node over HBONE, as its own identity', async () => {

@@ -6,12 +6,8 @@
 //   legacy/squatter node-1  10.200.172.11  outside the mesh; adds 10.200.172.10 to its own lo
 //   demo/client     node-1  10.200.172.12  in the mesh
 // Namespaces ambit-t12c-*, removed at the end, also after a failure.
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  collectLogs,
   nsSh,
   sh,
   until,
@@ -20,9 +16,10 @@ import {
   netnsNode,
   netnsPod,
   type MeshLog,
+  startNetnsE2e,
+  type NetnsE2e,
 } from '../support/netns-e2e.js';
-import { NetnsMesh, netnsPrerequisites } from '../../src/redirect/netns-mesh.js';
-import { teardown } from '../../src/redirect/topology.js';
+import { netnsPrerequisites, type NetnsMesh } from '../../src/redirect/netns-mesh.js';
 
 const PREFIX = 'ambit-t12c-';
 const NODE1 = `${PREFIX}node-1`;
@@ -45,30 +42,23 @@ const MESH = [
   pod('demo', 'client', '127.0.172.12', false),
 ].join('---\n');
 
-let root: string;
+let e2e: NetnsE2e | undefined;
 let mesh: NetnsMesh | undefined;
 const logs: MeshLog[] = [];
 
 describe.skipIf(!!skip)('a pod IP claimed by two network namespaces', () => {
   beforeAll(async () => {
-    await teardown(PREFIX);
-    root = await mkdtemp(path.join(tmpdir(), 'ambit-t12c-'));
-    const configDir = path.join(root, 'config');
-    await mkdir(configDir);
-    await writeFile(path.join(configDir, 'mesh.yaml'), MESH);
-    mesh = await NetnsMesh.start({
-      configDir,
-      stateDir: path.join(root, 'state'),
+    e2e = await startNetnsE2e({
       prefix: PREFIX,
+      files: { 'mesh.yaml': MESH },
+      logs,
       discoverPodsByIp: true, // as on Kubernetes: the namespace is found by the pod's IP
-      onLog: collectLogs(logs),
     });
+    mesh = e2e.mesh;
   }, 90_000);
 
   afterAll(async () => {
-    await mesh?.stop();
-    await teardown(PREFIX);
-    if (root) await rm(root, { recursive: true, force: true });
+    await e2e?.stop();
   }, 30_000);
 
   it('finds an unambiguous pod by its IP and captures it', async () => {

@@ -8,12 +8,8 @@
 //   legacy/remote   node-2  10.200.171.12  outside the mesh, another node (plaintext client)
 //   demo/client     node-2  10.200.171.13  in the mesh (HBONE still works under STRICT)
 // Namespaces ambit-t12p-*, removed at the end, also after a failure.
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  collectLogs,
   curl,
   hasCurl,
   nsSh,
@@ -24,9 +20,10 @@ import {
   netnsNode,
   netnsPod,
   type MeshLog,
+  startNetnsE2e,
+  type NetnsE2e,
 } from '../support/netns-e2e.js';
-import { NetnsMesh, netnsPrerequisites } from '../../src/redirect/netns-mesh.js';
-import { teardown } from '../../src/redirect/topology.js';
+import { netnsPrerequisites, type NetnsMesh } from '../../src/redirect/netns-mesh.js';
 
 const PREFIX = 'ambit-t12p-';
 const NODE1 = `${PREFIX}node-1`;
@@ -56,23 +53,14 @@ const MESH = [
   `apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: strict, namespace: demo}\nspec:\n  mtls: {mode: STRICT}\n`,
 ].join('---\n');
 
-let root: string;
+let e2e: NetnsE2e | undefined;
 let mesh: NetnsMesh | undefined;
 const logs: MeshLog[] = [];
 
 describe.skipIf(!!skip)('kubelet probes under STRICT in network namespaces', () => {
   beforeAll(async () => {
-    await teardown(PREFIX); // a previous crashed run of this file
-    root = await mkdtemp(path.join(tmpdir(), 'ambit-t12p-'));
-    const configDir = path.join(root, 'config');
-    await mkdir(configDir);
-    await writeFile(path.join(configDir, 'mesh.yaml'), MESH);
-    mesh = await NetnsMesh.start({
-      configDir,
-      stateDir: path.join(root, 'state'),
-      prefix: PREFIX,
-      onLog: collectLogs(logs),
-    });
+    e2e = await startNetnsE2e({ prefix: PREFIX, files: { 'mesh.yaml': MESH }, logs });
+    mesh = e2e.mesh;
     // The app's pod is captured (its rules are in place) before anything is sent to it.
     await until(
       async () => (await nsSh(APP_NS, 'iptables-save', '-t', 'nat')).includes(':AMBIT_PRERT'),
@@ -83,9 +71,7 @@ describe.skipIf(!!skip)('kubelet probes under STRICT in network namespaces', () 
   }, 90_000);
 
   afterAll(async () => {
-    await mesh?.stop();
-    await teardown(PREFIX);
-    if (root) await rm(root, { recursive: true, force: true });
+    await e2e?.stop();
   }, 30_000);
 
   it('an HTTP probe from the node namespace reaches the app on a STRICT pod, seen as 169.254.7.127', async () => {

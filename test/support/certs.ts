@@ -22,7 +22,11 @@ const ALG = { name: 'ECDSA', hash: 'SHA-256' } as const;
 /** The mesh's root certificate and signing key, as the CA wrote them under `stateDir`. */
 export async function meshRoot(
   stateDir: string,
-): Promise<{ root: x509.X509Certificate; rootKey: CryptoKey; rootPem: string }> {
+): Promise<{
+  root: InstanceType<typeof x509.X509Certificate>;
+  rootKey: webcrypto.CryptoKey;
+  rootPem: string;
+}> {
   const rootPem = await readFile(path.join(stateDir, 'ca', 'root-cert.pem'), 'utf8');
   const rootKeyPem = await readFile(path.join(stateDir, 'ca', 'root-key.pem'), 'utf8');
   const rootKey = await webcrypto.subtle.importKey(

@@ -1,7 +1,12 @@
 // What the e2e tests in real network namespaces (test/e2e/netns-*.test.ts, root) share: shell and
-// curl inside a namespace, polling, the mesh's log lines as records, and the manifests they write
-// (pods whose app ambit runs in the pod's namespace, nodes, namespaces).
+// curl inside a namespace, polling, the mesh's log lines as records, the manifests they write
+// (pods whose app ambit runs in the pod's namespace, nodes, namespaces), and the mesh's life.
 import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { NetnsMesh } from '../../src/redirect/netns-mesh.js';
+import { teardown } from '../../src/redirect/topology.js';
 
 /** One log line of a mesh component, parsed (a line that is not JSON becomes `{msg: line}`). */
 export interface MeshLog {
@@ -108,3 +113,47 @@ export const netnsNode = (name: string, ip: string) =>
 /** A Namespace, ambient (istio.io/dataplane-mode) or not. */
 export const netnsNamespace = (name: string, ambient: boolean) =>
   `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${name}\n${ambient ? '  labels: {istio.io/dataplane-mode: ambient}\n' : ''}`;
+
+/** A NetnsMesh started from a scratch config folder; `stop()` leaves no namespace and no folder. */
+export interface NetnsE2e {
+  mesh: NetnsMesh;
+  configDir: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Removes what a crashed earlier run left under `prefix`, writes `files` (name → YAML, in order)
+ * into a new config folder and starts the mesh, every log line into `logs`. A start that fails
+ * cleans up before it throws.
+ */
+export async function startNetnsE2e(o: {
+  prefix: string;
+  files: Record<string, string>;
+  logs: MeshLog[];
+  discoverPodsByIp?: boolean;
+}): Promise<NetnsE2e> {
+  await teardown(o.prefix);
+  const root = await mkdtemp(path.join(tmpdir(), o.prefix));
+  let mesh: NetnsMesh | undefined;
+  const stop = async () => {
+    await mesh?.stop();
+    await teardown(o.prefix);
+    await rm(root, { recursive: true, force: true });
+  };
+  try {
+    const configDir = path.join(root, 'config');
+    await mkdir(configDir);
+    for (const [name, yaml] of Object.entries(o.files)) await writeFile(path.join(configDir, name), yaml);
+    mesh = await NetnsMesh.start({
+      configDir,
+      stateDir: path.join(root, 'state'),
+      prefix: o.prefix,
+      ...(o.discoverPodsByIp ? { discoverPodsByIp: true } : {}),
+      onLog: collectLogs(o.logs),
+    });
+    return { mesh, configDir, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
