@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { captureLogger } from '../support/capture-logger.js';
+import { askCert } from '../support/ask-cert.js';
 import { FakeApiServer } from '../support/fake-apiserver.js';
 import { clientFor, eventually, node, nodeProxyTokens, ns, pod } from '../support/kube.js';
 import { ControlPlane, CONTROL_PLANE_SERVER_NAME } from '../../src/controlplane/server.js';
@@ -16,8 +17,6 @@ import { ensureNodeToken } from '../../src/controlplane/node-auth.js';
 import { DEFAULT_MAX_EXTRA_NAMES, MAX_REQUEST_BYTES } from '../../src/controlplane/xds-server.js';
 import { DEFAULT_MAX_TTL_SECONDS } from '../../src/controlplane/ca.js';
 import { CaClient } from '../../src/identity/ca-client.js';
-import { createCsr } from '../../src/identity/csr.js';
-import { generateKeyPair } from '../../src/identity/keys.js';
 import { isAmbitError } from '../../src/common/errors.js';
 import {
   adsServiceDefinition,
@@ -33,22 +32,6 @@ const cleanups: (() => Promise<void> | void)[] = [];
 afterAll(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function askCert(host: string, rootPem: string, token: string, ns_: string, sa: string, ttl = 600) {
-  const ca = new CaClient({
-    address: `${host}:15012`,
-    rootCertPem: rootPem,
-    token,
-    serverName: CONTROL_PLANE_SERVER_NAME,
-  });
-  try {
-    const keys = await generateKeyPair('ECDSA_P256');
-    const csr = await createCsr({ trustDomain: 'cluster.local', namespace: ns_, serviceAccount: sa }, keys);
-    return await ca.createCertificate(csr, ttl);
-  } finally {
-    ca.close();
-  }
-}
 
 const refusal = (p: Promise<unknown>) =>
   p.then(

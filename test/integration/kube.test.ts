@@ -7,15 +7,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { captureLogger } from '../support/capture-logger.js';
+import { askCert } from '../support/ask-cert.js';
 import { FakeApiServer, type Obj } from '../support/fake-apiserver.js';
 import { clientFor, eventually, node, nodeProxyTokens, ns, pod, service } from '../support/kube.js';
 import { ControlPlane, CONTROL_PLANE_SERVER_NAME } from '../../src/controlplane/server.js';
 import { XdsClient, controlPlaneConnection } from '../../src/xds/client.js';
 import { TYPE_ADDRESS, TYPE_AUTHORIZATION } from '../../src/xds/proto.js';
 import { decodeAddress, type Address } from '../../src/xds/resources.js';
-import { CaClient } from '../../src/identity/ca-client.js';
-import { createCsr } from '../../src/identity/csr.js';
-import { generateKeyPair } from '../../src/identity/keys.js';
 import { isAmbitError } from '../../src/common/errors.js';
 
 const API_HOST = '127.0.55.10';
@@ -124,22 +122,6 @@ function proxy(host: string, rootPem: string, token: string) {
     return [];
   };
   return { workloads, until, servicesOf };
-}
-
-async function askCert(host: string, rootPem: string, token: string, ns_: string, sa: string) {
-  const ca = new CaClient({
-    address: `${host}:15012`,
-    rootCertPem: rootPem,
-    token,
-    serverName: CONTROL_PLANE_SERVER_NAME,
-  });
-  try {
-    const keys = await generateKeyPair('ECDSA_P256');
-    const csr = await createCsr({ trustDomain: 'cluster.local', namespace: ns_, serviceAccount: sa }, keys);
-    return await ca.createCertificate(csr, 600);
-  } finally {
-    ca.close();
-  }
 }
 
 const has = (name: string) => (w: string[]) => w.includes(name);

@@ -20,9 +20,7 @@ export interface TestCert {
 const ALG = { name: 'ECDSA', hash: 'SHA-256' } as const;
 
 /** The mesh's root certificate and signing key, as the CA wrote them under `stateDir`. */
-export async function meshRoot(
-  stateDir: string,
-): Promise<{
+export async function meshRoot(stateDir: string): Promise<{
   root: InstanceType<typeof x509.X509Certificate>;
   rootKey: webcrypto.CryptoKey;
   rootPem: string;
