@@ -24,7 +24,7 @@ import { AMBIT_BIN } from '../../src/cli/mesh-runner.js';
 import { XdsClient, controlPlaneConnection } from '../../src/xds/client.js';
 import { TYPE_ADDRESS } from '../../src/xds/proto.js';
 import { CONTROL_PLANE_SERVER_NAME } from '../../src/controlplane/server.js';
-import { TestMesh } from '../support/mesh.js';
+import { DENY_ECHO_7002, TestMesh } from '../support/mesh.js';
 
 const run = promisify(execFile);
 const O = 150;
@@ -39,18 +39,7 @@ const CP_DEBUG = `${CP}:15014`;
 const VICTIM = ip(50);
 const VICTIM_WP = ip(51);
 
-const POLICY = `
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: no-7002, namespace: demo}
-spec:
-  selector: {matchLabels: {app: echo}}
-  action: DENY
-  rules:
-  - to: [{operation: {ports: ["7002"]}}]
-`;
-
-const m = new TestMesh({ octet: O, extraManifests: POLICY });
+const m = new TestMesh({ octet: O, extraManifests: DENY_ECHO_7002 });
 let token = '';
 const contacted: string[] = [];
 const victims: net.Server[] = [];

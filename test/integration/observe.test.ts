@@ -17,7 +17,7 @@ import { AMBIT_BIN } from '../../src/cli/mesh-runner.js';
 import { httpRequest as rawHttpRequest } from '../../src/telemetry/http-util.js';
 import { readAdminToken } from '../../src/common/token.js';
 import { parsePromText, type Sample } from '../../src/telemetry/prom-text.js';
-import { TestMesh, closeServer, listen, readAll, tcpEcho } from '../support/mesh.js';
+import { DENY_ECHO_7002, TestMesh, closeServer, listen, readAll, tcpEcho } from '../support/mesh.js';
 
 const run = promisify(execFile);
 const O = 51;
@@ -32,18 +32,7 @@ const CP_DEBUG = `${ip(5)}:15014`;
 const SLEEP_ID = 'spiffe://cluster.local/ns/demo/sa/sleep';
 const ECHO_ID = 'spiffe://cluster.local/ns/demo/sa/echo';
 
-const POLICY = `
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: no-7002, namespace: demo}
-spec:
-  selector: {matchLabels: {app: echo}}
-  action: DENY
-  rules:
-  - to: [{operation: {ports: ["7002"]}}]
-`;
-
-const m = new TestMesh({ octet: O, extraManifests: POLICY });
+const m = new TestMesh({ octet: O, extraManifests: DENY_ECHO_7002 });
 // Admin (15000) and /debug/* ask for the mesh's admin token (telemetry/admin-guard.ts); this file
 // acts as the operator and sends it on every request (test/adversarial/admin-debug.test.ts attacks).
 const adminToken = () => readAdminToken(m.stateDir) ?? '';

@@ -12,6 +12,18 @@ export interface LogRecord {
   rec: Record<string, unknown>;
 }
 
+/** demo/no-7002: a DENY of port 7002 on the echo pods, for tests that need a policy denial to see. */
+export const DENY_ECHO_7002 = `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-7002, namespace: demo}
+spec:
+  selector: {matchLabels: {app: echo}}
+  action: DENY
+  rules:
+  - to: [{operation: {ports: ["7002"]}}]
+`;
+
 export interface TestMeshOptions {
   /** Third octet of the test's range: nodes 127.0.<o>.1-9, pods 127.0.<o>.10-99, VIPs 127.0.<o>.100+. */
   octet: number;
