@@ -23,14 +23,13 @@ import pino from 'pino';
 import { TestMesh, closeServer, tcpEcho } from '../support/mesh.js';
 import { captureLogger } from '../support/capture-logger.js';
 import { forwardTunnelToApp } from '../support/hbone.js';
-import { meshRoot, meshSignedCert, type TestCert } from '../support/certs.js';
+import { issuedBy, meshRoot, meshSignedCert, type TestCert } from '../support/certs.js';
 import { HbonePool, type TunnelRequest } from '../../src/hbone/pool.js';
 import { HboneServer } from '../../src/hbone/server.js';
 import { MESH_PORTS } from '../../src/hbone/constants.js';
 import type { TlsIdentity } from '../../src/hbone/tls.js';
 import { MeshCa } from '../../src/controlplane/ca.js';
 import { generateKeyPair } from '../../src/identity/keys.js';
-import { createCsr } from '../../src/identity/csr.js';
 import { x509 } from '../../src/identity/x509.js';
 import { isAmbitError } from '../../src/common/errors.js';
 import { formatSocketAddr, type Ip } from '../../src/common/addr.js';
@@ -401,19 +400,8 @@ describe('15008 limits (in-process HboneServer, real TLS)', () => {
   let echoApp: net.Server;
   const captured = captureLogger();
 
-  async function identity(sa: string, ttlSeconds = 3600): Promise<TlsIdentity> {
-    const keys = await generateKeyPair('ECDSA_P256');
-    const chain = await ca.signCsr(
-      await createCsr({ trustDomain: 'cluster.local', namespace: 'demo', serviceAccount: sa }, keys),
-      { ttlSeconds },
-    );
-    return {
-      spiffeId: `spiffe://cluster.local/ns/demo/sa/${sa}`,
-      keyPem: keys.privateKeyPem,
-      certChainPem: chain.slice(0, 1),
-      rootPem: ca.rootCertPem,
-    };
-  }
+  const identity = (sa: string, ttlSeconds = 3600): Promise<TlsIdentity> =>
+    issuedBy(ca, { trustDomain: 'cluster.local', namespace: 'demo', serviceAccount: sa }, ttlSeconds);
 
   beforeAll(async () => {
     ca = await MeshCa.loadOrCreate({

@@ -10,12 +10,11 @@ import { HbonePool, type TunnelRequest } from '../../src/hbone/pool.js';
 import { HboneServer } from '../../src/hbone/server.js';
 import type { TlsIdentity } from '../../src/hbone/tls.js';
 import { MeshCa } from '../../src/controlplane/ca.js';
-import { generateKeyPair } from '../../src/identity/keys.js';
-import { createCsr } from '../../src/identity/csr.js';
 import { formatSocketAddr, type Ip } from '../../src/common/addr.js';
 import { isAmbitError } from '../../src/common/errors.js';
 import { closeServer, tcpEcho } from '../support/mesh.js';
 import { forwardTunnelToApp } from '../support/hbone.js';
+import { issuedBy } from '../support/certs.js';
 
 const SERVER = '127.0.45.11' as Ip;
 const RELAY = '127.0.45.12';
@@ -27,19 +26,8 @@ let server: HboneServer;
 let echo: net.Server;
 const seenHeaders: Record<string, unknown>[] = [];
 
-async function identity(sa: string): Promise<TlsIdentity> {
-  const keys = await generateKeyPair('ECDSA_P256');
-  const chain = await ca.signCsr(
-    await createCsr({ trustDomain: 'cluster.local', namespace: 'demo', serviceAccount: sa }, keys),
-    { ttlSeconds: 3600 },
-  );
-  return {
-    spiffeId: `spiffe://cluster.local/ns/demo/sa/${sa}`,
-    keyPem: keys.privateKeyPem,
-    certChainPem: chain.slice(0, 1),
-    rootPem: ca.rootCertPem,
-  };
-}
+const identity = (sa: string): Promise<TlsIdentity> =>
+  issuedBy(ca, { trustDomain: 'cluster.local', namespace: 'demo', serviceAccount: sa });
 
 beforeAll(async () => {
   ca = await MeshCa.loadOrCreate({

@@ -71,8 +71,13 @@ export async function foreignCert(id: Identity): Promise<TestCert> {
     stateDir: await mkdtemp(path.join(tmpdir(), 'ambit-foreign-ca-')),
     trustDomain: id.trustDomain,
   });
+  return issuedBy(ca, id);
+}
+
+/** A leaf (without its intermediates) for `id` signed by `ca`, valid `ttlSeconds` from now. */
+export async function issuedBy(ca: MeshCa, id: Identity, ttlSeconds = 3600): Promise<TestCert> {
   const keys = await generateKeyPair('ECDSA_P256');
-  const chain = await ca.signCsr(await createCsr(id, keys), { ttlSeconds: 3600 });
+  const chain = await ca.signCsr(await createCsr(id, keys), { ttlSeconds });
   return {
     spiffeId: `spiffe://${id.trustDomain}/ns/${id.namespace}/sa/${id.serviceAccount}`,
     keyPem: keys.privateKeyPem,
