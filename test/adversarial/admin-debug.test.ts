@@ -14,11 +14,11 @@ import http from 'node:http';
 import type net from 'node:net';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findChromium } from '../support/chromium.js';
 import { pino } from 'pino';
 import { AMBIT_BIN } from '../../src/cli/mesh-runner.js';
 import { XdsClient, controlPlaneConnection } from '../../src/xds/client.js';
@@ -348,13 +348,7 @@ describe('hole 7: SSRF through the graph scraper', () => {
   }, 30_000);
 });
 
-const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser', process.env.CHROMIUM_PATH ?? ''].find(
-  (p) => p && existsSync(p),
-);
-if (!CHROMIUM)
-  console.log(
-    'admin-debug: browser attacks skipped: no chromium (apt-get install -y chromium, or set CHROMIUM_PATH)',
-  );
+const CHROMIUM = findChromium('admin-debug: browser attacks');
 
 describe('hole 5 from a real browser (headless Chromium)', () => {
   const EVIL = ip(60);

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findChromium } from '../support/chromium.js';
 import { SocksError } from '../../src/cli/socks-client.js';
 import { AMBIT_BIN } from '../../src/cli/mesh-runner.js';
 import { httpRequest as rawHttpRequest } from '../../src/telemetry/http-util.js';
@@ -471,13 +472,7 @@ describe('ambit ctl against the running mesh', () => {
   });
 });
 
-const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser', process.env.CHROMIUM_PATH ?? ''].find(
-  (p) => p && existsSync(p),
-);
-if (!CHROMIUM)
-  console.log(
-    'observe: dashboard browser test skipped: no chromium (apt-get install -y chromium, or set CHROMIUM_PATH)',
-  );
+const CHROMIUM = findChromium('observe: dashboard browser test');
 
 describe('service graph page in headless Chromium', () => {
   it.skipIf(!CHROMIUM)('draws the quickstart edges, a lock on mTLS ones, and the denial', async () => {
