@@ -5,20 +5,23 @@
 // loading) for the time given (default 1 minute, split evenly), then the fast-check properties of
 // test/fuzz/ in a loop with fresh seeds for the rest.
 //
-// Engines: `jazzer` is coverage-guided (@jazzer.js/core, libFuzzer in a native addon). Its npm
-// package ships prebuilt addons, but the Linux one needs glibc 2.38: on an older system (Debian 12
-// has 2.36) the addon cannot load, and building it needs cmake, a compiler and Node headers from
-// the network. `auto` (the default) then says why and uses `random`: the same targets fed random
-// inputs and mutations of their seeds (not coverage-guided), so the run still means something.
+// Engines: `jazzer` is coverage-guided (@jazzer.js/core: libFuzzer in a native addon, with the
+// dist/ code under test instrumented). Its prebuilt Linux addon needs glibc 2.38; on Debian 12
+// (2.36) fuzz/compat/jazzer.mjs makes a compatible copy in node_modules/.cache (a shim for the
+// three newer symbols, built with cc, and a copy of the addon without those version needs). When
+// even that cannot load (no compiler, another platform), `auto` (the default) says why and uses
+// `random`: the same targets fed random inputs and mutations of their seeds (not
+// coverage-guided), so the run still means something.
 //
 // Exit status: 0 nothing found, 1 a target or property failed (the input is saved under
 // fuzz/crashes/ and printed), 2 the fuzzing itself could not run (CI does not fail on that).
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes, randomInt } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { jazzerLaunch } from '../fuzz/compat/jazzer.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -45,17 +48,18 @@ let processWarnings = 0;
 process.removeAllListeners('warning');
 process.on('warning', () => processWarnings++);
 
-const engine = pickEngine();
+const launch = pickEngine();
+const engine = launch ? 'jazzer' : 'random';
 const share = withProperties ? 0.5 : 1;
 const perTarget = Math.max(1, Math.floor((seconds * share) / targets.length));
 const summary = [];
 let found = 0;
 
 for (const t of targets) {
-  const r = engine === 'jazzer' ? runJazzer(t, perTarget) : await runRandom(t, perTarget);
+  const r = launch ? await runJazzer(t, perTarget) : await runRandom(t, perTarget);
   summary.push({ target: t, engine, ...r });
   console.log(
-    `fuzz: ${t} (${engine}) ${r.inputs} inputs in ${perTarget} s, ${r.findings} finding(s)${r.note ? `: ${r.note}` : ''}`,
+    `fuzz: ${t} (${engine}) ${r.inputs} inputs in ${perTarget} s${r.cov ? `, ${r.cov}` : ''}, ${r.findings} finding(s)${r.note ? `: ${r.note}` : ''}`,
   );
   found += r.findings;
 }
@@ -84,51 +88,96 @@ function infra(why) {
   process.exit(2);
 }
 
-/** jazzer when its native addon loads here, otherwise random (and why). */
+/** How to launch jazzer when its native addon (or the compat copy) loads here; else null (random). */
 function pickEngine() {
-  if (engineWanted === 'random') return 'random';
-  const probe = spawnSync(process.execPath, ['-e', "require('@jazzer.js/fuzzer')"], {
-    cwd: root,
-    encoding: 'utf8',
-  });
-  if (probe.status === 0) return 'jazzer';
-  const why = (probe.stderr.match(/Error: .*/)?.[0] ?? probe.stderr.split('\n')[0] ?? '').slice(0, 200);
-  const msg = `jazzer's native addon does not load here (${why}); using the random engine (targets fed random and mutated inputs, not coverage-guided)`;
-  if (engineWanted === 'jazzer') infra(msg);
+  if (engineWanted === 'random') return null;
+  const l = jazzerLaunch(root);
+  if (!l.error) {
+    console.log(`fuzz: engine jazzer (${l.note})`);
+    return l;
+  }
+  const msg = `${l.error}; using the random engine (targets fed random and mutated inputs, not coverage-guided)`;
+  if (engineWanted === 'jazzer') infra(l.error);
   console.log(`fuzz: ${msg}`);
-  return 'random';
+  return null;
 }
 
-function runJazzer(target, secs) {
-  const corpus = path.join(root, 'fuzz', 'corpus', target);
+/**
+ * One libFuzzer run of `target` for `secs` seconds, synchronous mode (the targets are), coverage
+ * from the instrumented dist/ code. Its corpus lives in node_modules/.cache/ambit-jazzer/corpus/
+ * (seeded with the target's `seeds`, kept between runs); fuzz/corpus/<target>, if present, is
+ * read too. A crash or timeout input is written to fuzz/crashes/<target>-crash-<sha1>.
+ */
+async function runJazzer(target, secs) {
+  const mod = await import(pathToFileURL(path.join(targetsDir, `${target}.mjs`)).href);
+  const corpus = path.join(root, 'node_modules', '.cache', 'ambit-jazzer', 'corpus', target);
+  await mkdir(corpus, { recursive: true });
+  for (const s of mod.seeds ?? []) {
+    const b = Buffer.from(s);
+    await writeFile(path.join(corpus, `seed-${createHash('sha1').update(b).digest('hex')}`), b);
+  }
+  await mkdir(crashDir, { recursive: true });
+  const extra = path.join(root, 'fuzz', 'corpus', target);
   const r = spawnSync(
     process.execPath,
     [
+      ...launch.nodeArgs,
       path.join(root, 'node_modules', '@jazzer.js', 'core', 'dist', 'cli.js'),
       path.join(targetsDir, `${target}.mjs`),
-      ...(existsSync(corpus) ? [corpus] : []),
+      corpus,
+      ...(existsSync(extra) ? [extra] : []),
+      '--sync',
       '--includes',
-      'dist/',
+      `${path.join(root, 'dist')}${path.sep}`,
+      '--excludes',
+      'node_modules',
       '--',
       `-max_total_time=${secs}`,
-      `-artifact_prefix=${crashDir}/${target}-`,
+      `-artifact_prefix=${crashDir}${path.sep}${target}-`,
+      '-print_final_stats=1',
+      '-use_value_profile=1', // integer/string compare distances as features: finds magic values
     ],
-    { cwd: root, encoding: 'utf8', timeout: (secs + 60) * 1000, maxBuffer: 64 * 1024 * 1024 },
+    {
+      cwd: root,
+      encoding: 'utf8',
+      env: { ...process.env, ...launch.env },
+      timeout: (secs + 20) * 1000,
+      killSignal: 'SIGKILL',
+      maxBuffer: 64 * 1024 * 1024,
+    },
   );
   const out = `${r.stdout}\n${r.stderr}`;
-  const inputs = Number(out.match(/Done (\d+) runs/)?.[1] ?? out.match(/#(\d+)\s+DONE/)?.[1] ?? 0);
-  if (r.status === 0) return { inputs, findings: 0 };
-  if (/==\d+== ERROR|Uncaught Exception|crash-/.test(out))
+  const inputs = Number(
+    out.match(/stat::number_of_executed_units:\s*(\d+)/)?.[1] ?? out.match(/Done (\d+) runs/)?.[1] ?? 0,
+  );
+  // libFuzzer status lines: "#N INITED cov: A ft: B corp: ..." first, the last one is the latest.
+  const stats = [...out.matchAll(/^#\d+\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)/gm)];
+  const cov = stats.length
+    ? `cov ${stats[0][1]}→${stats.at(-1)[1]} ft ${stats[0][2]}→${stats.at(-1)[2]} corpus ${stats.at(-1)[3]}`
+    : 'no coverage line (it stopped during startup)';
+  if (r.error?.code === 'ETIMEDOUT')
+    infra(`jazzer did not stop on ${target} within ${secs + 20} s (killed): ${out.slice(-500)}`);
+  if (r.status === 0) return { inputs, cov, findings: 0 };
+  const artifact = out.match(/Test unit written to (\S+)/)?.[1];
+  if (artifact) {
+    const input = readFileSync(artifact);
+    // "==PID== Uncaught Exception: Error: ..." or "==PID== ERROR: libFuzzer: timeout ...", then
+    // the JS stack (its first frames say where in dist/ it failed).
+    const what = out.match(/==\d+== (.*)/)?.[1] ?? 'finding';
+    const where = out
+      .split('\n')
+      .filter((l) => /^\s+at /.test(l))
+      .slice(0, 3)
+      .map((l) => l.trim())
+      .join(' | ');
     return {
       inputs,
+      cov,
       findings: 1,
-      note: out
-        .split('\n')
-        .filter((l) => /Error|crash-|artifact/.test(l))
-        .slice(0, 5)
-        .join(' | '),
+      note: `${what}${where ? ` | ${where}` : ''} (input: ${path.relative(root, artifact)}, hex ${input.subarray(0, 64).toString('hex')})`,
     };
-  infra(`jazzer exited ${r.status} on ${target} without a finding: ${out.slice(-500)}`);
+  }
+  infra(`jazzer exited ${r.status ?? r.signal} on ${target} without a finding: ${out.slice(-800)}`);
 }
 
 /** Random bytes and mutations of the target's seeds, for `secs` seconds; stops at the first throw. */
