@@ -43,6 +43,20 @@ if (!root) console.log('pod netns discovery on real namespaces skipped: needs ro
 const NS = ['ambit-k56a', 'ambit-k56b'];
 const procs: ChildProcess[] = [];
 
+/** Leaves namespace `name` held only by a process inside it: its /var/run/netns bind mount is removed. */
+async function onlyAProcessHolds(name: string): Promise<void> {
+  const holder = spawn('ip', ['netns', 'exec', name, 'sleep', '30'], { stdio: 'ignore' });
+  procs.push(holder);
+  // Wait until `ip netns exec` has entered the namespace (its ns link differs from ours).
+  const own = await readlink('/proc/self/ns/net');
+  await eventually(
+    async () => (await readlink(`/proc/${holder.pid}/ns/net`).catch(() => own)) !== own,
+    5000,
+    'holder in netns',
+  );
+  await run('ip', ['netns', 'del', name]);
+}
+
 describe.skipIf(!root)('pod netns discovery: real namespaces (root)', () => {
   afterAll(async () => {
     for (const p of procs) p.kill('SIGKILL');
@@ -58,16 +72,7 @@ describe.skipIf(!root)('pod netns discovery: real namespaces (root)', () => {
       await run('ip', ['-n', n, 'link', 'set', 'lo', 'up']);
       await run('ip', ['-n', n, 'addr', 'add', `127.0.56.${10 + i}/32`, 'dev', 'lo']);
     }
-    const holder = spawn('ip', ['netns', 'exec', NS[1]!, 'sleep', '30'], { stdio: 'ignore' });
-    procs.push(holder);
-    // Wait until `ip netns exec` has entered the namespace (its ns link differs from ours).
-    const own = await readlink('/proc/self/ns/net');
-    await eventually(
-      async () => (await readlink(`/proc/${holder.pid}/ns/net`).catch(() => own)) !== own,
-      5000,
-      'holder in netns',
-    );
-    await run('ip', ['netns', 'del', NS[1]!]);
+    await onlyAProcessHolds(NS[1]!);
     const found = await findPodNetns(['127.0.56.10', '127.0.56.11', '127.0.56.99']);
     expect(found.get('127.0.56.10')).toMatchObject({ source: 'netns-dir', path: `/var/run/netns/${NS[0]}` });
     const viaProc = found.get('127.0.56.11');
@@ -95,15 +100,7 @@ describe.skipIf(!root)('pod netns discovery: one pod IP claimed twice (root)', (
       await run('ip', ['-n', n, 'addr', 'add', '127.0.172.20/32', 'dev', 'lo']);
     }
     await run('ip', ['-n', DUP[0]!, 'addr', 'add', '127.0.172.21/32', 'dev', 'lo']); // unique
-    const holder = spawn('ip', ['netns', 'exec', DUP[1]!, 'sleep', '30'], { stdio: 'ignore' });
-    procs.push(holder);
-    const own = await readlink('/proc/self/ns/net');
-    await eventually(
-      async () => (await readlink(`/proc/${holder.pid}/ns/net`).catch(() => own)) !== own,
-      5000,
-      'holder in netns',
-    );
-    await run('ip', ['netns', 'del', DUP[1]!]); // only /proc/<pid>/ns/net leads to the second now
+    await onlyAProcessHolds(DUP[1]!); // only /proc/<pid>/ns/net leads to the second now
 
     const d = await discoverPodNetns(['127.0.172.20', '127.0.172.21']);
     expect(d.found.has('127.0.172.20')).toBe(false);
