@@ -2,6 +2,8 @@
 // shapes the real API returns, and waiting on a ConfigSource without sleeping.
 import { KubeConfig } from '@kubernetes/client-node';
 import { KubeClient } from '../../src/config/kube-client.js';
+import { KubeSource } from '../../src/config/kube-source.js';
+import type { Logger } from '../../src/common/log.js';
 import type { ConfigSnapshot, ConfigSource } from '../../src/config/types.js';
 import type { FakeApiServer, Obj } from './fake-apiserver.js';
 
@@ -12,6 +14,17 @@ export function clientFor(api: FakeApiServer, timeoutMs = 2000): KubeClient {
 }
 
 /** Resolves once `pred(snapshot)` holds (checked now and after every change); rejects after `ms`. */
+/** A KubeSource on `api` with test-speed retries (50–200 ms backoff, 200 ms absent-CRD retry). */
+export function fastKubeSource(api: FakeApiServer, logger: Logger): KubeSource {
+  return new KubeSource({
+    client: clientFor(api, 1000),
+    logger,
+    backoff: { initialMs: 50, maxMs: 200 },
+    absentRetryMs: 200,
+    watchTimeoutSeconds: 30,
+  });
+}
+
 export function untilSnapshot(
   source: ConfigSource,
   pred: (s: ConfigSnapshot) => boolean,

@@ -3,7 +3,16 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { captureLogger } from '../../support/capture-logger.js';
 import { FakeApiServer } from '../../support/fake-apiserver.js';
-import { clientFor, eventually, node, ns, pod, service, untilSnapshot } from '../../support/kube.js';
+import {
+  clientFor,
+  eventually,
+  fastKubeSource,
+  node,
+  ns,
+  pod,
+  service,
+  untilSnapshot,
+} from '../../support/kube.js';
 import { KubeSource } from '../../../src/config/kube-source.js';
 import type { ConfigChange, Pod } from '../../../src/config/types.js';
 
@@ -21,13 +30,7 @@ async function setup(opts: { unservedGroups?: string[]; port?: number } = {}) {
   api.put(pod('a', 'demo', 'node-1', '10.1.0.1'));
   api.put(service('echo', 'demo', '10.96.0.1', { app: 'a' }));
   const { logger, lines } = captureLogger();
-  const source = new KubeSource({
-    client: clientFor(api, 1000),
-    logger,
-    backoff: { initialMs: 50, maxMs: 200 },
-    absentRetryMs: 200,
-    watchTimeoutSeconds: 30,
-  });
+  const source = fastKubeSource(api, logger);
   const changes: ConfigChange[] = [];
   source.onChange((c) => changes.push(c));
   cleanups.push(() => source.stop());

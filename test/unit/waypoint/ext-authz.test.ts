@@ -27,9 +27,8 @@ import {
   type ProviderDial,
 } from '../../../src/waypoint/ext-authz.js';
 import type { L7Request } from '../../../src/waypoint/routing/types.js';
-import { KubeSource } from '../../../src/config/kube-source.js';
 import { FakeApiServer } from '../../support/fake-apiserver.js';
-import { clientFor, untilSnapshot } from '../../support/kube.js';
+import { fastKubeSource, untilSnapshot } from '../../support/kube.js';
 import { captureLogger } from '../../support/capture-logger.js';
 import { addExtAuthzService } from '../../support/ext-authz.js';
 
@@ -520,13 +519,7 @@ describe('MeshConfig from Kubernetes (KubeSource against the fake API server, 12
     api.put(cm('istio-system', 'istio', 'pathNormalization: {normalization: BASE}\n'));
     api.put(cm('demo', 'istio', 'pathNormalization: {normalization: NONE}\n'));
     const { logger } = captureLogger();
-    const source = new KubeSource({
-      client: clientFor(api, 1000),
-      logger,
-      backoff: { initialMs: 50, maxMs: 200 },
-      absentRetryMs: 200,
-      watchTimeoutSeconds: 30,
-    });
+    const source = fastKubeSource(api, logger);
     try {
       await source.start();
       const keys = () => [...source.snapshot().objects.keys()].filter((k) => k.startsWith('ConfigMap/'));
