@@ -10,6 +10,7 @@
 import http2 from 'node:http2';
 import type net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { H2_PREFACE, h2Frame } from '../support/h2-frames.js';
 import { TestMesh, closeServer, listen } from '../support/mesh.js';
 import { demoService, serviceAuthorizationPolicy, waypointGateway } from '../support/waypoint-manifests.js';
 
@@ -63,15 +64,6 @@ function hpackString(s: string): Buffer {
 function headerBlock(fields: [string, string][]): Buffer {
   return Buffer.concat(fields.flatMap(([n, v]) => [Buffer.from([0]), hpackString(n), hpackString(v)]));
 }
-function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
-  const h = Buffer.alloc(9);
-  h.writeUIntBE(payload.length, 0, 3);
-  h[3] = type;
-  h[4] = flags;
-  h.writeUInt32BE(stream, 5);
-  return Buffer.concat([h, payload]);
-}
-const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 const END_STREAM_HEADERS = 0x1 | 0x4;
 
 type Outcome = 'rst' | 'goaway' | 'closed' | { status: number | 'other' };
@@ -85,9 +77,9 @@ async function send(fields: [string, string][]): Promise<Outcome> {
   const s = await m.socks(SLEEP, VIP, 9100);
   s.write(
     Buffer.concat([
-      PREFACE,
-      frame(4, 0, 0, Buffer.alloc(0)),
-      frame(1, END_STREAM_HEADERS, 1, headerBlock(fields)),
+      H2_PREFACE,
+      h2Frame(4, 0, 0, Buffer.alloc(0)),
+      h2Frame(1, END_STREAM_HEADERS, 1, headerBlock(fields)),
     ]),
   );
   return new Promise<Outcome>((resolve) => {
@@ -107,7 +99,7 @@ async function send(fields: [string, string][]): Promise<Outcome> {
         const stream = buf.readUInt32BE(5) & 0x7fffffff;
         const payload = buf.subarray(9, 9 + len);
         buf = buf.subarray(9 + len);
-        if (type === 4 && !(flags & 1)) s.write(frame(4, 1, 0, Buffer.alloc(0))); // ACK settings
+        if (type === 4 && !(flags & 1)) s.write(h2Frame(4, 1, 0, Buffer.alloc(0))); // ACK settings
         if (type === 3 && stream === 1) return (clearTimeout(timer), done('rst'));
         if (type === 7) return (clearTimeout(timer), done('goaway'));
         if (type === 1 && stream === 1) {

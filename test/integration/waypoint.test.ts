@@ -4,6 +4,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import type net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { H2_PREFACE, h2Frame } from '../support/h2-frames.js';
 import * as grpc from '@grpc/grpc-js';
 import { generateKeyPairSync } from 'node:crypto';
 import { SignJWT, importJWK, type JWK } from 'jose';
@@ -697,16 +698,7 @@ describe('RequestAuthentication (JWT) at the waypoint', () => {
 });
 
 describe('hostile HTTP/2 clients at the waypoint', () => {
-  const frame = (type: number, flags: number, stream: number, payload: Buffer) => {
-    const head = Buffer.alloc(9);
-    head.writeUIntBE(payload.length, 0, 3);
-    head[3] = type;
-    head[4] = flags;
-    head.writeUInt32BE(stream, 5);
-    return Buffer.concat([head, payload]);
-  };
-  const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
-  const SETTINGS = frame(0x4, 0, 0, Buffer.alloc(0));
+  const SETTINGS = h2Frame(0x4, 0, 0, Buffer.alloc(0));
   // :method GET, :scheme http, :path /, :authority "a" (HPACK static table + one literal).
   const HEADERS_BLOCK = Buffer.from([0x82, 0x86, 0x84, 0x41, 0x01, 0x61]);
 
@@ -745,9 +737,9 @@ describe('hostile HTTP/2 clients at the waypoint', () => {
     const before = await rss();
     const s = await socksConnect({ host: SLEEP, port: 15080 }, GRPC_VIP, 9000);
     s.on('error', () => {});
-    const frames: Buffer[] = [PREFACE, SETTINGS];
+    const frames: Buffer[] = [H2_PREFACE, SETTINGS];
     for (let i = 0, id = 1; i < 5000; i++, id += 2) {
-      frames.push(frame(0x1, 0x4 | 0x1, id, HEADERS_BLOCK), frame(0x3, 0, id, Buffer.from([0, 0, 0, 8])));
+      frames.push(h2Frame(0x1, 0x4 | 0x1, id, HEADERS_BLOCK), h2Frame(0x3, 0, id, Buffer.from([0, 0, 0, 8])));
     }
     s.end(Buffer.concat(frames));
     await settle(s);
@@ -759,7 +751,7 @@ describe('hostile HTTP/2 clients at the waypoint', () => {
     const before = await rss();
     const s = await socksConnect({ host: SLEEP, port: 15080 }, GRPC_VIP, 9000);
     s.on('error', () => {});
-    s.write(Buffer.concat([PREFACE, SETTINGS, frame(0x1, 0, 1, HEADERS_BLOCK)]));
+    s.write(Buffer.concat([H2_PREFACE, SETTINGS, h2Frame(0x1, 0, 1, HEADERS_BLOCK)]));
     // ~8 MiB of header continuation, never ending the header block.
     const literal = Buffer.concat([
       Buffer.from([0x40, 0x03]),
@@ -767,7 +759,7 @@ describe('hostile HTTP/2 clients at the waypoint', () => {
       Buffer.from([0x7f, 0x81, 0x7f]),
       Buffer.alloc(255, 0x61),
     ]);
-    const cont = frame(0x9, 0, 1, Buffer.concat(Array.from({ length: 16 }, () => literal)));
+    const cont = h2Frame(0x9, 0, 1, Buffer.concat(Array.from({ length: 16 }, () => literal)));
     for (let i = 0; i < 2000 && !s.destroyed; i++) {
       if (!s.write(cont)) await new Promise((r) => setTimeout(r, 1));
     }
