@@ -5,8 +5,11 @@
 // warning naming the policy (shown by `ambit authz explain`, and by `ambit ctl` later):
 //  - targetRef(s): the policy belongs to a waypoint; not sent to node proxies;
 //  - CUSTOM, AUDIT: not enforced at L4 (as in ztunnel);
-//  - HTTP-only fields: an ALLOW rule using them is dropped (it can never match, fails closed); a
-//    DENY rule keeps its L4 parts (stricter than written), and one with no L4 part has no effect.
+//  - HTTP-only fields, exactly as istiod (handleRule): an ALLOW rule using them is dropped (it
+//    can never match, fails closed); in a DENY rule each from/to/when is its own clause, a clause
+//    left with only HTTP fields can never hold, so that whole rule never matches at L4; L4 fields
+//    in the same match as HTTP fields are kept (stricter than written). The warning is istiod's
+//    UnsupportedValue status message.
 // A policy that cannot be understood (a value the schema should have refused) becomes a DENY of
 // every connection to the workloads it selects: never fail open.
 import { isIP } from 'node:net';
@@ -156,35 +159,20 @@ function convertPolicy(policy: AuthorizationPolicy, rootNamespace: string): Conv
     return failClosed(base, id, `unknown action ${JSON.stringify(action)}`);
   const warnings: string[] = [];
   const rules: AuthzRule[] = [];
+  const httpFound = new Set<string>();
   try {
-    (spec.rules ?? []).forEach((rule, i) => {
-      const r = convertRule(action, rule, namespace);
-      if (r.http.length === 0) {
-        rules.push(r.rule);
-        return;
-      }
-      const fields = r.http.join(', ');
-      if (action === 'ALLOW') {
-        warnings.push(
-          `${id}: rules[${i}] uses HTTP attributes (${fields}) that the node proxy cannot see; this ALLOW rule is dropped and matches nothing (use a waypoint for HTTP rules)`,
-        );
-        rules.push(NEVER);
-      } else if (!r.hasL4) {
-        warnings.push(
-          `${id}: rules[${i}] uses only HTTP attributes (${fields}); at L4 this DENY rule has no effect (use a waypoint for HTTP rules)`,
-        );
-        rules.push(NEVER);
-      } else {
-        warnings.push(
-          `${id}: rules[${i}] is enforced without its HTTP attributes (${fields}); this DENY is stricter than written (use a waypoint for HTTP rules)`,
-        );
-        rules.push(r.rule);
-      }
-    });
+    for (const rule of spec.rules ?? []) {
+      const r = convertRule(rule, namespace);
+      r.http.forEach((f) => httpFound.add(f));
+      // istiod's handleRule: an ALLOW rule with any HTTP attribute is omitted (matches nothing);
+      // a DENY rule is kept as converted, its HTTP-only matches left empty (never match).
+      rules.push(action === 'ALLOW' && r.http.length > 0 ? NEVER : r.rule);
+    }
   } catch (err) {
     if (err instanceof Unconvertible) return failClosed(base, id, err.message);
     throw err;
   }
+  if (httpFound.size > 0) warnings.push(`${id}: ${httpStatusMessage(action, [...httpFound], rules)}`);
   return { authorization: { ...base, action, rules }, warnings };
 }
 
@@ -207,38 +195,31 @@ interface ConvertedRule {
   rule: AuthzRule;
   /** HTTP-only attributes found (field names or `when` keys). */
   http: string[];
-  /** Whether anything enforceable at L4 remains once HTTP attributes are removed. */
-  hasL4: boolean;
 }
 
-function convertRule(action: 'ALLOW' | 'DENY', rule: Rule, policyNamespace: string): ConvertedRule {
+/**
+ * One rule as istiod's handleRule (pilot/pkg/serviceregistry/ambient/authorization.go) converts
+ * it: the `to` operations are one clause (each operation one match, keeping only ports and
+ * notPorts), the `from` sources another (keeping the L4 source fields), and each `when`
+ * condition its own clause. HTTP fields are left out of their match; a match left with nothing
+ * is empty, and an empty match never matches (ztunnel skips it), so a clause whose matches are
+ * all empty makes the whole rule unmatchable. L4 fields beside HTTP fields in the same match
+ * are kept (stricter than written).
+ */
+function convertRule(rule: Rule, policyNamespace: string): ConvertedRule {
   const http = new Set<string>();
   const clauses: AuthzClause[] = [];
-  let hasL4 = false;
-
-  // to: each operation is one alternative (ORed)
   if (rule.to?.length) {
-    const matches: AuthzMatch[] = [];
-    let anyHttpOnly = false;
-    for (const { operation: op = {} } of rule.to) {
-      const found = HTTP_OPERATION_FIELDS.filter((f) => op[f]?.length);
-      found.forEach((f) => http.add(f));
-      const m = compact({ destinationPorts: ports(op.ports), notDestinationPorts: ports(op.notPorts) });
-      if (found.length && isEmpty(m)) anyHttpOnly = true;
-      else matches.push(m);
-    }
-    // For a DENY, an alternative that only had HTTP fields matches any connection at L4, so the
-    // whole `to` clause does (stricter than written); with nothing else it is dropped.
-    if (!(action === 'DENY' && anyHttpOnly)) clauses.push({ matches });
-    if (!anyHttpOnly && matches.some((m) => !isEmpty(m))) hasL4 = true;
+    const matches = rule.to.map(({ operation: op = {} }) => {
+      HTTP_OPERATION_FIELDS.filter((f) => op[f]?.length).forEach((f) => http.add(f));
+      return compact({ destinationPorts: ports(op.ports), notDestinationPorts: ports(op.notPorts) });
+    });
+    clauses.push({ matches });
   }
   if (rule.from?.length) {
-    const matches: AuthzMatch[] = [];
-    let anyHttpOnly = false;
-    for (const { source: s = {} } of rule.from) {
-      const found = HTTP_SOURCE_FIELDS.filter((f) => s[f]?.length);
-      found.forEach((f) => http.add(f));
-      const m = compact({
+    const matches = rule.from.map(({ source: s = {} }) => {
+      HTTP_SOURCE_FIELDS.filter((f) => s[f]?.length).forEach((f) => http.add(f));
+      return compact({
         sourceIps: cidrs(s.ipBlocks),
         notSourceIps: cidrs(s.notIpBlocks),
         namespaces: strings(s.namespaces, 'namespaces'),
@@ -248,24 +229,40 @@ function convertRule(action: 'ALLOW' | 'DENY', rule: Rule, policyNamespace: stri
         principals: strings(s.principals, 'principals'),
         notPrincipals: strings(s.notPrincipals, 'notPrincipals'),
       });
-      if (found.length && isEmpty(m)) anyHttpOnly = true;
-      else matches.push(m);
-    }
-    if (!(action === 'DENY' && anyHttpOnly)) clauses.push({ matches });
-    if (!anyHttpOnly && matches.some((m) => !isEmpty(m))) hasL4 = true;
+    });
+    clauses.push({ matches });
   }
-  // when: conditions are ANDed, each its own clause
   for (const c of rule.when ?? []) {
     if (!L4_WHEN_KEYS.has(c.key)) {
       http.add(c.key);
-      continue; // ALLOW: the rule is dropped below; DENY: the condition is dropped (stricter)
+      clauses.push({ matches: [{}] }); // istiod emits an empty match for it
+      continue;
     }
-    const m = compact(whenMatch(c));
-    clauses.push({ matches: [m] });
-    if (!isEmpty(m)) hasL4 = true;
+    clauses.push({ matches: [compact(whenMatch(c))] });
   }
-  if (http.size === 0) hasL4 = true; // no HTTP attributes: the rule is exactly what was written
-  return { rule: { clauses }, http: [...http].sort(), hasL4 };
+  return { rule: { clauses }, http: [...http].sort() };
+}
+
+/**
+ * istiod's hasEffectiveRules: whether some rule can fire at L4 — one with no clauses (matches
+ * every connection), or one whose every clause has a non-empty match.
+ */
+export function hasEffectiveRules(rules: AuthzRule[]): boolean {
+  return rules.some((r) => r.clauses.every((c) => c.matches.some((m) => !isEmpty(m))));
+}
+
+/**
+ * The UnsupportedValue status istiod writes on a policy with HTTP attributes
+ * (convertAuthorizationPolicy, httpRuleFmt and its three endings), worded as istiod's.
+ */
+export function httpStatusMessage(action: 'ALLOW' | 'DENY', found: string[], rules: AuthzRule[]): string {
+  const ending =
+    action === 'ALLOW'
+      ? 'Within an ALLOW policy, rules matching HTTP attributes are omitted. This will be more restrictive than requested.'
+      : hasEffectiveRules(rules)
+        ? 'DENY policy with HTTP attributes is enforced without the HTTP rules. This will be more restrictive than requested.'
+        : 'After omitting unsupported HTTP attributes, this DENY policy has no enforceable rules at ztunnel and will have no effect. Deploy a waypoint proxy and use a targetRef to enforce this policy.';
+  return `ztunnel does not support HTTP attributes (found: ${[...new Set(found)].sort().join(', ')}). In ambient mode you must use a waypoint proxy to enforce HTTP rules. ${ending}`;
 }
 
 export function whenMatch(c: Condition): AuthzMatch {

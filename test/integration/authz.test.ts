@@ -151,7 +151,7 @@ describe('L4 AuthorizationPolicy in the destination node proxy', () => {
       (l) => l.component === 'controlplane' && String(l.rec.msg).includes('demo/l7-only'),
       5000,
     );
-    expect(String(warn.rec.msg)).toContain('has no effect');
+    expect(String(warn.rec.msg)).toContain('will have no effect');
   });
 
   it('ignores a forged `forwarded` header: authorization uses the TCP peer and the certificate', async () => {
@@ -299,6 +299,6 @@ spec:
     const offline = explain(await offlineView(m.configDir), 'demo/sleep', 'echo.demo:8080');
     expect(offline.decisions.map((d) => d.allow)).toEqual([true, true]);
     expect(offline.text).toContain('demo/l7-only');
-    expect(offline.text).toContain('has no effect');
+    expect(offline.text).toContain('will have no effect');
   });
 });

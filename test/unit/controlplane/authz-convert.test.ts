@@ -51,11 +51,14 @@ describe('convertAuthorizationPolicy', () => {
   it.each([
     [{ action: 'AUDIT', rules: [{}] }, 'action AUDIT is not enforced'],
     [{ action: 'CUSTOM', provider: { name: 'x' } }, 'action CUSTOM is not enforced'],
-    [{ rules: [{ to: [{ operation: { methods: ['GET'] } }] }] }, 'rules[0] uses HTTP attributes (methods)'],
-    [{ action: 'DENY', rules: [{ to: [{ operation: { paths: ['/a'] } }] }] }, 'has no effect'],
+    [
+      { rules: [{ to: [{ operation: { methods: ['GET'] } }] }] },
+      'ztunnel does not support HTTP attributes (found: methods). In ambient mode you must use a waypoint proxy to enforce HTTP rules. Within an ALLOW policy, rules matching HTTP attributes are omitted.',
+    ],
+    [{ action: 'DENY', rules: [{ to: [{ operation: { paths: ['/a'] } }] }] }, 'will have no effect'],
     [
       { action: 'DENY', rules: [{ to: [{ operation: { paths: ['/a'], ports: ['80'] } }] }] },
-      'stricter than written',
+      'DENY policy with HTTP attributes is enforced without the HTTP rules. This will be more restrictive than requested.',
     ],
     [{ rules: [{ from: [{ source: { principals: ['a/*/b'] } }] }] }, 'could not be understood'],
   ])('warns, naming the policy: %j', (spec, text) => {

@@ -277,12 +277,41 @@ const cases: Case[] = [
     false,
     0,
   ],
+  // istiod handleRule (pilot/pkg/serviceregistry/ambient/authorization.go): from, to and each
+  // when are separate clauses; a clause left with only HTTP fields is an empty match, which
+  // ztunnel skips, so the whole DENY rule never matches at L4.
   [
-    'DENY keeps its L4 part: HTTP-only `to` + from',
+    'istiod handleRule: DENY with an HTTP-only `to` beside an L4 `from` never matches at L4',
     [deny([{ ...from({ namespaces: ['demo'] }), ...to({ methods: ['POST'] }) }])],
+    {},
+    true,
+  ],
+  [
+    'istiod handleRule: DENY with an L4 `from` and a request.headers `when` never matches at L4',
+    [deny([{ ...from({ namespaces: ['demo'] }), when: [when('request.headers[x]', ['y']).when[0]!] }])],
+    {},
+    true,
+  ],
+  [
+    'istiod handleRule: DENY with an L4 `from` and requestPrincipals in another source keeps the L4 source',
+    [deny([{ from: [{ source: { namespaces: ['demo'] } }, { source: { requestPrincipals: ['*'] } }] }])],
     {},
     false,
     0,
+  ],
+  [
+    'istiod handleRule: DENY with L4 and HTTP fields in the same source keeps the L4 field (stricter)',
+    [deny([from({ namespaces: ['demo'], requestPrincipals: ['*'] })])],
+    {},
+    false,
+    0,
+  ],
+  [
+    'istiod handleRule: an HTTP-only DENY rule does not stop a later L4 rule of the same policy',
+    [deny([when('request.headers[x]', ['y']), to({ ports: ['8080'] })])],
+    {},
+    false,
+    1,
   ],
   ['DENY with only HTTP attributes has no effect', [deny([to({ methods: ['GET'] })])], {}, true],
   ['DENY with only an HTTP condition has no effect', [deny([when('request.headers[x]', ['y'])])], {}, true],
