@@ -335,9 +335,27 @@ const cases: Case[] = [
     req: { path: '/%61dmin' },
     allow: false,
   },
+  // Istio compares hosts/notHosts with the whole Host/:authority, port included (the authz
+  // HostMatcher on ":authority"; Istio's upgrade notes: use "host:*" to match any port).
   {
-    name: 'hosts: case-insensitive and port-insensitive',
+    name: 'hosts (Istio HostMatcher): exact compares the whole Host, so a bare name misses "name:8080"',
+    policies: [allow([to({ hosts: ['echo.demo.svc.cluster.local'] })])],
+    allow: false,
+  },
+  {
+    name: 'hosts (Istio HostMatcher): exact is case-insensitive',
     policies: [allow([to({ hosts: ['Echo.Demo.svc.cluster.local'] })])],
+    req: { host: 'echo.demo.SVC.cluster.local' },
+    allow: true,
+  },
+  {
+    name: 'hosts (Istio HostMatcher): exact with the port matches',
+    policies: [allow([to({ hosts: ['echo.demo.svc.cluster.local:8080'] })])],
+    allow: true,
+  },
+  {
+    name: 'hosts (Istio HostMatcher): "name:*" is a prefix match and takes any port',
+    policies: [allow([to({ hosts: ['echo.demo.svc.cluster.local:*'] })])],
     allow: true,
   },
   {
@@ -348,8 +366,14 @@ const cases: Case[] = [
   {
     name: 'hosts: suffix "*.example.com"',
     policies: [allow([to({ hosts: ['*.example.com'] })])],
-    req: { host: 'API.example.com:443' },
+    req: { host: 'API.example.com' },
     allow: true,
+  },
+  {
+    name: 'hosts (Istio HostMatcher): suffix "*.example.com" misses "api.example.com:443" (port is part of the value)',
+    policies: [allow([to({ hosts: ['*.example.com'] })])],
+    req: { host: 'api.example.com:443' },
+    allow: false,
   },
   {
     name: 'hosts: suffix does not match the bare domain',
@@ -361,7 +385,13 @@ const cases: Case[] = [
   {
     name: 'notHosts excludes a host',
     policies: [deny([to({ notHosts: ['echo.demo.svc.cluster.local'] })])],
+    req: { host: 'echo.demo.svc.cluster.local' },
     allow: true,
+  },
+  {
+    name: 'notHosts (Istio HostMatcher): a bare name does not exclude "name:8080", so the DENY applies',
+    policies: [deny([to({ notHosts: ['echo.demo.svc.cluster.local'] })])],
+    allow: false,
   },
   { name: 'ports: listed port', policies: [allow([to({ ports: ['8080'] })])], allow: true },
   {
@@ -657,7 +687,7 @@ describe('authzRequestOf', () => {
           rules: [
             {
               ...from({ principals: ['cluster.local/ns/demo/sa/sleep'], requestPrincipals: [ALICE] }),
-              ...to({ methods: ['PUT'], paths: ['/items/*'], hosts: ['echo.demo'], ports: ['8080'] }),
+              ...to({ methods: ['PUT'], paths: ['/items/*'], hosts: ['echo.demo:8080'], ports: ['8080'] }),
             },
           ],
         }),
