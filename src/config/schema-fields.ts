@@ -121,6 +121,17 @@ export const hostname = stringRule(
 
 export const stringList = z.array(z.string());
 
+/** RFC 3339 as Kubernetes writes it (`2020-09-08T01:02:03Z`); YAML 1.1 readers may give a Date. */
+const creationTimestamp = z
+  .union([z.string(), z.date()])
+  .transform((v) => (v instanceof Date ? v.toISOString() : v))
+  .refine(
+    (s) =>
+      /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/.test(s) &&
+      !Number.isNaN(Date.parse(s)),
+    'must be an RFC 3339 time, e.g. 2020-09-08T01:02:03Z',
+  );
+
 function metaFields<N extends z.ZodType<string>>(name: N) {
   return {
     name,
@@ -129,6 +140,7 @@ function metaFields<N extends z.ZodType<string>>(name: N) {
     uid: z.string().optional(),
     resourceVersion: z.string().optional(),
     generation: z.number().int().optional(),
+    creationTimestamp: creationTimestamp.optional(),
   };
 }
 

@@ -10,6 +10,8 @@ export interface ObjectMeta {
   uid?: string;
   resourceVersion?: string;
   generation?: number;
+  /** RFC 3339; set by Kubernetes, optional in files. Breaks precedence ties (precedence.ts). */
+  creationTimestamp?: string;
 }
 
 interface KubeObject<K extends string, A extends string = string> {

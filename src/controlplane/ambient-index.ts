@@ -47,7 +47,9 @@ import {
   staticStrictPolicy,
   type ConvertResult,
   type EffectivePeerAuthn,
+  type PeerAuthnChain,
 } from './authz-convert.js';
+import { inPrecedenceOrder } from '../config/precedence.js';
 import {
   buildService,
   buildWorkload,
@@ -523,7 +525,16 @@ export class AmbientIndex extends EventEmitter<{
     const candidates = [...this.peerAuthns.values()]
       .map((e) => e.obj)
       .filter((pa) => [ns, this.opts.rootNamespace].includes(pa.metadata.namespace ?? 'default'));
-    return peerAuthnChain(candidates, pod, this.opts.rootNamespace);
+    // peerAuthnChain breaks ties by name; the oldest wins in Istio (config/precedence.ts), so each
+    // level is filled by the first candidate in precedence order that peerAuthnChain places there.
+    const chain: PeerAuthnChain = {};
+    for (const pa of inPrecedenceOrder(candidates)) {
+      const one = peerAuthnChain([pa], pod, this.opts.rootNamespace);
+      chain.mesh ??= one.mesh;
+      chain.namespace ??= one.namespace;
+      chain.workload ??= one.workload;
+    }
+    return chain;
   }
 
   /** The policy names a pod's Workload lists: selector policies that select it, then PeerAuthentication. */
@@ -748,10 +759,10 @@ export class AmbientIndex extends EventEmitter<{
   private refreshPeerAuthns(changes: Changes): void {
     const root = this.opts.rootNamespace;
     const all = [...this.peerAuthns.values()].map((e) => e.obj);
-    const byName = (a: PeerAuthentication, b: PeerAuthentication) =>
-      a.metadata.name.localeCompare(b.metadata.name);
     const levelPolicy = (ns: string) =>
-      all.filter((pa) => (pa.metadata.namespace ?? 'default') === ns && !hasMatchLabels(pa)).sort(byName)[0];
+      inPrecedenceOrder(
+        all.filter((pa) => (pa.metadata.namespace ?? 'default') === ns && !hasMatchLabels(pa)),
+      )[0];
     const next = new Map<string, Authorization>();
     for (const pa of all) {
       const ns = pa.metadata.namespace ?? 'default';

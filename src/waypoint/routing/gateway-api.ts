@@ -7,6 +7,7 @@
 // ("/pkg.Service/Method") and join the same order, as istiod merges both kinds.
 import type { GRPCRoute, HTTPRoute } from '../../config/types.js';
 import { objectKey } from '../../config/types.js';
+import { inPrecedenceOrder } from '../../config/precedence.js';
 import { allOf, deepFreeze, defaultPortOf, formatLocation, hostOf, rewritePath } from './actions.js';
 import { parseDurationMs } from './duration.js';
 import { gatewayRetry, ruleBackends, ruleFilters, type Origin, type RuleFilters } from './gateway-filters.js';
@@ -83,7 +84,7 @@ export function compileGatewayRoutes(
 ): Map<string, GatewayServiceRoutes> {
   const out = new Map<string, GatewayServiceRoutes>();
   let order = 0;
-  for (const route of routes) {
+  for (const route of inPrecedenceOrder(routes)) {
     const object = objectKey(route);
     const namespace = route.metadata.namespace ?? 'default';
     const spec = route.spec as GwRouteSpec<GwHttpRouteRule | GwGrpcRouteRule>;
