@@ -78,6 +78,24 @@ export function applicablePolicies(
   return out.sort((a, b) => authorizationKey(a).localeCompare(authorizationKey(b)));
 }
 
+/**
+ * The L4 policies that govern a waypoint's own inbound (its HBONE listener): only those its own
+ * workload names (selector-scoped, converted PeerAuthentication). In Istio a waypoint is not a
+ * captured workload: ztunnel enforces L4 policy at the receiving node proxy of enrolled workloads
+ * (istio.io docs, ambient/usage/l4-policy, "Policy enforcement using ztunnel"), and the waypoint
+ * pod is not enrolled, so namespace-wide and root-namespace (GLOBAL) policies never stop traffic
+ * reaching it; the destination's node proxy applies them afterwards, to the waypoint's identity.
+ * Fail-closed stand-ins for unreadable policies (policy-store.ts) stay when the waypoint names
+ * them, and always at the destination.
+ */
+export function waypointInboundPolicies(
+  self: Pick<Workload, 'authorizationPolicies'> | undefined,
+  applicable: readonly EvalPolicy[],
+): EvalPolicy[] {
+  const named = new Set(self?.authorizationPolicies ?? []);
+  return applicable.filter((p) => named.has(authorizationKey(p)));
+}
+
 export function evaluate(
   policies: readonly EvalPolicy[],
   conn: AuthzConnection,

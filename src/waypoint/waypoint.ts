@@ -39,7 +39,7 @@ import type { Authorization } from '../xds/authorization.js';
 import { decodeConfigObject, type ConfigObject } from '../xds/config-objects.js';
 import { ProxyState } from '../node/state.js';
 import { PolicyStore } from '../node/policy-store.js';
-import { evaluate } from '../node/authz.js';
+import { evaluate, waypointInboundPolicies } from '../node/authz.js';
 import { roundRobin } from '../node/route.js';
 import { connectTcp } from '../node/outbound.js';
 import { detectProtocol } from './protocol.js';
@@ -309,8 +309,13 @@ export class Waypoint {
       'dst.workload': workload && `${workload.namespace}/${workload.name}`,
     };
     const self = this.state.workloadByAddress(this.opts.ip);
+    // Only the policies the waypoint's own workload names: a waypoint is not a captured workload,
+    // so namespace-wide and root policies are the destination node proxy's (issue 13 #2).
     const decision = evaluate(
-      this.policies.forWorkload(self ?? { namespace: this.opts.namespace, authorizationPolicies: [] }),
+      waypointInboundPolicies(
+        self,
+        this.policies.forWorkload(self ?? { namespace: this.opts.namespace, authorizationPolicies: [] }),
+      ),
       { srcIdentity: peerIdentity, srcIp, dstIp: target.host, dstPort: target.port },
     );
     if (!decision.allow) {

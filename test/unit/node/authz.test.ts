@@ -13,7 +13,13 @@ import {
   encodeAuthorization,
   type Authorization,
 } from '../../../src/xds/authorization.js';
-import { applicablePolicies, cidrContains, evaluate, type AuthzConnection } from '../../../src/node/authz.js';
+import {
+  applicablePolicies,
+  cidrContains,
+  evaluate,
+  waypointInboundPolicies,
+  type AuthzConnection,
+} from '../../../src/node/authz.js';
 import type { Pod } from '../../../src/config/types.js';
 
 const ROOT = 'istio-system';
@@ -385,5 +391,47 @@ describe('cidrContains', () => {
     ['fd00::', 8, '10.0.0.1', false],
   ] as const)('%s/%d contains %s: %s', (address, length, ip, expected) => {
     expect(cidrContains({ address: address as never, length }, ip)).toBe(expected);
+  });
+});
+
+// A waypoint is not a captured workload in Istio (L4 policy is enforced by the receiving node
+// proxy of enrolled workloads: istio.io ambient/usage/l4-policy); only what its own workload names
+// governs its inbound. Namespace-wide and root policies are for the destination's node proxy.
+describe('waypointInboundPolicies', () => {
+  const conv = (ns: string, spec: Record<string, unknown>, name: string) => {
+    const a = convertAuthorizationPolicy(
+      { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name, namespace: ns }, spec },
+      ROOT,
+    ).authorization!;
+    return [authorizationKey(a), a] as const;
+  };
+  const all = new Map([
+    conv(ROOT, {}, 'allow-nothing'),
+    conv('demo', { action: 'DENY', rules: [{}] }, 'deny-all'),
+    conv('demo', { selector: { matchLabels: { app: 'waypoint' } }, action: 'DENY', rules: [{}] }, 'wp-deny'),
+  ]);
+  const waypointSelf = { namespace: 'demo', authorizationPolicies: [] as string[] };
+  it.each<[string, string[], boolean, string | undefined]>([
+    ['a root allow-nothing and a namespace DENY-all do not stop the waypoint', [], true, undefined],
+    ['a selector policy naming the waypoint does', ['demo/wp-deny'], false, 'demo/wp-deny'],
+  ])('%s', (_n, named, allow, policy) => {
+    const self = { ...waypointSelf, authorizationPolicies: named };
+    const d = evaluate(waypointInboundPolicies(self, applicablePolicies(self, all)), {
+      srcIdentity: SLEEP,
+      srcIp: '10.0.0.10',
+      dstIp: '10.0.0.11',
+      dstPort: 8080,
+    });
+    expect(d.allow).toBe(allow);
+    expect(d.policy).toBe(policy);
+  });
+  it('the same policies still govern an ordinary workload in the namespace (the destination)', () => {
+    const d = evaluate(applicablePolicies(waypointSelf, all), {
+      srcIdentity: SLEEP,
+      srcIp: '10.0.0.10',
+      dstIp: '10.0.0.11',
+      dstPort: 8080,
+    });
+    expect(d.allow).toBe(false);
   });
 });
