@@ -127,8 +127,11 @@ async function runJazzer(target, secs) {
       corpus,
       ...(existsSync(extra) ? [extra] : []),
       '--sync',
+      // the code under test, and the target's own checks (their compares guide the mutations)
       '--includes',
       `${path.join(root, 'dist')}${path.sep}`,
+      '--includes',
+      `${targetsDir}${path.sep}`,
       '--excludes',
       'node_modules',
       '--',

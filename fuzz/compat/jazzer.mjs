@@ -12,7 +12,16 @@
 // upgrade or an edit makes a new copy. See fuzz/README.md.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dropVersions } from './elf-versions.mjs';
@@ -71,6 +80,10 @@ export function jazzerLaunch(root) {
       writeFileSync(path.join(tmp, 'ok'), '');
       rmSync(dir, { recursive: true, force: true });
       renameSync(tmp, dir);
+      // copies made from an older addon or older compat sources are no longer used
+      for (const old of readdirSync(path.dirname(dir)))
+        if (/^[0-9a-f]{16}$/.test(old) && old !== path.basename(dir))
+          rmSync(path.join(path.dirname(dir), old), { recursive: true, force: true });
     } catch (err) {
       rmSync(tmp, { recursive: true, force: true });
       return { error: `could not make the jazzer compat copy in ${rel}: ${err?.message ?? err}` };
