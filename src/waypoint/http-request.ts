@@ -4,6 +4,7 @@
 import type http from 'node:http';
 import { randomFillSync, randomUUID } from 'node:crypto';
 import type { TunnelContext } from './http-proxy.js';
+import { rewritePath } from './routing/index.js';
 import type { ForwardAction, HeaderModifier, L7Request, WeightedBackend } from './routing/types.js';
 import type { PathNormalization } from '../config/mesh-config.js';
 
@@ -81,7 +82,7 @@ export function forwardHeaders(
   action: ForwardAction,
   proto: string,
 ): Record<string, string | string[] | undefined> {
-  const h = applyModifier(incoming, action.requestHeaders, undefined);
+  const h = applyModifier(incoming, action.requestHeaders, action.backendRequestHeaders);
   if (action.rewrite?.authority) h.host = action.rewrite.authority;
   // req.authority is Host, or the authority of an absolute-form target (which overrides Host).
   else if (req.authority) h.host = req.authority;
@@ -135,18 +136,9 @@ export function applyModifier(
 export function rewrittenPath(url: string, action: ForwardAction, path: string): string {
   const q = url.indexOf('?');
   const query = q < 0 ? '' : url.slice(q);
-  const rw = action.rewrite;
-  if (rw?.path !== undefined) return rw.path + query;
-  if (rw?.pathPrefix) {
-    const { from, to } = rw.pathPrefix;
-    if (path.startsWith(from)) {
-      let rest = path.slice(from.length);
-      if (to.endsWith('/') && rest.startsWith('/')) rest = rest.slice(1);
-      const joined = `${to}${rest}` || '/';
-      return (joined.startsWith('/') ? joined : `/${joined}`) + query;
-    }
-  }
-  return path + query;
+  // Exactly the matched characters are replaced (Envoy prefix_rewrite: "/common" → "/" makes
+  // "/common/api" "//api"); Gateway API ReplacePrefixMatch is compiled to a segment-aware form.
+  return rewritePath(path, action.rewrite) + query;
 }
 
 export function pickWeighted(backends: readonly WeightedBackend[], random = Math.random): WeightedBackend {

@@ -156,7 +156,13 @@ export class RequestPipeline {
     const backend = pickWeighted(action.backends);
     if (backend.invalid) throw new HttpFailure(backend.invalid.status, backend.invalid.reason);
     const destination = this.upstreams.destination(backend);
-    if ('reason' in destination) throw new HttpFailure(503, destination.reason);
+    if ('reason' in destination) {
+      // Gateway API: a backendRef to a Service that does not exist gets 500 (its share only).
+      const status = destination.unknown ? (backend.unknownServiceStatus ?? 503) : 503;
+      throw new HttpFailure(status, destination.reason);
+    }
+    // A backendRef's own request header filters apply only when that backend is chosen.
+    if (backend.requestHeaders) action = { ...action, backendRequestHeaders: backend.requestHeaders };
     x.service = destination.service.hostname;
     const bucket = destination.resilience.rateLimit;
     if (bucket) {

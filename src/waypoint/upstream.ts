@@ -41,11 +41,12 @@ export class Upstreams {
     private readonly log?: Logger,
   ) {}
 
-  /** The destination of a backend, or a reason why it has no endpoint (503). */
-  destination(backend: WeightedBackend): Destination | { reason: string } {
+  /** The destination of a backend, or why it has no endpoint (503), `unknown` when no such Service exists. */
+  destination(backend: WeightedBackend): Destination | { reason: string; unknown?: true } {
     const hostname = backend.service.hostname;
     const service = this.state.serviceByHostname(hostname);
-    if (!service) return { reason: `no healthy upstream: backend ${hostname} is not a known service` };
+    if (!service)
+      return { reason: `no healthy upstream: backend ${hostname} is not a known service`, unknown: true };
     const endpoints: UpstreamEndpoint[] = [];
     for (const w of this.state.endpointsOf(service)) {
       if (w.status !== 'HEALTHY' || w.addresses.length === 0) continue;

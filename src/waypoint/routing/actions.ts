@@ -34,11 +34,40 @@ export function mergeModifiers(a: HeaderModifier, b: HeaderModifier): HeaderModi
 export function rewritePath(path: string, rewrite: Rewrite | undefined): string {
   if (!rewrite) return path;
   if (rewrite.path !== undefined) return rewrite.path;
+  if (rewrite.regex) return substituteAll(path, rewrite.regex.pattern, rewrite.regex.substitution);
   const p = rewrite.pathPrefix;
   if (!p) return path;
   if (path.slice(0, p.from.length).toLowerCase() !== p.from.toLowerCase()) return path;
   const out = p.to + path.slice(p.from.length);
   return out === '' ? '/' : out.startsWith('/') ? out : `/${out}`;
+}
+
+/**
+ * Every match of `pattern` (a global RegExp) in `value` replaced by `substitution`, read as RE2
+ * writes it (envoy/type/matcher/v3/regex.proto RegexMatchAndSubstitute: "all matches in the
+ * subject string are replaced"; `\1` is capture group 1): `\0`..`\9` a group (empty when it did
+ * not take part), `\\` one backslash. Any other character, `$` included, is literal.
+ */
+export function substituteAll(value: string, pattern: RegExp, substitution: string): string {
+  return value.replace(pattern, (...args: unknown[]) => {
+    // replace() passes the match, the groups, then the offset (the first number).
+    const groups = args.slice(
+      0,
+      args.findIndex((a) => typeof a === 'number'),
+    );
+    return substitution.replace(/\\(\d|\\)/g, (_all, what: string) => {
+      if (what === '\\') return '\\';
+      const g = groups[Number(what)];
+      return typeof g === 'string' ? g : '';
+    });
+  });
+}
+
+/** The highest `\N` an RE2 rewrite string refers to (Envoy refuses one above the group count). */
+export function maxSubstitutionGroup(substitution: string): number {
+  let max = 0;
+  for (const m of substitution.matchAll(/\\(\d|\\)/g)) if (m[1] !== '\\') max = Math.max(max, Number(m[1]));
+  return max;
 }
 
 /** The host part of a Host / :authority value ("[::1]:8080" → "[::1]"). */

@@ -132,9 +132,15 @@ export function backendRef(ref: GwBackendRef, at: Origin, index: ServiceIndex): 
       at.object,
       at.field,
       'UNKNOWN_BACKEND',
-      `Service ${namespace}/${ref.name} does not exist; requests sent to it get 503 until it does`,
+      `Service ${namespace}/${ref.name} does not exist; requests sent to it get 500 (gRPC: UNAVAILABLE) until it does`,
     );
   }
+  // A reference to a Service that does not exist is invalid, and the requests that would have
+  // been routed to it get 500 (gateway-api apis/v1/httproute_types.go, HTTPRouteRule.BackendRefs:
+  // "When a HTTPBackendRef is invalid, 500 status codes MUST be returned ..."); GRPCRoute's
+  // rule is UNAVAILABLE instead (grpcroute_types.go, GRPCRouteRule.BackendRefs), which a 503
+  // becomes. Decided per request, as the Service may appear later.
+  backend.unknownServiceStatus = at.object.startsWith('GRPCRoute/') ? 503 : 500;
   return backend;
 }
 

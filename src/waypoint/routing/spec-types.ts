@@ -159,7 +159,7 @@ export interface IstioHttpRoute {
   };
   directResponse?: { status: number; body?: { string?: string; bytes?: string } };
   delegate?: unknown;
-  rewrite?: { uri?: string; authority?: string; uriRegexRewrite?: unknown };
+  rewrite?: { uri?: string; authority?: string; uriRegexRewrite?: { match?: string; rewrite?: string } };
   timeout?: string;
   retries?: { attempts?: number; perTryTimeout?: string; retryOn?: string; retryRemoteLocalities?: boolean };
   fault?: {

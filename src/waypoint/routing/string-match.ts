@@ -18,8 +18,11 @@ const NOT_RE2: [RegExp, string][] = [
   [/\(\?[imsU-]+[:)]/, 'inline flags are only supported at the start of the pattern'],
 ];
 
-/** Compiles an RE2 pattern into a RegExp that must match the whole value, as RE2 full-match does. */
-export function compileRe2(pattern: string, ignoreCase = false): Re2Result {
+/**
+ * Compiles an RE2 pattern into a RegExp that must match the whole value, as RE2 full-match does;
+ * with `search`, a global RegExp that finds every match (for substitutions).
+ */
+export function compileRe2(pattern: string, ignoreCase = false, search = false): Re2Result {
   let source = pattern;
   let flags = ignoreCase ? 'i' : '';
   // A leading (?i) / (?s) / (?is) sets flags for the whole pattern, as in RE2.
@@ -37,7 +40,8 @@ export function compileRe2(pattern: string, ignoreCase = false): Re2Result {
     .replace(/\\z/g, '$');
   if (/\\p[A-Za-z{]/.test(source)) flags += 'u';
   try {
-    return { ok: true, re: new RegExp(`^(?:${source})$`, flags) };
+    // search: every match anywhere in the value (a substitution, Envoy's RegexMatchAndSubstitute).
+    return { ok: true, re: search ? new RegExp(source, `${flags}g`) : new RegExp(`^(?:${source})$`, flags) };
   } catch (err) {
     return { ok: false, error: err instanceof Error ? err.message : String(err) };
   }

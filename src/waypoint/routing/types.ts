@@ -73,6 +73,12 @@ export interface WeightedBackend extends BackendRef {
    * instead (Gateway API: 500 for that share of traffic; Istio: 503).
    */
   invalid?: { status: number; reason: string };
+  /**
+   * The status a request that picks this backend gets when its Service does not exist when the
+   * request arrives: 500 for Gateway API backendRefs (the spec's rule for a reference that does
+   * not resolve); unset = 503 (Istio: no healthy upstream).
+   */
+  unknownServiceStatus?: number;
 }
 
 /** How the path and authority are rewritten before forwarding; see rewritePath(). */
@@ -81,6 +87,12 @@ export interface Rewrite {
   path?: string;
   /** Replace the leading `from` (the part of the path a prefix match matched) with `to`. */
   pathPrefix?: { from: string; to: string };
+  /**
+   * Istio `uriRegexRewrite` (Envoy `regex_rewrite`, RegexMatchAndSubstitute): every match of
+   * `pattern` (global, RE2 translated) in the path is replaced by `substitution`, where `\1`..`\9`
+   * are capture groups, `\0` the whole match and `\\` a backslash (RE2::Rewrite syntax).
+   */
+  regex?: { pattern: RegExp; substitution: string };
   /** New Host / :authority. */
   authority?: string;
 }
@@ -122,6 +134,11 @@ export interface ForwardAction {
   retry?: RetryPolicy;
   fault?: FaultPolicy;
   mirror?: MirrorPolicy<BackendRef>[];
+  /**
+   * Set per request (on a copy) by the pipeline: the chosen backend's request header edits,
+   * applied after `requestHeaders` (Gateway API backendRef filters apply only to that backend).
+   */
+  backendRequestHeaders?: HeaderModifier;
   /** "HTTPRoute/ns/name:rules[0]", "VirtualService/ns/name:http[1]", "default", ... */
   routeName: string;
   /** Workload-addressed traffic (no service): forward to req.target.ip:port unchanged. */

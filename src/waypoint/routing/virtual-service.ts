@@ -12,6 +12,7 @@ import {
   defaultPortOf,
   formatLocation,
   hostOf,
+  maxSubstitutionGroup,
   portOf,
 } from './actions.js';
 import { parseDurationMs } from './duration.js';
@@ -35,6 +36,7 @@ import type {
   ForwardAction,
   HeaderModifier,
   L7Request,
+  Rewrite,
   RouteAction,
   ServiceInfo,
   WeightedBackend,
@@ -243,6 +245,7 @@ interface RouteParts {
   retry?: ForwardAction['retry'];
   fault?: FaultPolicy;
   mirror: MirrorPolicy<BackendRef>[];
+  regexRewrite?: NonNullable<Rewrite['regex']>;
 }
 
 function routeParts(route: IstioHttpRoute, ctx: Ctx, field: string): RouteParts {
@@ -314,13 +317,37 @@ function routeParts(route: IstioHttpRoute, ctx: Ctx, field: string): RouteParts 
     const { invalid: _i, ...ref } = b;
     parts.mirror.push({ backend: ref, percent: Math.min(100, Math.max(0, m.percent ?? 100)) });
   }
-  if (route.rewrite?.uriRegexRewrite !== undefined) {
-    ctx.warn.add(
-      ctx.object,
-      `${field}.rewrite.uriRegexRewrite`,
-      'UNSUPPORTED_FIELD',
-      'uriRegexRewrite is not supported by ambit; ignored',
-    );
+  const rr = route.rewrite?.uriRegexRewrite;
+  if (rr !== undefined) {
+    const at = `${field}.rewrite.uriRegexRewrite`;
+    const r = compileRe2(rr.match ?? '', false, true);
+    const groups = r.ok ? new RegExp(`${r.re.source}|`).exec('')!.length - 1 : 0;
+    if (route.rewrite?.uri !== undefined) {
+      ctx.warn.add(
+        ctx.object,
+        at,
+        'INVALID_VALUE',
+        'uri and uriRegexRewrite cannot both be set (Istio refuses it); uriRegexRewrite ignored',
+      );
+    } else if (!rr.match || rr.rewrite === undefined) {
+      ctx.warn.add(ctx.object, at, 'INVALID_VALUE', 'uriRegexRewrite needs both match and rewrite; ignored');
+    } else if (!r.ok) {
+      ctx.warn.add(
+        ctx.object,
+        at,
+        'INVALID_REGEX',
+        `regular expression ${JSON.stringify(rr.match)} is not usable (${r.error}); the rewrite is ignored`,
+      );
+    } else if (maxSubstitutionGroup(rr.rewrite) > groups) {
+      ctx.warn.add(
+        ctx.object,
+        at,
+        'INVALID_VALUE',
+        `rewrite ${JSON.stringify(rr.rewrite)} refers to a capture group the pattern does not have (${groups}); ignored`,
+      );
+    } else {
+      parts.regexRewrite = { pattern: r.re, substitution: rr.rewrite };
+    }
   }
   return parts;
 }
@@ -362,14 +389,14 @@ function routeAction(
     routeName,
   };
   const rw = route.rewrite;
-  if (rw && (rw.uri !== undefined || rw.authority !== undefined)) {
+  if (rw && (rw.uri !== undefined || rw.authority !== undefined || parts.regexRewrite)) {
     const rewrite: NonNullable<ForwardAction['rewrite']> = {};
     if (rw.authority !== undefined) rewrite.authority = rw.authority;
     if (rw.uri !== undefined) {
       // Envoy prefix_rewrite: the matched prefix is replaced; an exact or regex match matched the whole path.
       if (m?.uri?.exact !== undefined || m?.uri?.regex !== undefined) rewrite.path = rw.uri;
       else rewrite.pathPrefix = { from: m?.uri?.prefix ?? '/', to: rw.uri };
-    }
+    } else if (parts.regexRewrite) rewrite.regex = parts.regexRewrite;
     action.rewrite = rewrite;
   }
   if (parts.timeoutMs !== undefined) action.timeoutMs = parts.timeoutMs;

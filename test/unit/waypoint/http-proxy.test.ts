@@ -43,7 +43,10 @@ describe('waypoint HTTP helpers', () => {
     ['no rewrite keeps path and query', undefined, '/a/b?x=1', '/a/b?x=1'],
     ['full path', { path: '/new' }, '/a/b?x=1', '/new?x=1'],
     ['prefix', { pathPrefix: { from: '/a', to: '/z' } }, '/a/b?x=1', '/z/b?x=1'],
-    ['prefix to root', { pathPrefix: { from: '/a', to: '/' } }, '/a/b', '/b'],
+    // Envoy prefix_rewrite replaces exactly the matched characters: "/a" → "/" on "/a/b" is
+    // "//b" (route_components.proto prefix_rewrite; issue 13 divergence 5).
+    ['prefix to root keeps the rest as is', { pathPrefix: { from: '/a', to: '/' } }, '/a/b', '//b'],
+    ['prefix with its slash to root', { pathPrefix: { from: '/a/', to: '/' } }, '/a/b', '/b'],
     ['whole prefix to root', { pathPrefix: { from: '/a', to: '/' } }, '/a', '/'],
   ])('rewrites: %s', (_n, rewrite, url, want) => {
     const q = url.indexOf('?');
@@ -57,6 +60,26 @@ describe('waypoint HTTP helpers', () => {
       { set: [{ name: 'd', value: '4' }], add: [], remove: ['a'] },
     );
     expect(out).toEqual({ b: ['2', 'y'], d: '4' });
+  });
+
+  it("applies the chosen backend's request header edits after the route's (backendRef filters)", () => {
+    const req = toL7Request('GET', '/p', { host: 'web' }, ctx, 'web');
+    const route = { set: [{ name: 'x-a', value: 'route' }], add: [], remove: [] };
+    const h = forwardHeaders(
+      { host: 'web' },
+      req,
+      ctx,
+      action({
+        requestHeaders: route,
+        backendRequestHeaders: { set: [{ name: 'x-b', value: 'backend' }], add: [], remove: ['x-a'] },
+      }),
+      'http',
+    );
+    expect(h['x-b']).toBe('backend');
+    expect(h['x-a']).toBeUndefined();
+    expect(forwardHeaders({ host: 'web' }, req, ctx, action({ requestHeaders: route }), 'http')['x-a']).toBe(
+      'route',
+    );
   });
 
   it('adds x-forwarded-*, x-request-id and traceparent only when absent', () => {

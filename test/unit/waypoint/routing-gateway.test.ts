@@ -252,8 +252,18 @@ describe('HTTPRoute backends', () => {
     const a = fwd(route(t, '/'));
     expect(a.kind).toBe('forward');
     expect(a.backends).toEqual([
-      { service: { namespace: 'shop', hostname: 'reviews.shop.svc.cluster.local' }, port: 80, weight: 90 },
-      { service: { namespace: 'shop', hostname: 'ratings.shop.svc.cluster.local' }, port: 80, weight: 10 },
+      {
+        service: { namespace: 'shop', hostname: 'reviews.shop.svc.cluster.local' },
+        port: 80,
+        weight: 90,
+        unknownServiceStatus: 500,
+      },
+      {
+        service: { namespace: 'shop', hostname: 'ratings.shop.svc.cluster.local' },
+        port: 80,
+        weight: 10,
+        unknownServiceStatus: 500,
+      },
     ]);
     expect(a.routeName).toBe('HTTPRoute/shop/r:rules[0]');
   });
@@ -669,5 +679,88 @@ describe('GRPCRoute', () => {
       ]),
     ]);
     expect(outcome(route(t2, '/a.B/C', { to: 'grpc.shop', port: 9090 }))).toBe('reviews');
+  });
+});
+
+// Issue 13 divergence 8: a backendRef to a Service that does not exist is invalid; the requests
+// that would go to it get 500, the rest is served (gateway-api apis/v1/httproute_types.go,
+// HTTPRouteRule.BackendRefs); GRPCRoute says UNAVAILABLE (grpcroute_types.go), i.e. 503.
+describe('backendRef to a Service that does not exist', () => {
+  it.each<[string, (rules: unknown[]) => never, number]>([
+    ['HTTPRoute: 500', (rules) => httpRoute('r', rules) as never, 500],
+    ['GRPCRoute: 503 (UNAVAILABLE)', (rules) => grpcRoute('g', rules) as never, 503],
+  ])('%s for its share only, known Services keep forwarding', (_n, make, status) => {
+    const t = table([
+      make([
+        {
+          backendRefs: [
+            { name: 'reviews', port: 80, weight: 1 },
+            { name: 'nosuch', port: 80, weight: 1 },
+          ],
+        },
+      ]),
+    ]);
+    const a = fwd(
+      route(t, '/', { to: status === 500 ? 'web.shop' : 'grpc.shop', port: status === 500 ? 80 : 9090 }),
+    );
+    expect(a.kind).toBe('forward');
+    expect(
+      a.backends.map((b) => [b.service.hostname.split('.')[0], b.unknownServiceStatus, b.invalid]),
+    ).toEqual([
+      ['reviews', status, undefined],
+      ['nosuch', status, undefined],
+    ]);
+    const key = status === 500 ? 'HTTPRoute/shop/r' : 'GRPCRoute/shop/g';
+    expect(warningsOf(t, key).join('\n')).toMatch(
+      /UNKNOWN_BACKEND .*nosuch does not exist; requests sent to it get 500/,
+    );
+  });
+
+  it('leaves an Istio destination to an unknown host at 503 (no status override)', () => {
+    const t = table([
+      {
+        apiVersion: 'networking.istio.io/v1',
+        kind: 'VirtualService',
+        metadata: { name: 'vs', namespace: 'shop' },
+        spec: { hosts: ['web'], http: [{ route: [{ destination: { host: 'nosuch' } }] }] },
+      } as never,
+    ]);
+    expect(fwd(route(t, '/')).backends[0]!.unknownServiceStatus).toBeUndefined();
+  });
+});
+
+// Issue 13 divergence 9: backendRef-level filters belong to that backend only (gateway-api
+// HTTPBackendRef.Filters: "Filters defined at this level should be executed if and only if the
+// request is being forwarded to the backend defined here").
+describe('backendRef filters', () => {
+  it('keeps header edits on the backend they are written on, not the route', () => {
+    const t = table([
+      httpRoute('r', [
+        {
+          backendRefs: [
+            {
+              name: 'reviews',
+              port: 80,
+              filters: [
+                {
+                  type: 'RequestHeaderModifier',
+                  requestHeaderModifier: { set: [{ name: 'X-Backend', value: 'reviews' }] },
+                },
+                {
+                  type: 'ResponseHeaderModifier',
+                  responseHeaderModifier: { add: [{ name: 'x-from', value: 'r' }] },
+                },
+              ],
+            },
+            { name: 'ratings', port: 80 },
+          ],
+        },
+      ]),
+    ]);
+    const a = fwd(route(t, '/'));
+    expect(a.requestHeaders.set).toEqual([]);
+    expect(a.backends[0]!.requestHeaders?.set).toEqual([{ name: 'x-backend', value: 'reviews' }]);
+    expect(a.backends[0]!.responseHeaders?.add).toEqual([{ name: 'x-from', value: 'r' }]);
+    expect(a.backends[1]!.requestHeaders).toBeUndefined();
   });
 });

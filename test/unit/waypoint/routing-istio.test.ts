@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { destinationPolicy, type ForwardAction } from '../../../src/waypoint/routing/index.js';
+import { destinationPolicy, rewritePath, type ForwardAction } from '../../../src/waypoint/routing/index.js';
 import {
   destinationRule,
   httpRoute,
@@ -582,5 +582,46 @@ describe('destinationPolicy', () => {
       'UNSUPPORTED_FIELD spec.trafficPolicy.tls.mode',
     ]);
     expect(destinationPolicy(t, svc).lb).toEqual({ kind: 'LEAST_REQUEST' });
+  });
+});
+
+// Issue 13 divergence 6: Istio `rewrite.uriRegexRewrite` becomes Envoy's regex_rewrite
+// (envoy/type/matcher/v3/regex.proto RegexMatchAndSubstitute: every match is replaced, `\1`
+// names capture group 1 in RE2's syntax); the example is Istio's own (VirtualService reference,
+// RegexRewrite: match "^/service/([^/]+)(/.*)$", rewrite "\2/instance/\1").
+describe('VirtualService uriRegexRewrite', () => {
+  const rewritten = (rr: Record<string, unknown>, path: string, extra: Record<string, unknown> = {}) => {
+    const t = table([vs([{ rewrite: { uriRegexRewrite: rr, ...extra }, route: [dest('reviews')] }])]);
+    const a = fwd(route(t, path));
+    return { path: rewritePath(path, a.rewrite), warnings: warningsOf(t, 'VirtualService/shop/vs') };
+  };
+  it.each<[string, Record<string, string>, string, string]>([
+    [
+      "Istio's docs example",
+      { match: '^/service/([^/]+)(/.*)$', rewrite: '\\2/instance/\\1' },
+      '/service/foo/v1/api',
+      '/v1/api/instance/foo',
+    ],
+    ['every match, not the first only', { match: 'a', rewrite: 'b' }, '/a/a/xa', '/b/b/xb'],
+    ['\\0 is the whole match', { match: '/v[0-9]+', rewrite: '/api\\0' }, '/v2/x', '/api/v2/x'],
+    ['\\\\ is a backslash, $1 is literal', { match: '^/(x)$', rewrite: '/\\\\$1' }, '/x', '/\\$1'],
+    ['no match leaves the path', { match: '^/nomatch(.*)', rewrite: '/y\\1' }, '/other', '/other'],
+    ['(?i) applies to the search', { match: '(?i)/FOO', rewrite: '/bar' }, '/foo/1', '/bar/1'],
+  ])('%s', (_n, rr, path, want) => {
+    const r = rewritten(rr, path);
+    expect(r.warnings).toEqual([]);
+    expect(r.path).toBe(want);
+  });
+
+  it.each<[string, Record<string, string>, Record<string, unknown>, RegExp]>([
+    ['a group the pattern lacks', { match: '^/(a)', rewrite: '/\\2' }, {}, /INVALID_VALUE .*capture group/],
+    ['a pattern RE2 refuses', { match: '^/(?=a)', rewrite: '/' }, {}, /INVALID_REGEX .*lookaround/],
+    ['no rewrite', { match: '^/a' }, {}, /INVALID_VALUE .*both match and rewrite/],
+    ['together with uri', { match: '^/a', rewrite: '/b' }, { uri: '/c' }, /INVALID_VALUE .*cannot both/],
+  ])('refuses %s with a warning and leaves the path alone', (_n, rr, extra, warning) => {
+    const r = rewritten(rr, '/a/b', extra);
+    expect(r.warnings.join('\n')).toMatch(warning);
+    // with uri set, uri alone applies (the "/" prefix replaced: "/c" + "a/b")
+    expect(r.path).toBe(extra.uri ? '/ca/b' : '/a/b');
   });
 });

@@ -40,6 +40,11 @@ describe('rewritePath', () => {
     ['/v1/users', { from: '/v1/', to: '/' }, '/users'],
     ['/V1/users', { from: '/v1/', to: '/' }, '/users'],
     ['/other', { from: '/v1/', to: '/' }, '/other'],
+    // Istio rewrite.uri after a prefix match is Envoy prefix_rewrite: exactly the matched
+    // characters are replaced, so "/common" → "/" turns "/common/api" into "//api".
+    ['/common/api', { from: '/common', to: '/' }, '//api'],
+    ['/common', { from: '/common', to: '/' }, '/'],
+    ['/commonx', { from: '/common', to: '/new' }, '/newx'],
   ])('%s with %j → %s', (path, pathPrefix, want) => {
     expect(rewritePath(path, { pathPrefix })).toBe(want);
   });
