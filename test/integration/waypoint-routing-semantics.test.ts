@@ -2,8 +2,10 @@
 // 6, 8, 9, 10): node proxy → waypoint → node proxy → app, the app answering with the path and
 // headers it received.
 import http from 'node:http';
+import http2 from 'node:http2';
 import type net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { socksConnect } from '../../src/cli/socks-client.js';
 import { TestMesh, closeServer, listen } from '../support/mesh.js';
 import { SocksAgent } from '../support/mesh-http.js';
 import { demoService, waypointGateway } from '../support/waypoint-manifests.js';
@@ -27,6 +29,7 @@ const EXTRA = [
   demoService('api', ip(101), { app: 'api' }, '[{name: http, port: 8080}]', true),
   demoService('gw', ip(102), { app: 'api' }, '[{name: http, port: 8080}]', true),
   demoService('locked', ip(103), { app: 'locked' }, '[{name: http, port: 8080}]', true),
+  demoService('locked-grpc', ip(104), { app: 'locked' }, '[{name: grpc, port: 9000}]', true),
   `
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -169,5 +172,33 @@ describe("the waypoint's onward tunnel refused by the destination's policy", () 
       from,
     );
     expect(String(denial.rec['src.identity'])).toMatch(/\/sa\/waypoint$/);
+  });
+
+  it("gives a gRPC client the waypoint's UNAVAILABLE (grpc-status 14), as Envoy maps 503", async () => {
+    const socket = await socksConnect({ host: SLEEP, port: 15080 }, ip(104), 9000);
+    const session = http2.connect(`http://${ip(104)}:9000`, { createConnection: () => socket });
+    session.on('error', () => {});
+    try {
+      const headers = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+        const req = session.request({
+          ':method': 'POST',
+          ':path': '/echo.Echo/Unary',
+          'content-type': 'application/grpc',
+          te: 'trailers',
+        });
+        let all: http2.IncomingHttpHeaders = {};
+        req.on('response', (h) => (all = { ...all, ...h }));
+        req.on('trailers', (t) => (all = { ...all, ...t }));
+        req.on('data', () => {});
+        req.on('end', () => resolve(all));
+        req.on('error', reject);
+        req.end(Buffer.from([0, 0, 0, 0, 0]));
+      });
+      expect(headers[':status']).toBe(200);
+      expect(headers['grpc-status']).toBe('14');
+      expect(lockedHits).toBe(0);
+    } finally {
+      session.close();
+    }
   });
 });
