@@ -172,6 +172,10 @@ describe("the waypoint's onward tunnel refused by the destination's policy", () 
       from,
     );
     expect(String(denial.rec['src.identity'])).toMatch(/\/sa\/waypoint$/);
+    // Again and again, on the client's kept-alive connection to the waypoint, and in parallel.
+    const again = await Promise.all([1, 2, 3, 4].map((i) => get('locked.demo', `/again/${i}`)));
+    expect(again.map((a) => a.status)).toEqual([503, 503, 503, 503]);
+    expect(lockedHits).toBe(0);
   });
 
   it("gives a gRPC client the waypoint's UNAVAILABLE (grpc-status 14), as Envoy maps 503", async () => {
