@@ -400,7 +400,12 @@ describe('cidrContains', () => {
 describe('waypointInboundPolicies', () => {
   const conv = (ns: string, spec: Record<string, unknown>, name: string) => {
     const a = convertAuthorizationPolicy(
-      { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name, namespace: ns }, spec },
+      {
+        apiVersion: 'security.istio.io/v1',
+        kind: 'AuthorizationPolicy',
+        metadata: { name, namespace: ns },
+        spec,
+      },
       ROOT,
     ).authorization!;
     return [authorizationKey(a), a] as const;
