@@ -1,10 +1,11 @@
 // `ambit ctl analyze DIR`: the manifests through the same loader the control plane uses (errors
-// name file, document and field), then the mistakes users of Istio ambient make most, as
+// and unknown-field warnings name file, line and field), then the mistakes users of Istio ambient make most, as
 // warnings (after `istioctl analyze`): a VirtualService subset no DestinationRule defines, a
 // use-waypoint label naming a Gateway that does not exist, Service ports whose protocol cannot be
 // told (L7 is lost: treated as TCP), AuthorizationPolicies that select no workload, and those that
 // failed validation and are in force in their fail-closed form (config/authz-degrade.ts).
 // Pure over the loaded objects, so it is table-tested.
+import { locationOf, type ConfigError } from '../config/config-error.js';
 import type { LoadedObject } from '../config/load.js';
 import { LABEL_USE_WAYPOINT, type KubeResource } from '../config/types.js';
 
@@ -15,7 +16,42 @@ export interface AnalyzeMessage {
   object: string;
   file?: string;
   document?: number;
+  /** 1-based line of the object or field in `file`, when known. */
+  line?: number;
   message: string;
+}
+
+/**
+ * The loader's findings as analyze messages: errors (IST0101, as istioctl names a bad
+ * resource) and, as kubectl's strict field validation would warn, fields the upstream API does
+ * not define (AMBIT_UNKNOWN_FIELD).
+ */
+export function loadMessages(load: {
+  errors: readonly ConfigError[];
+  warnings: readonly ConfigError[];
+}): AnalyzeMessage[] {
+  const one = (level: AnalyzeMessage['level'], code: string, e: ConfigError): AnalyzeMessage => ({
+    level,
+    code,
+    object: [e.kind, e.namespace ? `${e.namespace}/${e.name}` : e.name].filter(Boolean).join(' ') || '-',
+    file: e.file,
+    document: e.document,
+    ...(e.line !== undefined ? { line: e.line } : {}),
+    message: `${e.path || '(document)'}: ${e.message}`,
+  });
+  return [
+    ...load.errors.map((e) => one('Error', 'IST0101', e)),
+    // Ignored kinds (Deployments next to the mesh config) stay out, as before: they are no mistake.
+    ...load.warnings
+      .filter((e) => e.code === 'CONFIG_UNKNOWN_FIELD')
+      .map((e) => one('Warning', 'AMBIT_UNKNOWN_FIELD', e)),
+  ];
+}
+
+/** One line of `ambit ctl analyze` output; the place is `file:line` (never `file:documentNumber`). */
+export function formatAnalyzeMessage(m: AnalyzeMessage): string {
+  const at = m.file ? `  [${locationOf({ file: m.file, document: m.document, line: m.line })}]` : '';
+  return `${m.level} [${m.code}] (${m.object}) ${m.message}${at}`;
 }
 
 const LABEL_USE_WAYPOINT_NAMESPACE = 'istio.io/use-waypoint-namespace';
@@ -52,7 +88,12 @@ export function fqdn(host: string, namespace: string, domain = 'cluster.local'):
 export function analyze(entries: readonly LoadedObject[], rootNamespace = 'istio-system'): AnalyzeMessage[] {
   const out: AnalyzeMessage[] = [];
   const objects = entries.map((e) => e.object);
-  const where = new Map(entries.map((e) => [e.object, { file: e.file, document: e.document }]));
+  const where = new Map(
+    entries.map((e) => [
+      e.object,
+      { file: e.file, document: e.document, ...(e.line !== undefined ? { line: e.line } : {}) },
+    ]),
+  );
   const warn = (o: KubeResource, code: string, message: string) =>
     out.push({ level: 'Warning', code, object: describe(o), ...where.get(o), message });
   const byKind = (k: string) => objects.filter((o) => o.kind === k);
@@ -187,6 +228,7 @@ export function analyze(entries: readonly LoadedObject[], rootNamespace = 'istio
       object: describe(e.object),
       file: e.file,
       document: e.document,
+      ...(e.line !== undefined ? { line: e.line } : {}),
       message: `failed validation; in force degraded (fail closed): ${e.degraded.join('; ')}`,
     });
   }

@@ -13,7 +13,7 @@ import type { SyncEntry } from '../telemetry/controlplane-debug.js';
 import type { CertInfo } from '../telemetry/node-admin.js';
 import { getJson as getJsonFrom } from '../telemetry/http-util.js';
 import { UsageError } from './main.js';
-import { analyze } from './ctl-analyze.js';
+import { analyze, formatAnalyzeMessage, loadMessages } from './ctl-analyze.js';
 import { formatTable } from './ctl-table.js';
 
 const DEFAULT_CONTROL_PLANE = '127.0.0.1:15014';
@@ -248,25 +248,10 @@ async function run(args: string[]): Promise<number> {
     case 'analyze': {
       if (!arg) throw new UsageError('analyze needs a directory of manifests');
       const load = await loadDirectory(arg);
-      const messages = [
-        ...load.errors.map((e) => ({
-          level: 'Error' as const,
-          code: 'IST0101',
-          object:
-            [e.kind, e.namespace ? `${e.namespace}/${e.name}` : e.name].filter(Boolean).join(' ') || '-',
-          file: e.file,
-          document: e.document,
-          message: `${e.path || '(document)'}: ${e.message}`,
-        })),
-        ...analyze(load.entries),
-      ];
+      const messages = [...loadMessages(load), ...analyze(load.entries)];
       if (json) console.log(JSON.stringify(messages, null, 2));
       else if (messages.length === 0) console.log(`✔ No validation issues found when analyzing ${arg}.`);
-      else
-        for (const m of messages)
-          console.log(
-            `${m.level} [${m.code}] (${m.object}) ${m.message}${m.file ? `  [${m.file}${m.document ? `:${m.document}` : ''}]` : ''}`,
-          );
+      else for (const m of messages) console.log(formatAnalyzeMessage(m));
       return messages.some((m) => m.level === 'Error') ? 1 : 0;
     }
     default:

@@ -1,9 +1,10 @@
 // ConfigError: one problem in one document of one manifest file, and the wording of validation
-// messages. Users see the text form `file:document: field: message` in logs and in
+// messages. Users see the text form `file:line: field: message` in logs and in
 // `ambit ctl analyze`, and tests check it exactly, so the wording lives here, in one place.
 import type * as z from 'zod';
 
-export type ConfigErrorCode = 'CONFIG_INVALID' | 'CONFIG_YAML';
+/** CONFIG_UNKNOWN_FIELD is a warning: a field the upstream API does not define (known-fields.ts). */
+export type ConfigErrorCode = 'CONFIG_INVALID' | 'CONFIG_YAML' | 'CONFIG_UNKNOWN_FIELD';
 
 export interface ConfigErrorInit {
   code?: ConfigErrorCode;
@@ -47,19 +48,29 @@ export class ConfigError {
     if (init.namespace !== undefined) this.namespace = init.namespace;
   }
 
+  /**
+   * `file:line: field: message` — `file:N` is read as line N by every reader (and editors jump
+   * there), so a document number is never printed that way: without a line it is
+   * `file (document N)`. A syntax error has no field: `file:line:column: message`.
+   */
   toString(): string {
-    const at = this.document > 0 ? `${this.file}:${this.document}` : this.file;
-    return `${at}: ${this.where()}: ${this.message}`;
+    if (this.code === 'CONFIG_YAML' && this.line !== undefined && !this.path) {
+      const col = this.column !== undefined ? `:${this.column}` : '';
+      return `${this.file}:${this.line}${col}: ${this.message}`;
+    }
+    return `${locationOf(this)}: ${this.where()}: ${this.message}`;
   }
 
   private where(): string {
     if (this.path) return this.path;
-    // A syntax error has no field to name, but its line is what the user needs.
-    if (this.code === 'CONFIG_YAML' && this.line !== undefined) {
-      return this.column !== undefined ? `line ${this.line}, column ${this.column}` : `line ${this.line}`;
-    }
     return this.document > 0 ? '(document)' : '(file)';
   }
+}
+
+/** Where in a file: `file:line` when the line is known, else `file (document N)`, else `file`. */
+export function locationOf(p: { file: string; document?: number; line?: number }): string {
+  if (p.line !== undefined) return `${p.file}:${p.line}`;
+  return p.document ? `${p.file} (document ${p.document})` : p.file;
 }
 
 /** `['spec', 'ports', 0, 'port']` → `spec.ports[0].port`; odd keys are quoted: `labels["istio.io/rev"]`. */

@@ -6,7 +6,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { errorMessage } from '../common/errors.js';
 import { componentLogger, type Logger } from '../common/log.js';
-import type { ConfigError } from './config-error.js';
+import { locationOf, type ConfigError } from './config-error.js';
 import { diffSnapshots, isEmptyChange } from './diff.js';
 import { mergeParses, parseManifests, unreadable, type LoadedObject, type ManifestParse } from './load.js';
 import { listManifestFiles, readManifestFile } from './manifest-files.js';
@@ -216,11 +216,12 @@ export class FileSource implements ConfigSource {
       const text = e.toString();
       now.add(text);
       if (this.reported.has(text)) continue;
-      if (this.currentWarnings.includes(e)) this.log.info({ file: e.file }, text);
+      if (e.code === 'CONFIG_UNKNOWN_FIELD') this.log.warn({ file: e.file, code: e.code }, text);
+      else if (this.currentWarnings.includes(e)) this.log.info({ file: e.file }, text);
       else this.log.warn({ file: e.file, code: e.code }, text);
     }
     for (const e of this.currentDegraded) {
-      const text = `${e.file}:${e.document}: ${e.key} failed validation and is in force degraded: ${e.degraded!.join('; ')}`;
+      const text = `${locationOf(e)}: ${e.key} failed validation and is in force degraded: ${e.degraded!.join('; ')}`;
       now.add(text);
       if (!this.reported.has(text))
         this.log.warn({ file: e.file, object: e.key, code: 'CONFIG_POLICY_DEGRADED' }, text);

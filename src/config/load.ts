@@ -3,7 +3,15 @@
 // is skipped; the documents around it still load, so one typo never hides the whole folder.
 import { isNode, LineCounter, parseAllDocuments, type Document, type YAMLError } from 'yaml';
 import { errorMessage } from '../common/errors.js';
-import { ConfigError, describeValue, formatPath, issueMessage, quote } from './config-error.js';
+import {
+  ConfigError,
+  describeValue,
+  formatPath,
+  issueMessage,
+  quote,
+  type ConfigErrorCode,
+} from './config-error.js';
+import { unknownFieldMessage, unknownSpecFields } from './known-fields.js';
 import { degradeAuthorizationPolicy, stripDegradedMark, type ValidationIssue } from './authz-degrade.js';
 import { listManifestFiles, readManifestFile } from './manifest-files.js';
 import { isSupportedKind, KIND_SCHEMAS, SUPPORTED_KINDS } from './schema.js';
@@ -220,6 +228,17 @@ class DocumentParser {
     }
     if (result.data.kind === 'AuthorizationPolicy') stripDegradedMark(result.data);
     this.push(result.data, at);
+    // kubectl's strict field validation warns about these; a typo would otherwise be dropped silently.
+    for (const u of unknownSpecFields(kind, value.spec)) {
+      this.out.warnings.push(
+        this.make({
+          at: [...at, ...u.path],
+          message: unknownFieldMessage(kind, u),
+          who,
+          code: 'CONFIG_UNKNOWN_FIELD',
+        }),
+      );
+    }
   }
 
   // A policy that fails validation still counts, with the fail-closed meaning of its unreadable
@@ -268,12 +287,15 @@ class DocumentParser {
     at = [],
     message,
     who,
+    code,
   }: {
     at?: PropertyKey[];
     message: string;
     who?: Identity;
+    code?: ConfigErrorCode;
   }): ConfigError {
     return new ConfigError({
+      ...(code ? { code } : {}),
       file: this.file,
       document: this.document,
       path: formatPath(at),
@@ -339,7 +361,7 @@ export function dedupe(entries: readonly LoadedObject[]): {
         document: e.document,
         path: e.item === undefined ? 'metadata.name' : `items[${e.item}].metadata.name`,
         line: e.line,
-        message: `${kind} ${ref} is already defined at ${first.file}:${first.document}; the first definition is used and this one is ignored`,
+        message: `${kind} ${ref} is already defined at ${first.line !== undefined ? `${first.file}:${first.line}` : `${first.file} (document ${first.document})`}; the first definition is used and this one is ignored`,
         kind,
         name: metadata.name,
         namespace: metadata.namespace,

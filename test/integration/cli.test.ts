@@ -102,10 +102,10 @@ describe('ambit up', () => {
     expect(out).toMatch(/\[node\/node-1\] node proxy ready/);
   });
 
-  it('names the file, document and field of an invalid manifest and runs the rest', async () => {
+  it('names the file, line and field of an invalid manifest and runs the rest', async () => {
     // stderr and stdout are separate pipes: the error line may land just after the ready line.
     for (let i = 0; i < 50 && !err.includes('broken.yaml'); i++) await new Promise((r) => setTimeout(r, 100));
-    expect(err).toMatch(/broken\.yaml:1: spec\.ports\[0\]\.port: .*65535/);
+    expect(err).toMatch(/broken\.yaml:5: spec\.ports\[0\]\.port: .*65535/);
   });
 
   it('issues workload certificates with the lifetime of --cert-ttl', () => {

@@ -28,7 +28,7 @@ describe('degraded AuthorizationPolicy (fail closed)', () => {
   it('the issue-12 ALLOW with ports [http] is kept with no rules, so it denies app=echo', () => {
     const { r, entry, spec } = load(ALLOW_HTTP_PORT);
     expect(r.errors.map(String)).toEqual([
-      'f.yaml:1: spec.rules[0].to[0].operation.ports[0]: must be a port number between 1 and 65535 (got "http")',
+      'f.yaml:9: spec.rules[0].to[0].operation.ports[0]: must be a port number between 1 and 65535 (got "http")',
     ]);
     expect(spec).toEqual({ selector: { matchLabels: { app: 'echo' } }, action: 'ALLOW', rules: [] });
     expect(entry?.degraded?.join('\n')).toContain('rule 0 dropped (spec.rules[0].to[0].operation.ports[0]');

@@ -17,7 +17,7 @@ const istio = (kind: string, spec: string, group = 'security.istio.io/v1') =>
 const gw = (kind: string, spec: string) => istio(kind, spec, 'gateway.networking.k8s.io/v1');
 const net = (kind: string, spec: string) => istio(kind, spec, 'networking.istio.io/v1');
 
-describe('parseManifests: each bad input gives an exact file:document: field: message', () => {
+describe('parseManifests: each bad input gives an exact file:line: field: message', () => {
   it.each([
     ['a port out of range', svc('  ports:\n  - port: 0'), 'spec.ports[0].port: must be between 1 and 65535'],
     [
@@ -239,19 +239,22 @@ describe('parseManifests: each bad input gives an exact file:document: field: me
       'spec.rules[0].matches[0].method.service: set service, method or both',
     ],
   ])('%s', (_what, text, expected) => {
-    expect(errors(text)).toEqual([`${F}:1: ${expected}`]);
+    // The line of each is checked where it is the subject (below); here, field and message.
+    const [e] = parseManifests(text, F).errors;
+    expect(e?.line).toBeGreaterThan(0);
+    expect(errors(text)).toEqual([`${F}:${e?.line}: ${expected}`]);
   });
 
   it.each([
     [
       'a YAML syntax error, with its line',
       'apiVersion: v1\nkind: Pod\nmetadata:\n  name: [p\nspec: {}',
-      `${F}:1: line 5, column 1: YAML syntax error: Flow sequence in block collection must be sufficiently indented and end with a ]`,
+      `${F}:5:1: YAML syntax error: Flow sequence in block collection must be sufficiently indented and end with a ]`,
     ],
     [
       'a duplicate key',
       'kind: Pod\nkind: Service',
-      `${F}:1: line 2, column 1: YAML syntax error: Map keys must be unique`,
+      `${F}:2:1: YAML syntax error: Map keys must be unique`,
     ],
     [
       'a list document',
@@ -264,12 +267,12 @@ describe('parseManifests: each bad input gives an exact file:document: field: me
       `${F}:1: (document): expected a mapping with apiVersion, kind and metadata, got the number 42`,
     ],
     ['a missing kind', 'apiVersion: v1\nmetadata: {name: a}', `${F}:1: kind: required`],
-    ['a numeric kind', 'apiVersion: v1\nkind: 7', `${F}:1: kind: expected a kind name, got the number 7`],
+    ['a numeric kind', 'apiVersion: v1\nkind: 7', `${F}:2: kind: expected a kind name, got the number 7`],
     ['a missing apiVersion', 'kind: Pod\nmetadata: {name: a}', `${F}:1: apiVersion: required`],
     [
       'a misspelt kind',
       'apiVersion: v1\nkind: Servce\nmetadata: {name: a}',
-      `${F}:1: kind: unsupported kind "Servce"; did you mean Service? (ambit reads Namespace, Node, Pod, Service, EndpointSlice, ServiceAccount, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, Gateway, HTTPRoute, GRPCRoute, ConfigMap)`,
+      `${F}:2: kind: unsupported kind "Servce"; did you mean Service? (ambit reads Namespace, Node, Pod, Service, EndpointSlice, ServiceAccount, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, VirtualService, DestinationRule, ServiceEntry, WorkloadEntry, Gateway, HTTPRoute, GRPCRoute, ConfigMap)`,
     ],
     ['a self-referencing alias', 'a: &x\n  b: *x', `${F}:1: (document): nested more than 64 levels deep`],
   ])('reports %s', (_what, text, expected) => {
@@ -306,12 +309,14 @@ describe('parseManifests: documents', () => {
     ].join('\n---\n');
     const out = parseManifests(text, F);
     expect(out.objects.map(objectKey)).toEqual(['Service/default/a', 'Service/default/c']);
-    expect(out.errors.map(String)).toEqual([`${F}:2: spec.ports[0].port: must be between 1 and 65535`]);
+    expect(out.errors.map(String)).toEqual([`${F}:13: spec.ports[0].port: must be between 1 and 65535`]);
+    expect(out.errors[0]?.document).toBe(2);
   });
 
   it('numbers documents as the file does, counting empty ones, and skips the empty ones', () => {
     const text = `---\n# only a comment\n---\n${svc('  ports: [{port: 0}]')}\n---\n`;
-    expect(errors(text)).toEqual([`${F}:2: spec.ports[0].port: must be between 1 and 65535`]);
+    expect(errors(text)).toEqual([`${F}:9: spec.ports[0].port: must be between 1 and 65535`]);
+    expect(parseManifests(text, F).errors[0]?.document).toBe(2);
   });
 
   it('loads the documents after a YAML syntax error', () => {
@@ -351,7 +356,7 @@ items:
     const out = parseManifests(text, F);
     expect(out.objects.map(objectKey)).toEqual(['Namespace/shop', 'Pod/default/a', 'Pod/shop/b']);
     expect(out.errors.map(String)).toEqual([
-      `${F}:1: items[1].spec.ports[0].port: must be between 1 and 65535`,
+      `${F}:10: items[1].spec.ports[0].port: must be between 1 and 65535`,
     ]);
   });
 
@@ -361,7 +366,7 @@ items:
     expect(out.objects).toHaveLength(1);
     expect((out.objects[0] as { spec: { ports: { port: number }[] } }).spec.ports[0]?.port).toBe(80);
     expect(out.errors.map(String)).toEqual([
-      `${F}:2: metadata.name: Service default/web is already defined at ${F}:1; the first definition is used and this one is ignored`,
+      `${F}:8: metadata.name: Service default/web is already defined at ${F}:1; the first definition is used and this one is ignored`,
     ]);
   });
 
@@ -371,8 +376,8 @@ items:
     const out = parseManifests(text, F);
     expect(out.errors).toEqual([]);
     expect(out.warnings.map(String)).toEqual([
-      `${F}:1: kind: Deployment (apps/v1) is not used by ambit; ignored`,
-      `${F}:2: kind: Gateway (networking.istio.io/v1) is not used by ambit (waypoints are gateway.networking.k8s.io Gateways); ignored`,
+      `${F}:2: kind: Deployment (apps/v1) is not used by ambit; ignored`,
+      `${F}:6: kind: Gateway (networking.istio.io/v1) is not used by ambit (waypoints are gateway.networking.k8s.io Gateways); ignored`,
     ]);
   });
 

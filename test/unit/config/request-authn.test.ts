@@ -27,7 +27,7 @@ describe('RequestAuthentication manifests', () => {
   });
 
   it.each([
-    ['a rule without issuer', `  jwtRules: [{audiences: [a]}]`, /ra\.yaml:1: spec\.jwtRules\[0\]\.issuer: /],
+    ['a rule without issuer', `  jwtRules: [{audiences: [a]}]`, /ra\.yaml:5: spec\.jwtRules\[0\]\.issuer: /],
     [
       'jwks that is not JSON',
       `  jwtRules: [{issuer: i, jwks: "not json"}]`,
@@ -43,7 +43,7 @@ describe('RequestAuthentication manifests', () => {
       `  selector: {matchLabels: {app: a}}\n  targetRefs: [{kind: Service, name: s}]`,
       /cannot be used together with selector/,
     ],
-  ])('rejects %s with file, document and field', (_name, spec, message) => {
+  ])('rejects %s with file, line and field', (_name, spec, message) => {
     const r = parseManifests(ra(spec), 'ra.yaml');
     expect(r.objects).toHaveLength(0);
     expect(r.errors.map(String).join('\n')).toMatch(message);

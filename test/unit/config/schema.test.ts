@@ -219,7 +219,8 @@ describe('kind schemas', () => {
     doc.metadata.creationTimestamp = '2024-01-01T00:00:00Z';
     const pod: Pod = podSchema.parse(doc);
     expect(pod.spec).not.toHaveProperty('volumes');
-    expect(pod.metadata).not.toHaveProperty('creationTimestamp');
+    // creationTimestamp is kept: it breaks precedence ties (config/precedence.ts, issue 13).
+    expect(pod.metadata).toHaveProperty('creationTimestamp', '2024-01-01T00:00:00Z');
   });
 
   it('defaults the namespace of namespaced kinds and drops it from cluster-scoped ones', () => {

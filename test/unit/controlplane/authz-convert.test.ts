@@ -239,8 +239,8 @@ describe('bad AuthorizationPolicy input is reported at load with file and field,
     const r = parseManifests(text, 'policies.yaml');
     expect(r.errors).toHaveLength(1);
     expect(String(r.errors[0])).toContain(
-      `policies.yaml:1: ${field}`.replace(
-        /^(policies.yaml:1: )(principals)/,
+      `policies.yaml:5: ${field}`.replace(
+        /^(policies.yaml:5: )(principals)/,
         '$1spec.rules[0].from[0].source.$2',
       ),
     );
