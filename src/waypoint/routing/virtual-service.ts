@@ -321,7 +321,8 @@ function routeParts(route: IstioHttpRoute, ctx: Ctx, field: string): RouteParts 
   if (rr !== undefined) {
     const at = `${field}.rewrite.uriRegexRewrite`;
     const r = compileRe2(rr.match ?? '', false, true);
-    const groups = r.ok ? new RegExp(`${r.re.source}|`).exec('')!.length - 1 : 0;
+    // The pattern's capture group count: an empty alternative always matches, with every group unset.
+    const groups = r.ok ? new RegExp(`${r.re.source}|`, r.re.flags.replace('g', '')).exec('')!.length - 1 : 0;
     if (route.rewrite?.uri !== undefined) {
       ctx.warn.add(
         ctx.object,
@@ -329,7 +330,9 @@ function routeParts(route: IstioHttpRoute, ctx: Ctx, field: string): RouteParts 
         'INVALID_VALUE',
         'uri and uriRegexRewrite cannot both be set (Istio refuses it); uriRegexRewrite ignored',
       );
-    } else if (!rr.match || rr.rewrite === undefined) {
+    } else if (!rr.match || !rr.rewrite) {
+      // Istio's validation (pilot/pkg/config/validation validateHTTPRewrite, validateURIRegexRewrite)
+      // refuses uri beside uriRegexRewrite and an empty match or rewrite; here a warning.
       ctx.warn.add(ctx.object, at, 'INVALID_VALUE', 'uriRegexRewrite needs both match and rewrite; ignored');
     } else if (!r.ok) {
       ctx.warn.add(

@@ -617,6 +617,7 @@ describe('VirtualService uriRegexRewrite', () => {
     ['a group the pattern lacks', { match: '^/(a)', rewrite: '/\\2' }, {}, /INVALID_VALUE .*capture group/],
     ['a pattern RE2 refuses', { match: '^/(?=a)', rewrite: '/' }, {}, /INVALID_REGEX .*lookaround/],
     ['no rewrite', { match: '^/a' }, {}, /INVALID_VALUE .*both match and rewrite/],
+    ['an empty rewrite', { match: '^/a', rewrite: '' }, {}, /INVALID_VALUE .*both match and rewrite/],
     ['together with uri', { match: '^/a', rewrite: '/b' }, { uri: '/c' }, /INVALID_VALUE .*cannot both/],
   ])('refuses %s with a warning and leaves the path alone', (_n, rr, extra, warning) => {
     const r = rewritten(rr, '/a/b', extra);
