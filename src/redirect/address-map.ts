@@ -7,8 +7,12 @@
 // status.podIP, Service clusterIP, AuthorizationPolicy ipBlocks, ServiceEntry addresses, a
 // waypoint's spec.addresses, an app command's --host — maps the same way, so the mesh in
 // namespaces is the same mesh as on loopback. A CIDR keeps its prefix when it is /16 or longer
-// (the rule is exact on the low 16 bits); a shorter one cannot be mapped exactly and is left as
-// written, with a warning.
+// (the rule is exact on the low 16 bits).
+//
+// An address the rule cannot map (127.A.B.C with A > 55, or a CIDR shorter than /16) is an
+// *error* naming the object and line, and netns mode refuses to start (manifest-mirror.ts):
+// left as written, a Service VIP 127.60.0.1 is, inside a pod's namespace, the pod's own loopback,
+// so traffic to it would silently skip capture; an ipBlock would silently match nothing.
 
 const LOOPBACK_ADDR = /(?<![\d.])127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:\/(\d{1,2}))?(?![\d.])/g;
 
@@ -41,25 +45,47 @@ export function toNetnsHostPort(hostPort: string): string {
 
 export interface RewriteResult {
   text: string;
-  /** One line per address that could not be mapped (left as written). */
+  /** Kept for callers; always empty now that an unmappable address is an error. */
   warnings: string[];
+  /** One line per address that cannot be mapped: `line N (Kind ns/name): address: why`. */
+  errors: string[];
 }
 
 /** Rewrites every 127.x.x.x address (and CIDR) in a manifest's text. */
 export function rewriteManifestText(text: string): RewriteResult {
-  const warnings: string[] = [];
-  const out = text.replace(LOOPBACK_ADDR, (whole: string, a: string, b: string, c: string, p?: string) => {
-    const ip = `127.${a}.${b}.${c}`;
-    if (p !== undefined && Number(p) < 16) {
-      warnings.push(`${whole}: a prefix shorter than /16 cannot be mapped exactly; left as written`);
-      return whole;
-    }
-    try {
-      return toNetnsAddress(ip) + (p !== undefined ? `/${p}` : '');
-    } catch (err) {
-      warnings.push(`${whole}: ${(err as Error).message}; left as written`);
-      return whole;
-    }
-  });
-  return { text: out, warnings };
+  const errors: string[] = [];
+  const out = text.replace(
+    LOOPBACK_ADDR,
+    (whole: string, a: string, b: string, c: string, p: string | undefined, offset: number) => {
+      const ip = `127.${a}.${b}.${c}`;
+      const fail = (why: string) => {
+        errors.push(`${placeOf(text, offset)}: ${whole}: ${why}`);
+        return whole;
+      };
+      if (p !== undefined && Number(p) < 16)
+        return fail('a prefix shorter than /16 cannot be mapped exactly to netns addresses');
+      try {
+        return toNetnsAddress(ip) + (p !== undefined ? `/${p}` : '');
+      } catch (err) {
+        return fail((err as Error).message);
+      }
+    },
+  );
+  return { text: out, warnings: [], errors };
+}
+
+/** `line N (Kind namespace/name)` for an offset in a manifest file; the object when it can be told. */
+function placeOf(text: string, offset: number): string {
+  const line = text.slice(0, offset).split('\n').length;
+  // The YAML document holding the offset: from the last "---" line before it to the next one.
+  const starts = [...text.matchAll(/^---[^\S\n]*(?:#.*)?$/gm)].map((m) => m.index);
+  const from = Math.max(0, ...starts.filter((i) => i < offset));
+  const nextStart = starts.find((i) => i > offset);
+  const doc = text.slice(from, nextStart ?? text.length);
+  const kind = /^kind:\s*["']?([A-Za-z]+)/m.exec(doc)?.[1];
+  const meta = /^metadata:[ \t]*(\{[^}\n]*\}|(?:\n[ \t]+.*)*)/m.exec(doc)?.[1] ?? '';
+  const name = /(?:^|[{,\s])name:\s*["']?([-.a-z0-9]+)/.exec(meta)?.[1];
+  const ns = /(?:^|[{,\s])namespace:\s*["']?([-a-z0-9]+)/.exec(meta)?.[1];
+  if (!kind || !name) return `line ${line}`;
+  return `line ${line} (${kind} ${ns ? `${ns}/` : ''}${name})`;
 }

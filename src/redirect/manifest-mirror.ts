@@ -2,7 +2,9 @@
 // every 127.x address rewritten (address-map.ts), kept current while the user edits the folder.
 // The control plane watches the mirror like any folder, so labelling a namespace in the user's
 // file reaches the node agents the same way it does in local mode (one extra hop, ~debounce).
-// Files are written whole (temp file + rename) so the watcher never reads half a file.
+// Files are written whole (temp file + rename) so the watcher never reads half a file. An address
+// the rule cannot map refuses the start (UnmappableAddressError); later, the file keeps its last
+// mapped version and the problem is reported.
 import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -22,6 +24,15 @@ export interface ManifestMirrorOptions {
   /** Called after a change was published (not after the first one). */
   onChange?: () => void;
   debounceMs?: number;
+}
+
+/** Addresses the netns rule cannot map, each naming file, line and object (address-map.ts). */
+export class UnmappableAddressError extends Error {
+  constructor(readonly places: string[]) {
+    super(
+      `netns mode cannot map every address the manifests use, so it does not start:\n  ${places.join('\n  ')}`,
+    );
+  }
 }
 
 export class ManifestMirror {
@@ -46,7 +57,7 @@ export class ManifestMirror {
       await rm(d, { recursive: true, force: true });
       await mkdir(d, { recursive: true });
     }
-    await this.stage();
+    await this.stage(true); // throws UnmappableAddressError: netns mode refuses to start
     await this.publish();
     try {
       this.watcher = watch(this.opts.sourceDir, { recursive: true }, () => this.schedule());
@@ -87,8 +98,9 @@ export class ManifestMirror {
   }
 
   /** Rewrites the source folder into the staging folder; true when something changed. */
-  private async stage(): Promise<boolean> {
+  private async stage(first = false): Promise<boolean> {
     const next = new Map<string, string>();
+    const unmappable: string[] = [];
     const { files } = await listManifestFiles(this.opts.sourceDir);
     for (const file of files) {
       const rel = path.relative(this.opts.sourceDir, file);
@@ -98,14 +110,26 @@ export class ManifestMirror {
       } catch {
         continue; // vanished between listing and reading
       }
-      const { text: mapped, warnings } = rewriteManifestText(text);
+      const { text: mapped, warnings, errors } = rewriteManifestText(text);
       for (const w of warnings) {
         const key = `${rel}: ${w}`;
         if (!this.warned.has(key)) this.opts.onWarning?.(key);
         this.warned.add(key);
       }
+      if (errors.length > 0) {
+        // Never half-mapped: the file keeps its last mapped version (none before the first).
+        unmappable.push(...errors.map((e) => `${rel}: ${e}`));
+        const prev = this.staged.get(rel);
+        if (prev !== undefined) next.set(rel, prev);
+        continue;
+      }
       next.set(rel, mapped);
     }
+    for (const e of unmappable) {
+      if (!this.warned.has(e)) this.opts.onWarning?.(`${e}; this file's last mapped version stays in force`);
+      this.warned.add(e);
+    }
+    if (first && unmappable.length > 0) throw new UnmappableAddressError(unmappable);
     const changed = await writeFolder(this.stagingDir, this.staged, next);
     this.staged = next;
     return changed;
