@@ -1,7 +1,7 @@
 // Manifest text → validated objects. Multi-document YAML (JSON is YAML too), `kind: List`
 // expansion, namespace defaulting, duplicate detection. A bad document becomes a ConfigError and
 // is skipped; the documents around it still load, so one typo never hides the whole folder.
-import { isNode, LineCounter, parseAllDocuments, type Document, type YAMLError } from 'yaml';
+import { isMap, isNode, isScalar, LineCounter, parseAllDocuments, type Document, type YAMLError } from 'yaml';
 import { errorMessage } from '../common/errors.js';
 import {
   ConfigError,
@@ -236,6 +236,7 @@ class DocumentParser {
           message: unknownFieldMessage(kind, u),
           who,
           code: 'CONFIG_UNKNOWN_FIELD',
+          line: this.keyLineOf([...at, ...u.path]),
         }),
       );
     }
@@ -288,11 +289,13 @@ class DocumentParser {
     message,
     who,
     code,
+    line,
   }: {
     at?: PropertyKey[];
     message: string;
     who?: Identity;
     code?: ConfigErrorCode;
+    line?: number;
   }): ConfigError {
     return new ConfigError({
       ...(code ? { code } : {}),
@@ -300,9 +303,19 @@ class DocumentParser {
       document: this.document,
       path: formatPath(at),
       message,
-      line: this.lineOf(at),
+      line: line ?? this.lineOf(at),
       ...who,
     });
+  }
+
+  /** The line of the key that ends `at` (`htp:` whose list starts on the next line), if written. */
+  private keyLineOf(at: PropertyKey[]): number | undefined {
+    const parent = at.length === 0 ? undefined : this.doc.getIn(at.slice(0, -1) as unknown[], true);
+    if (!isMap(parent)) return undefined;
+    const last = at[at.length - 1];
+    const pair = parent.items.find((p) => (isScalar(p.key) ? p.key.value : p.key) === last);
+    const key = pair?.key;
+    return isNode(key) && key.range ? this.lines.linePos(key.range[0]).line : undefined;
   }
 
   /** The line of the deepest node on `at` that exists in the text. */

@@ -101,6 +101,20 @@ describe('a misspelt VirtualService field at load', () => {
     });
   });
 
+  it("is placed at the key's line when its value is a block below it", () => {
+    const text = `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: r, namespace: shop}
+spec:
+  hosts: [r]
+  htp:
+  - route: [{destination: {host: r}}]
+`;
+    expect(parseManifests(text, 'vs.yaml').warnings.map(String)).toEqual([
+      `vs.yaml:6: spec.htp: unknown field "htp" (not in VirtualService's API): ignored; did you mean http?`,
+    ]);
+  });
+
   it('is an AMBIT_UNKNOWN_FIELD warning in ctl analyze, placed by line', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'ambit-known-fields-'));
     try {
