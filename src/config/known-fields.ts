@@ -45,8 +45,53 @@ const VIRTUAL_SERVICE: FieldTree = {
   tls: [{ match: true, route: [routeDestination] }],
 };
 
+// Gateway API: kubernetes-sigs/gateway-api apis/v1 httproute_types.go, grpcroute_types.go and
+// shared_types.go (ParentReference, BackendRef = BackendObjectReference + weight).
+const parentRef: FieldTree = {
+  group: true,
+  kind: true,
+  namespace: true,
+  name: true,
+  sectionName: true,
+  port: true,
+};
+const backendRef: FieldTree = {
+  group: true,
+  kind: true,
+  name: true,
+  namespace: true,
+  port: true,
+  weight: true,
+  filters: true,
+};
+const routeSpec = (rule: Record<string, FieldTree>): FieldTree => ({
+  parentRefs: [parentRef],
+  hostnames: true,
+  rules: [rule],
+});
+const HTTP_ROUTE = routeSpec({
+  name: true,
+  matches: true,
+  filters: true,
+  backendRefs: [backendRef],
+  timeouts: true,
+  retry: true,
+  sessionPersistence: true,
+});
+const GRPC_ROUTE = routeSpec({
+  name: true,
+  matches: true,
+  filters: true,
+  backendRefs: [backendRef],
+  sessionPersistence: true,
+});
+
 /** The spec trees by kind; kinds not listed are not checked. */
-export const SPEC_FIELDS: Readonly<Record<string, FieldTree>> = { VirtualService: VIRTUAL_SERVICE };
+export const SPEC_FIELDS: Readonly<Record<string, FieldTree>> = {
+  VirtualService: VIRTUAL_SERVICE,
+  HTTPRoute: HTTP_ROUTE,
+  GRPCRoute: GRPC_ROUTE,
+};
 
 export interface UnknownField {
   /** Path from the spec's parent, e.g. `['spec', 'http', 0, 'route', 0, 'weigth']`. */

@@ -62,6 +62,39 @@ describe('unknownSpecFields (VirtualService, table)', () => {
     expect(got).toEqual(want);
   });
 
+  // kubernetes-sigs/gateway-api apis/v1: HTTPBackendRef = BackendObjectReference + weight + filters.
+  it.each([
+    [
+      'HTTPRoute',
+      {
+        parentRefs: [{ name: 'a', port: 80 }],
+        rules: [{ backendRefs: [{ name: 'a', port: 80, weight: 1 }] }],
+      },
+      [],
+    ],
+    [
+      'HTTPRoute',
+      { rules: [{ backendRefs: [{ name: 'a', port: 80, weigth: 1 }] }] },
+      ['spec.rules.0.backendRefs.0.weigth→weight'],
+    ],
+    [
+      'HTTPRoute',
+      { parentRefs: [{ name: 'a', sectionname: 'http' }] },
+      ['spec.parentRefs.0.sectionname→sectionName'],
+    ],
+    ['HTTPRoute', { rules: [{ backendref: [] }] }, ['spec.rules.0.backendref→backendRefs']],
+    [
+      'GRPCRoute',
+      { rules: [{ backendRefs: [{ name: 'a', port: 9000 }], timeouts: {} }] },
+      ['spec.rules.0.timeouts'],
+    ],
+  ])('%s %j', (kind, spec, want) => {
+    const got = unknownSpecFields(kind, spec).map(
+      (u) => `${u.path.join('.')}${u.suggestion ? `→${u.suggestion}` : ''}`,
+    );
+    expect(got).toEqual(want);
+  });
+
   it('checks nothing for kinds without a field tree', () => {
     expect(unknownSpecFields('Service', { bogus: 1 })).toEqual([]);
     expect(unknownFields({ a: 1 }, true)).toEqual([]);
