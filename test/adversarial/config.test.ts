@@ -123,7 +123,11 @@ describe('a malformed AuthorizationPolicy fails closed (issue 12, hole 3)', () =
 
   it("the issue's ALLOW with ports: ['http'] denies app=echo, and the control plane names file and field", async () => {
     const from = m.logs.length;
-    await writePolicy('attack.yaml', allowNobody('echo-nobody', "'http'"));
+    const attack = allowNobody('echo-nobody', "'http'");
+    // The line of the unreadable value, as the control plane must name it (file:line).
+    const portsLine = attack.split('\n').findIndex((l) => l.includes("'http'")) + 1;
+    expect(portsLine).toBeGreaterThan(0);
+    await writePolicy('attack.yaml', attack);
     expect(await sleepToEcho()).toEqual(['denied', 'denied']);
     const field = await m.waitForLog(
       (l) =>
@@ -132,7 +136,7 @@ describe('a malformed AuthorizationPolicy fails closed (issue 12, hole 3)', () =
       5000,
       from,
     );
-    expect(String(field.rec.msg)).toContain('attack.yaml:1');
+    expect(String(field.rec.msg)).toContain(`attack.yaml:${portsLine}:`);
     const degraded = await m.waitForLog((l) => l.rec.code === 'CONFIG_POLICY_DEGRADED', 5000, from);
     expect(String(degraded.rec.msg)).toMatch(
       /rule 0 dropped .*denies every request to app=echo in namespace demo/,
