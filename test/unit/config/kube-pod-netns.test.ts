@@ -89,6 +89,9 @@ describe.skipIf(!root)('pod netns discovery: real namespaces (root)', () => {
 const DUP = ['ambit-k12a', 'ambit-k12b'];
 describe.skipIf(!root)('pod netns discovery: one pod IP claimed twice (root)', () => {
   afterAll(async () => {
+    // The holder keeps its namespace (and its copy of the address) alive: without this, every
+    // run left one more claimant behind for the next 30 s.
+    for (const p of procs) p.kill('SIGKILL');
     for (const n of DUP) await run('ip', ['netns', 'del', n]).catch(() => undefined);
   });
 
