@@ -142,11 +142,12 @@ describe.each([
     await h.start(opts);
     const before = h.source.snapshot().objects.get('Pod/default/web');
 
-    await h.write(
-      'pods.yaml',
-      `${pod('web', { app: 'web', version: 'v2' }, 0)}---\n${pod('db', { app: 'db' })}`,
-    );
-    const text = `${h.file('pods.yaml')}:1: spec.containers[0].ports[0].containerPort: must be between 1 and 65535`;
+    const broken = `${pod('web', { app: 'web', version: 'v2' }, 0)}---\n${pod('db', { app: 'db' })}`;
+    await h.write('pods.yaml', broken);
+    // Errors name file:line, the line of the bad value.
+    const line = broken.split('\n').findIndex((l) => l.includes('containerPort: 0')) + 1;
+    expect(line).toBeGreaterThan(1);
+    const text = `${h.file('pods.yaml')}:${line}: spec.containers[0].ports[0].containerPort: must be between 1 and 65535`;
     await h.logged(text);
     expect(h.source.snapshot().objects.get('Pod/default/web')).toBe(before);
     expect(h.source.errors().map(String)).toEqual([text]);
