@@ -248,7 +248,7 @@ export class HboneServer {
     if (Date.now() >= peer.expiresAt) {
       this.log.warn(
         { 'src.identity': peerIdentity, 'src.addr': `${peerAddr.host}:${peerAddr.port}` },
-        'hbone: new stream on a session whose certificate (ours or the peer\'s) has expired; refusing it and closing the session',
+        "hbone: new stream on a session whose certificate (ours or the peer's) has expired; refusing it and closing the session",
       );
       stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
       stream.session?.close();

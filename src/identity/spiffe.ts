@@ -159,7 +159,7 @@ function derElements(tlv: Uint8Array): Uint8Array[] {
   const { start, end } = derSpan(tlv, 0);
   if (end !== tlv.length) throw new RangeError('trailing bytes after a DER value');
   const out: Uint8Array[] = [];
-  for (let pos = start; pos < end; ) {
+  for (let pos = start; pos < end;) {
     const child = derSpan(tlv, pos);
     if (child.end > end) throw new RangeError('DER child overruns its parent');
     out.push(tlv.subarray(pos, child.end));

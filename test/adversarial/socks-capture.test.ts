@@ -45,21 +45,27 @@ async function socksReply(host: string, port: number): Promise<number> {
 }
 
 describe('a pod cannot reach a proxy listener through its capture', () => {
-  it.each([...MESH_PORTS])('SOCKS to echo-v1:%d is refused (reply 2, not allowed) and logged', async (port) => {
-    const from = m.logs.length;
-    expect(await socksReply(ECHO_V1, port)).toBe(2);
-    const line = await m.waitForLog(
-      (l) => l.component === 'node/node-1' && l.rec.msg === 'connection failed' && l.rec['dst.target'] === `${ECHO_V1}:${port}`,
-      5000,
-      from,
-    );
-    expect(String(line.rec.error)).toContain('mesh proxy port');
-  });
+  it.each([...MESH_PORTS])(
+    'SOCKS to echo-v1:%d is refused (reply 2, not allowed) and logged',
+    async (port) => {
+      const from = m.logs.length;
+      expect(await socksReply(ECHO_V1, port)).toBe(2);
+      const line = await m.waitForLog(
+        (l) =>
+          l.component === 'node/node-1' &&
+          l.rec.msg === 'connection failed' &&
+          l.rec['dst.target'] === `${ECHO_V1}:${port}`,
+        5000,
+        from,
+      );
+      expect(String(line.rec.error)).toContain('mesh proxy port');
+    },
+  );
 
   it.each([
-    ['the node\'s admin', NODE_1, 15000],
-    ['the node\'s readiness', NODE_1, 15021],
-    ['the node\'s metrics', NODE_1, 15020],
+    ["the node's admin", NODE_1, 15000],
+    ["the node's readiness", NODE_1, 15021],
+    ["the node's metrics", NODE_1, 15020],
     ['localhost admin', '127.0.0.1', 15000],
     ['the service VIP on a mesh port', VIP, 15080],
   ])('%s (%s:%d) is refused', async (_name, host, port) => {
@@ -114,13 +120,38 @@ describe('malformed SOCKS5 gets the RFC 1928 answer or a close, never a crash', 
     ['no acceptable method (NMETHODS=0)', [Buffer.from([0x05, 0x00])], [0x05, 0xff], true],
     ['only username/password offered', [Buffer.from([0x05, 0x01, 0x02])], [0x05, 0xff], true],
     ['BIND command', [GREETING, req(0x02, 0x01, v4(ECHO_V2), 7000)], [...OK_METHOD, 0x05, 0x07], true],
-    ['UDP ASSOCIATE command', [GREETING, req(0x03, 0x01, v4(ECHO_V2), 7000)], [...OK_METHOD, 0x05, 0x07], true],
-    ['address type 5', [GREETING, Buffer.from([0x05, 0x01, 0x00, 0x05, 1, 2, 3, 4, 0, 80])], [...OK_METHOD, 0x05, 0x08], true],
+    [
+      'UDP ASSOCIATE command',
+      [GREETING, req(0x03, 0x01, v4(ECHO_V2), 7000)],
+      [...OK_METHOD, 0x05, 0x07],
+      true,
+    ],
+    [
+      'address type 5',
+      [GREETING, Buffer.from([0x05, 0x01, 0x00, 0x05, 1, 2, 3, 4, 0, 80])],
+      [...OK_METHOD, 0x05, 0x08],
+      true,
+    ],
     ['empty domain name', [GREETING, req(0x01, 0x03, name(''), 7000)], [...OK_METHOD, 0x05, 0x04], true],
-    ['domain name with CR LF and spaces', [GREETING, req(0x01, 0x03, name('echo\r\nHost: x'), 7000)], [...OK_METHOD, 0x05, 0x04], true],
-    ['domain name with a NUL', [GREETING, req(0x01, 0x03, name('echo\u0000.demo'), 7000)], [...OK_METHOD, 0x05, 0x04], true],
+    [
+      'domain name with CR LF and spaces',
+      [GREETING, req(0x01, 0x03, name('echo\r\nHost: x'), 7000)],
+      [...OK_METHOD, 0x05, 0x04],
+      true,
+    ],
+    [
+      'domain name with a NUL',
+      [GREETING, req(0x01, 0x03, name('echo\u0000.demo'), 7000)],
+      [...OK_METHOD, 0x05, 0x04],
+      true,
+    ],
     ['port 0', [GREETING, req(0x01, 0x01, v4(ECHO_V2), 0)], [...OK_METHOD, 0x05, 0x01], true],
-    ['request version 4 after a SOCKS5 greeting', [GREETING, Buffer.from([0x04, 0x01, 0x00, 0x01, 1, 2, 3, 4, 0, 80])], [...OK_METHOD, 0x05, 0x01], true],
+    [
+      'request version 4 after a SOCKS5 greeting',
+      [GREETING, Buffer.from([0x04, 0x01, 0x00, 0x01, 1, 2, 3, 4, 0, 80])],
+      [...OK_METHOD, 0x05, 0x01],
+      true,
+    ],
   ])('%s', async (_name, chunks, expected, closes) => {
     const r = await raw(chunks as Buffer[]);
     expect([...r.reply.subarray(0, (expected as number[]).length)]).toEqual(expected);
@@ -141,7 +172,10 @@ describe('malformed SOCKS5 gets the RFC 1928 answer or a close, never a crash', 
 
   it('a request split byte by byte is still parsed (no assumptions about framing)', async () => {
     const bytes = Buffer.concat([GREETING, req(0x01, 0x01, v4(ECHO_V2), 7000), Buffer.from('ping')]);
-    const r = await raw([...bytes].map((b) => Buffer.from([b])), 1500);
+    const r = await raw(
+      [...bytes].map((b) => Buffer.from([b])),
+      1500,
+    );
     // 2 bytes method reply, 10 bytes success reply, then the echoed ping
     expect([...r.reply.subarray(0, 4)]).toEqual([0x05, 0x00, 0x05, 0x00]);
     expect(r.reply.subarray(12).toString()).toBe('ping');

@@ -251,11 +251,7 @@ describe('parseManifests: each bad input gives an exact file:line: field: messag
       'apiVersion: v1\nkind: Pod\nmetadata:\n  name: [p\nspec: {}',
       `${F}:5:1: YAML syntax error: Flow sequence in block collection must be sufficiently indented and end with a ]`,
     ],
-    [
-      'a duplicate key',
-      'kind: Pod\nkind: Service',
-      `${F}:2:1: YAML syntax error: Map keys must be unique`,
-    ],
+    ['a duplicate key', 'kind: Pod\nkind: Service', `${F}:2:1: YAML syntax error: Map keys must be unique`],
     [
       'a list document',
       '- a\n- b',

@@ -26,7 +26,7 @@ async function deadCa(): Promise<{ server: net.Server; port: number; attempts: n
 }
 
 describe('CaClient while the CA is unreachable', () => {
-  it('keeps trying at least every ~2.4 s (channel backoff capped at 2 s), not at gRPC\'s growing default', async () => {
+  it("keeps trying at least every ~2.4 s (channel backoff capped at 2 s), not at gRPC's growing default", async () => {
     const ca = await MeshCa.loadOrCreate({
       stateDir: await mkdtemp(path.join(tmpdir(), 'ambit-ca-client-')),
       trustDomain: 'cluster.local',
@@ -35,7 +35,7 @@ describe('CaClient while the CA is unreachable', () => {
     const client = new CaClient({ address: `${HOST}:${dead.port}`, rootCertPem: ca.rootCertPem, token: 't' });
     const start = Date.now();
     try {
-      for (const end = start + 10_000; Date.now() < end; ) {
+      for (const end = start + 10_000; Date.now() < end;) {
         await client.createCertificate('csr', 60).catch(() => undefined);
         await new Promise((r) => setTimeout(r, 100));
       }

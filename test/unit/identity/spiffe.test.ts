@@ -100,7 +100,11 @@ describe('spiffeIdFromCert', () => {
     ],
     // Node's subjectaltname text would read "DNS:x, URI:spiffe://…" for these: no identity.
     ['a DNS name that spells a URI SAN', [{ type: 'dns' as const, value: `x, URI:${a}` }], undefined],
-    ['a DNS name that spells a URI SAN, quoted', [{ type: 'dns' as const, value: `"x", URI:${a}` }], undefined],
+    [
+      'a DNS name that spells a URI SAN, quoted',
+      [{ type: 'dns' as const, value: `"x", URI:${a}` }],
+      undefined,
+    ],
     ['no SAN', [], undefined],
     ['only DNS', [{ type: 'dns' as const, value: 'svc.local' }], undefined],
     [
