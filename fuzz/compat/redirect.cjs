@@ -3,6 +3,8 @@
 // @jazzer.js/instrumentor then resolves to that copy (AMBIT_JAZZER_FUZZER, a package dir in the
 // cache) instead of node_modules, which stays untouched. See fuzz/README.md.
 'use strict';
+// A --require preload runs before any ESM loader, so it is CommonJS by necessity.
+/* eslint-disable @typescript-eslint/no-require-imports */
 const Module = require('node:module');
 const path = require('node:path');
 
