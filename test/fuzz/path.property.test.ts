@@ -4,11 +4,10 @@
 // forwarded, so the property that matters is: no spelling of /admin/... normalizes to a path
 // outside /admin (issue 12: "/admin/../", "%2e%2e", "//admin" must not pass a DENY on /admin*).
 import { test, fc } from '@fast-check/vitest';
-import { expect, it } from 'vitest';
+import { expect } from 'vitest';
 import {
   DEFAULT_PATH_NORMALIZATION as defaultMode,
   normalizeRequestPath as norm,
-  type PathNormalization as Mode,
 } from '../../src/waypoint/http-request.js';
 import { runs } from './runs.js';
 
