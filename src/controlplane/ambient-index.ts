@@ -72,6 +72,7 @@ import {
   waypointUid,
 } from './waypoints.js';
 import { addTo, indexPairs, keyOf, labelKey, removeFrom } from './index-maps.js';
+import { EnrolledIdentities } from './enrolled-identities.js';
 import { EndpointSliceIndex } from './endpoint-slices.js';
 import {
   isMeshConfigMap,
@@ -177,8 +178,7 @@ export class AmbientIndex extends EventEmitter<{
   private readonly svcsBySelector = new Map<string, Set<string>>();
   // Services without a selector take their members from EndpointSlices (by pod IP).
   private readonly endpoints = new EndpointSliceIndex();
-  private readonly enrolledByNode = new Map<string, Map<string, string>>(); // node → pod key → SPIFFE id
-  private readonly nodeOfEnrolled = new Map<string, string>(); // pod key → node, to undo the above
+  private readonly enrolled = new EnrolledIdentities();
   private readonly policies = new Map<string, PolicyEntry>();
   private readonly policiesByNs = new Map<string, Set<string>>(); // selector-scoped only
   private readonly peerAuthns = new Map<string, PeerAuthnEntry>();
@@ -301,7 +301,7 @@ export class AmbientIndex extends EventEmitter<{
    * first Node by name, the same rule the runner uses).
    */
   identitiesOnNode(node: string): ReadonlySet<string> {
-    const ids = new Set(this.enrolledByNode.get(node)?.values());
+    const ids = this.enrolled.onNode(node);
     for (const id of this.waypoints.identitiesOnNode(node)) ids.add(id);
     return ids;
   }
@@ -314,7 +314,7 @@ export class AmbientIndex extends EventEmitter<{
    * authorizer, which checks pods on the caller's node only.
    */
   podIdentitiesOnNode(node: string): ReadonlySet<string> {
-    const ids = new Set(this.enrolledByNode.get(node)?.values());
+    const ids = this.enrolled.onNode(node);
     for (const id of this.waypoints.identities()) ids.delete(id);
     return ids;
   }
@@ -730,24 +730,19 @@ export class AmbientIndex extends EventEmitter<{
     this.setResource(workloadUid(this.opts.clusterId, ns, name), workload && { workload }, changes);
   }
 
+  /** What the CA may sign for pod `key`'s node: its identity while enrolled and scheduled. */
   private trackIdentity(key: string, pod: Pod | undefined): void {
-    const oldNode = this.nodeOfEnrolled.get(key);
-    if (oldNode !== undefined) {
-      this.nodeOfEnrolled.delete(key);
-      const ids = this.enrolledByNode.get(oldNode);
-      if (ids?.delete(key) && ids.size === 0) this.enrolledByNode.delete(oldNode);
-    }
-    if (!pod?.spec.nodeName || isTerminal(pod)) return;
-    if (!isAmbientEnrolled(pod, this.namespaces.get(pod.metadata.namespace ?? 'default'))) return;
+    const counts =
+      pod?.spec.nodeName &&
+      !isTerminal(pod) &&
+      isAmbientEnrolled(pod, this.namespaces.get(pod.metadata.namespace ?? 'default'));
+    if (!counts) return this.enrolled.set(key, undefined);
     const id = spiffeIdOf({
       trustDomain: this.opts.trustDomain,
       namespace: pod.metadata.namespace ?? 'default',
       serviceAccount: pod.spec.serviceAccountName || 'default',
     });
-    let ids = this.enrolledByNode.get(pod.spec.nodeName);
-    if (!ids) this.enrolledByNode.set(pod.spec.nodeName, (ids = new Map()));
-    ids.set(key, id);
-    this.nodeOfEnrolled.set(key, pod.spec.nodeName);
+    this.enrolled.set(key, pod.spec.nodeName, id);
   }
 
   private refreshPolicy(key: string, changes: Changes): void {
