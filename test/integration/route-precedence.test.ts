@@ -7,19 +7,13 @@ import type net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestMesh, closeServer, listen } from '../support/mesh.js';
 import { SocksAgent } from '../support/mesh-http.js';
-import { demoService, waypointGateway } from '../support/waypoint-manifests.js';
+import { demoPod, demoService, waypointGateway } from '../support/waypoint-manifests.js';
 
 const O = 220;
 const ip = (n: number) => `127.0.${O}.${n}`;
 const SLEEP = ip(10);
 
-const pod = (name: string, last: number, app: string) => `
-apiVersion: v1
-kind: Pod
-metadata: {name: ${name}, namespace: demo, labels: {app: ${app}}}
-spec: {nodeName: node-2, serviceAccountName: ${app}}
-status: {podIP: ${ip(last)}}
-`;
+const pod = (name: string, last: number, app: string) => demoPod(name, ip(last), app);
 
 const route = (name: string, parent: string, backend: string, ts?: string) => `
 apiVersion: gateway.networking.k8s.io/v1

@@ -54,3 +54,14 @@ spec:
   rules:${rules}
 `;
 }
+
+/** A pod of namespace demo on node-2, labelled app=<app> and running as service account <app>. */
+export function demoPod(name: string, address: string, app: string): string {
+  return `
+apiVersion: v1
+kind: Pod
+metadata: {name: ${name}, namespace: demo, labels: {app: ${app}}}
+spec: {nodeName: node-2, serviceAccountName: ${app}}
+status: {podIP: ${address}}
+`;
+}
