@@ -18,10 +18,10 @@ import { decodeAddress, spiffeIdOf, type Address, type Workload } from '../xds/r
 import type { Authorization } from '../xds/authorization.js';
 import type { Ip } from '../common/addr.js';
 import { componentLogger } from '../common/log.js';
-import { ProxyState } from '../node/state.js';
-import { PolicyStore } from '../node/policy-store.js';
-import { buildRoute, resolveServiceName } from '../node/route.js';
-import { evaluate, type AuthzDecision, type PolicyTrace } from '../node/authz.js';
+import { ProxyState } from '../proxy/state.js';
+import { PolicyStore } from '../proxy/policy-store.js';
+import { buildRoute, resolveServiceName } from '../proxy/route.js';
+import { evaluate, type AuthzDecision, type PolicyTrace } from '../proxy/authz.js';
 
 /** Bad flags; main.ts prints the message. (Not main.ts's UsageError: importing main runs the CLI.) */
 class UsageError extends Error {}

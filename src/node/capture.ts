@@ -28,7 +28,7 @@ import { DNS_CAPTURE_PORT, INBOUND_CAPTURE_PORT, OUTBOUND_CAPTURE_PORT } from '.
 import { nativeStatus, originalDst, udpSocketInNetns, listenInNetns } from '../redirect/native.js';
 import { listenFdInNetns, podAwareConnect } from '../redirect/pod-sockets.js';
 import { DnsProxy, meshResolver } from './dns.js';
-import type { ProxyState } from './state.js';
+import type { ProxyState } from '../proxy/state.js';
 import type { SocksRequest } from './socks5.js';
 
 export interface NetnsCaptureOptions {

@@ -17,7 +17,7 @@ import * as dnsPacket from 'dns-packet';
 import type { HostPort } from '../common/addr.js';
 import { errorMessage } from '../common/errors.js';
 import { componentLogger, type Logger } from '../common/log.js';
-import type { ProxyState } from './state.js';
+import type { ProxyState } from '../proxy/state.js';
 import type { Service } from '../xds/resources.js';
 
 export const DNS_PROXY_PORT = 15053;

@@ -14,11 +14,11 @@ import type { Ip } from '../common/addr.js';
 import { errorMessage } from '../common/errors.js';
 import { FORBIDDEN_TARGET_PORTS } from '../hbone/constants.js';
 import { spiffeIdOf, type Workload } from '../xds/resources.js';
-import type { ProxyState } from './state.js';
-import type { PolicyStore } from './policy-store.js';
-import { evaluate, type AuthzConnection, type AuthzDecision } from './authz.js';
-import { connectTcp } from './outbound.js';
-import { spliceToApp } from './inbound-splice.js';
+import type { ProxyState } from '../proxy/state.js';
+import type { PolicyStore } from '../proxy/policy-store.js';
+import { evaluate, type AuthzConnection, type AuthzDecision } from '../proxy/authz.js';
+import { connectTcp } from '../proxy/connect-tcp.js';
+import { spliceToApp } from '../proxy/inbound-splice.js';
 import { NO_TELEMETRY, type ConnectionTelemetry } from '../telemetry/connection-telemetry.js';
 import type { TcpConnect } from '../common/tcp-connect.js';
 

@@ -1,5 +1,5 @@
 // Inbound: an HBONE CONNECT stream for a local pod, in phases (after ztunnel's inbound.rs):
-// build the context → authorize (L4 policy, node/authz.ts) → connect to the app → only then
+// build the context → authorize (L4 policy, proxy/authz.ts) → connect to the app → only then
 // answer 200 → splice → record once. A policy denial answers 401, an app that refuses 503.
 // Open tunnels are registered with the attributes they were authorized on, so that a policy
 // change re-checks them and closes those no longer allowed (as ztunnel does).
@@ -9,13 +9,13 @@ import type { Logger } from '../common/log.js';
 import { errorMessage } from '../common/errors.js';
 import type { InboundTunnel } from '../hbone/server.js';
 import { spiffeIdOf, type Workload } from '../xds/resources.js';
-import type { ProxyState } from './state.js';
-import type { PolicyStore } from './policy-store.js';
-import { evaluate, type AuthzConnection, type AuthzDecision } from './authz.js';
-import { connectTcp } from './outbound.js';
+import type { ProxyState } from '../proxy/state.js';
+import type { PolicyStore } from '../proxy/policy-store.js';
+import { evaluate, type AuthzConnection, type AuthzDecision } from '../proxy/authz.js';
+import { connectTcp } from '../proxy/connect-tcp.js';
 import { defaultTcpConnect, type TcpConnect } from '../common/tcp-connect.js';
-import { spliceToApp } from './inbound-splice.js';
-import { resetStream } from './splice.js';
+import { spliceToApp } from '../proxy/inbound-splice.js';
+import { resetStream } from '../proxy/splice.js';
 import {
   NO_TELEMETRY,
   type ConnectionTelemetry,

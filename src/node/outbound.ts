@@ -11,12 +11,13 @@ import { formatSocketAddr, type HostPort, type Ip } from '../common/addr.js';
 import type { HbonePool } from '../hbone/pool.js';
 import type { TlsIdentity } from '../hbone/tls.js';
 import { spiffeIdOf, type Workload } from '../xds/resources.js';
-import type { ProxyState } from './state.js';
-import { defaultTcpConnect, type TcpConnect } from '../common/tcp-connect.js';
+import type { ProxyState } from '../proxy/state.js';
+import type { TcpConnect } from '../common/tcp-connect.js';
+import { connectTcp } from '../proxy/connect-tcp.js';
 import type { ConnectionOpen } from '../telemetry/metrics.js';
-import { buildRoute, resolveServiceName, type EndpointPicker, type Route } from './route.js';
+import { buildRoute, resolveServiceName, type EndpointPicker, type Route } from '../proxy/route.js';
 import { SOCKS_REPLY, type SocksReplyCode, type SocksRequest, type SocksTarget } from './socks5.js';
-import { splice } from './splice.js';
+import { splice } from '../proxy/splice.js';
 import {
   NO_TELEMETRY,
   responseFlagFor,
@@ -144,44 +145,6 @@ export class Outbound {
         return connectTcp(route.addr, srcIp, this.deps.connect);
     }
   }
-}
-
-/** Larger than the 16 KiB default so one read or write moves a whole TLS-record-sized burst. */
-export const SOCKET_HIGH_WATER_MARK = 256 * 1024;
-
-/** Plain TCP, bound to the source pod's IP so the far end sees who connects. */
-export function connectTcp(
-  addr: HostPort,
-  localAddress?: string,
-  connect: TcpConnect = defaultTcpConnect,
-): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    // highWaterMark: a bigger socket buffer (net.Socket accepts it as a Duplex option).
-    const s = connect({
-      host: addr.host,
-      port: addr.port,
-      localAddress,
-      allowHalfOpen: true,
-      noDelay: true,
-      highWaterMark: SOCKET_HIGH_WATER_MARK,
-    });
-    const timer = setTimeout(
-      () =>
-        s.destroy(
-          new AmbitError('HBONE_TIMEOUT', `connect to ${formatSocketAddr(addr.host, addr.port)} timed out`),
-        ),
-      10_000,
-    );
-    s.once('connect', () => {
-      clearTimeout(timer);
-      s.removeAllListeners('error');
-      resolve(s);
-    });
-    s.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-  });
 }
 
 /** The labels' facts for the source reporter: HBONE is mTLS with the destination's identity verified. */

@@ -31,15 +31,15 @@ import {
   type Address,
   type Workload,
 } from '../xds/resources.js';
-import { ProxyState } from './state.js';
+import { ProxyState } from '../proxy/state.js';
 import { Outbound } from './outbound.js';
 import { Inbound, type AuthzCounters } from './inbound.js';
-import { PolicyStore } from './policy-store.js';
+import { PolicyStore } from '../proxy/policy-store.js';
 import type { Authorization } from '../xds/authorization.js';
 import { Socks5Listener } from './socks5.js';
 import { NetnsCapture, type NetnsCaptureOptions } from './capture.js';
 import { PlaintextInbound } from './inbound-plaintext.js';
-import { roundRobin } from './route.js';
+import { roundRobin } from '../proxy/route.js';
 import { NodeTelemetry, nodeAdminDefaults, type NodeTelemetryOptions } from '../telemetry/node-telemetry.js';
 
 export interface NodeProxyOptions {

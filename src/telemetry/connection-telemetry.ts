@@ -80,7 +80,7 @@ export function responseFlagFor(err: unknown): ResponseFlag {
         return 'TLS_FAILURE';
       case 'HBONE_IDENTITY_MISMATCH':
         return 'IDENTITY_ERROR';
-      // Cut mid-transfer (node/splice.ts): Envoy's access-log flags UC / DC
+      // Cut mid-transfer (proxy/splice.ts): Envoy's access-log flags UC / DC
       // (envoyproxy.io, configuration/observability/access_log/usage, %RESPONSE_FLAGS%).
       case 'UPSTREAM_RESET':
         return 'UC';

@@ -15,7 +15,7 @@ export type Reporter = 'source' | 'destination';
 /**
  * ztunnel's response flags: "-" when nothing went wrong. Plus Envoy's UC (upstream connection
  * termination) and DC (downstream connection termination) for a connection cut mid-transfer
- * (node/splice.ts), which ztunnel only reports as an error without a flag.
+ * (proxy/splice.ts), which ztunnel only reports as an error without a flag.
  */
 export type ResponseFlag = '-' | 'DENY' | 'CONNECT' | 'TLS_FAILURE' | 'IDENTITY_ERROR' | 'UC' | 'DC';
 /** ztunnel reports mutual_tls for HBONE and unknown otherwise (it has no "none"). */

@@ -10,7 +10,7 @@
 //
 // The L4 parts of a rule (principals, namespaces, serviceAccounts, ipBlocks, ports, and the L4
 // `when` keys) are converted and matched by the node proxy's code (controlplane/authz-convert.ts,
-// node/authz.ts), so the two layers cannot disagree; this file adds the HTTP attributes.
+// proxy/authz.ts), so the two layers cannot disagree; this file adds the HTTP attributes.
 import {
   DRY_RUN_ANNOTATION,
   L4_WHEN_KEYS,
@@ -27,7 +27,7 @@ import {
   type Rule,
   type Source,
 } from '../controlplane/authz-convert.js';
-import { matchMismatch, peerOf, stringMatches, type Peer } from '../node/authz.js';
+import { matchMismatch, peerOf, stringMatches, type Peer } from '../proxy/authz.js';
 import { decideInOrder, policyKey } from './authz-order.js';
 import { isEmptyMatch, type AuthzMatch, type StringMatch } from '../xds/authorization.js';
 import type { L7Request } from './routing/types.js';

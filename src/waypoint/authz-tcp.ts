@@ -19,8 +19,8 @@
 // where istiod would put a network ext_authz filter ambit does not have; no ALLOW → allow; a
 // matching ALLOW allows; otherwise deny. Dry-run policies are reported, never enforced; AUDIT
 // never decides. Source principal, namespace, service account, IP and the destination port are
-// L4 facts and are checked exactly as at L7 (node/authz.ts `matchMismatch`).
-import { matchMismatch, peerOf, type Peer } from '../node/authz.js';
+// L4 facts and are checked exactly as at L7 (proxy/authz.ts `matchMismatch`).
+import { matchMismatch, peerOf, type Peer } from '../proxy/authz.js';
 import type { L7Match, L7Rule, WaypointPolicySet } from './authz-l7.js';
 import { decideInOrder, policyKey, type OrderedDecision } from './authz-order.js';
 import { targetCovers, type ServiceRef } from './policy-binding.js';

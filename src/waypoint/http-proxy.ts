@@ -12,7 +12,7 @@ import type { Logger } from '../common/log.js';
 import type { SocketAddr } from '../common/addr.js';
 import type { HostPort, Ip } from '../common/addr.js';
 import type { Service, Workload } from '../xds/resources.js';
-import type { ProxyState } from '../node/state.js';
+import type { ProxyState } from '../proxy/state.js';
 import type { L7Request, RouteAction } from './routing/types.js';
 import type { PolicyLookup } from './upstream.js';
 import type { AuthnResult } from './jwt.js';

@@ -3,7 +3,7 @@
 // Built from the `Exchange` the data path fills in as the request goes, so what is logged and
 // what is counted can never disagree.
 import type { Logger } from '../common/log.js';
-import type { ProxyState } from '../node/state.js';
+import type { ProxyState } from '../proxy/state.js';
 import { spiffeIdOf } from '../xds/resources.js';
 import type { TunnelContext } from './http-proxy.js';
 import type { RetryStop } from './resilience/retry.js';

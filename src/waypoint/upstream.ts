@@ -5,7 +5,7 @@
 // destination, replaced when its policy changes (as Envoy replaces a cluster).
 import { formatSocketAddr, type SocketAddr } from '../common/addr.js';
 import type { Logger } from '../common/log.js';
-import type { ProxyState } from '../node/state.js';
+import type { ProxyState } from '../proxy/state.js';
 import type { Service, Workload } from '../xds/resources.js';
 import { createDestinationResilience, type DestinationResilience } from './resilience/destination.js';
 import type { LbEndpoint } from './resilience/lb.js';

@@ -37,11 +37,11 @@ import {
 } from '../xds/resources.js';
 import type { Authorization } from '../xds/authorization.js';
 import { decodeConfigObject, type ConfigObject } from '../xds/config-objects.js';
-import { ProxyState } from '../node/state.js';
-import { PolicyStore } from '../node/policy-store.js';
-import { evaluate, waypointInboundPolicies } from '../node/authz.js';
-import { roundRobin } from '../node/route.js';
-import { connectTcp } from '../node/outbound.js';
+import { ProxyState } from '../proxy/state.js';
+import { PolicyStore } from '../proxy/policy-store.js';
+import { evaluate, waypointInboundPolicies } from '../proxy/authz.js';
+import { roundRobin } from '../proxy/route.js';
+import { connectTcp } from '../proxy/connect-tcp.js';
 import { detectProtocol } from './protocol.js';
 import { proxyTcp, sniff } from './tcp-proxy.js';
 import { HttpProxy, type L7Engine, type TunnelContext } from './http-proxy.js';

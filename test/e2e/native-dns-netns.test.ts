@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Ip } from '../../src/common/addr.js';
 import { DNS_PROXY_PORT, DnsProxy, meshResolver } from '../../src/node/dns.js';
-import { ProxyState } from '../../src/node/state.js';
+import { ProxyState } from '../../src/proxy/state.js';
 import { listenInNetns, udpSocketInNetns } from '../../src/redirect/native.js';
 import { TestNetns, natRedirect, netnsSkipReason } from '../support/netns.js';
 

@@ -10,7 +10,7 @@ import { test, fc } from '@fast-check/vitest';
 import { expect } from 'vitest';
 import { convertAuthorizationPolicy } from '../../src/controlplane/authz-convert.js';
 import type { AuthorizationPolicy } from '../../src/config/types.js';
-import { evaluate, type AuthzConnection, type EvalPolicy } from '../../src/node/authz.js';
+import { evaluate, type AuthzConnection, type EvalPolicy } from '../../src/proxy/authz.js';
 import { authorizationKey } from '../../src/xds/authorization.js';
 import { compileWaypointPolicies, evaluateL7, type L7AuthzRequest } from '../../src/waypoint/authz-l7.js';
 import type { PolicyObject } from '../../src/waypoint/policy-binding.js';

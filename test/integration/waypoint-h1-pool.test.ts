@@ -9,7 +9,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import { splice } from '../../src/node/splice.js';
+import { splice } from '../../src/proxy/splice.js';
 import { UpstreamHttp1Pool } from '../../src/waypoint/h1-pool.js';
 import { ConnectionPoolLimiter } from '../../src/waypoint/resilience/pool.js';
 import type { UpstreamEndpoint } from '../../src/waypoint/upstream.js';

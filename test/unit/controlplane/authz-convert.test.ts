@@ -11,7 +11,7 @@ import {
   peerAuthnChain,
 } from '../../../src/controlplane/authz-convert.js';
 import { AmbientIndex } from '../../../src/controlplane/ambient-index.js';
-import { evaluate } from '../../../src/node/authz.js';
+import { evaluate } from '../../../src/proxy/authz.js';
 
 const ROOT = 'istio-system';
 const ap = (ns: string, spec: Record<string, unknown>, name = 'p'): AuthorizationPolicy => ({

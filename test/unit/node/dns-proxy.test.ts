@@ -12,7 +12,7 @@ import {
   meshResolver,
   type DnsProxyOptions,
 } from '../../../src/node/dns.js';
-import { ProxyState } from '../../../src/node/state.js';
+import { ProxyState } from '../../../src/proxy/state.js';
 import type { Address, Service } from '../../../src/xds/resources.js';
 import { pino } from 'pino';
 

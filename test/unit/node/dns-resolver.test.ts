@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { meshResolver, readResolvConf } from '../../../src/node/dns.js';
-import { ProxyState } from '../../../src/node/state.js';
+import { ProxyState } from '../../../src/proxy/state.js';
 import type { Address, Service, Workload } from '../../../src/xds/resources.js';
 import type { Ip } from '../../../src/common/addr.js';
 import { testWorkload } from '../../support/workloads.js';

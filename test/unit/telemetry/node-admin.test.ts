@@ -1,8 +1,8 @@
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import { ProxyState } from '../../../src/node/state.js';
-import { PolicyStore } from '../../../src/node/policy-store.js';
+import { ProxyState } from '../../../src/proxy/state.js';
+import { PolicyStore } from '../../../src/proxy/policy-store.js';
 import { adminHandler, type NodeAdminSource } from '../../../src/telemetry/node-admin.js';
 import { AccessLogPolicy } from '../../../src/telemetry/access-log.js';
 import { DenialLog } from '../../../src/telemetry/connection-telemetry.js';

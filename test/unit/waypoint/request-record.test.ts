@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { Writable } from 'node:stream';
-import { ProxyState } from '../../../src/node/state.js';
+import { ProxyState } from '../../../src/proxy/state.js';
 import { newExchange, recordExchange, type RequestRecord } from '../../../src/waypoint/request-record.js';
 import { toL7Request } from '../../../src/waypoint/http-request.js';
 import type { TunnelContext } from '../../../src/waypoint/http-proxy.js';

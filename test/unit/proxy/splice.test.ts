@@ -7,7 +7,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { resetStream, splice, type SpliceResult } from '../../../src/node/splice.js';
+import { resetStream, splice, type SpliceResult } from '../../../src/proxy/splice.js';
 import { isAmbitError } from '../../../src/common/errors.js';
 import { responseFlagFor } from '../../../src/telemetry/connection-telemetry.js';
 

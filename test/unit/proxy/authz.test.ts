@@ -19,7 +19,7 @@ import {
   evaluate,
   waypointInboundPolicies,
   type AuthzConnection,
-} from '../../../src/node/authz.js';
+} from '../../../src/proxy/authz.js';
 import type { Pod } from '../../../src/config/types.js';
 
 const ROOT = 'istio-system';

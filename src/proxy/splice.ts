@@ -14,7 +14,7 @@
 // (telemetry/connection-telemetry.ts responseFlagFor) turns into Envoy's UC / DC.
 //
 // Two traps, both found by test/adversarial/faults.test.ts (a) (destination node proxy SIGKILLed
-// under 100 transfers) and both reproduced in test/unit/node/splice.test.ts:
+// under 100 transfers) and both reproduced in test/unit/proxy/splice.test.ts:
 // - Node ends an HTTP/2 stream's readable side ('end', rstCode 0, no 'error') also when its
 //   session is destroyed without an error — after a PING timeout, or a connection reset that
 //   follows a GOAWAY (Node's socketOnError then calls session.destroy() with no error). Only an
@@ -167,7 +167,7 @@ const EMPTY = Buffer.alloc(0);
  * writable side before it submits the reset, so when nothing is queued the peer receives
  * DATA(END_STREAM) and then RST_STREAM: a peer reading the end first passes on a clean FIN (seen
  * on Node 20: 'end' before 'aborted' at the far side). A write still queued holds the end back
- * until after the reset, so one empty write goes first (test/unit/node/splice.test.ts checks the
+ * until after the reset, so one empty write goes first (test/unit/proxy/splice.test.ts checks the
  * far side sees no END_STREAM).
  */
 export function resetStream(stream: http2.Http2Stream, code: number): void {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ProxyState } from '../../../src/node/state.js';
-import { buildRoute, type EndpointPicker } from '../../../src/node/route.js';
+import { ProxyState } from '../../../src/proxy/state.js';
+import { buildRoute, type EndpointPicker } from '../../../src/proxy/route.js';
 import type { Address, GatewayAddress, Service, Workload } from '../../../src/xds/resources.js';
 import type { Ip } from '../../../src/common/addr.js';
 import { ECHO_PORTS, testWorkload } from '../../support/workloads.js';
