@@ -18,23 +18,40 @@ import { X509Certificate } from 'node:crypto';
 import type { Logger } from '../common/log.js';
 import { errorMessage } from '../common/errors.js';
 import type { WorkloadCert } from '../identity/cert-manager.js';
-import type { ProxyState } from '../proxy/state.js';
-import type { PolicyStore } from '../proxy/policy-store.js';
+import type { Service, Workload } from '../xds/resources.js';
 import { formatAccessLogMode, parseAccessLogMode, type AccessLogPolicy } from './access-log.js';
 import type { DenialLog } from './connection-telemetry.js';
 import { sendJson, sendText } from './http-util.js';
 import type { AdminAccess, AdminGuard } from './admin-guard.js';
 
+/**
+ * The proxy's xDS-fed state as admin reads it. Declared here, not imported from proxy/, so the
+ * arrow runs one way: the node proxy (a higher layer) hands telemetry something that fits.
+ */
+export interface AdminStateView {
+  allWorkloads(): Workload[];
+  allServices(): Service[];
+  counts(): { workloads: number; services: number };
+  on(event: 'change', listener: () => void): unknown;
+}
+
+/** The proxy's authorization policies as admin reads them (proxy/policy-store.ts fits it). */
+export interface AdminPolicyView {
+  all(): ReadonlyMap<string, object>;
+  rejections(): ReadonlyMap<string, string>;
+  on(event: 'change', listener: () => void): unknown;
+}
+
 /** What the admin endpoint reads from the node proxy (NodeProxy fits it as is). */
 export interface NodeAdminSource {
-  readonly state: ProxyState;
-  readonly policies: PolicyStore;
+  readonly state: AdminStateView;
+  readonly policies: AdminPolicyView;
   certificates(): WorkloadCert[];
   localPods(): { uid: string; name: string; namespace: string; ip: string; identity: string }[];
   isReady(): { ready: boolean; reason?: string };
   /** The last xDS response of each type: nonce, control plane version, ACK or NACK. */
   xdsStatus?(): XdsTypeStatus[];
-  /** L4 authorization counters (node/inbound.ts), exported as ambit_authz_* metrics. */
+  /** L4 authorization counters (proxy/inbound-gate.ts), exported as ambit_authz_* metrics. */
   authzCounters?(): {
     allowed: number;
     denied: number;
