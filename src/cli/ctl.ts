@@ -12,7 +12,7 @@ import type { WaypointStatus } from '../controlplane/waypoint-planner.js';
 import type { SyncEntry } from '../telemetry/controlplane-debug.js';
 import type { CertInfo } from '../telemetry/node-admin.js';
 import { getJson as getJsonFrom } from '../telemetry/http-util.js';
-import { UsageError } from './main.js';
+import { UsageError } from './usage-error.js';
 import { analyze, formatAnalyzeMessage, loadMessages } from './ctl-analyze.js';
 import { formatTable } from './ctl-table.js';
 

@@ -3,7 +3,7 @@
 // still running inside them, and the resolv.conf files written for them under /etc/netns.
 // ambit creates nothing in the root namespace, so nothing else needs removing.
 import { parseArgs } from 'node:util';
-import { UsageError } from './main.js';
+import { UsageError } from './usage-error.js';
 
 export async function down(args: string[]): Promise<number> {
   const { values } = parseArgs({

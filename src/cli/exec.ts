@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { MeshDescription } from './mesh-runner.js';
-import { UsageError } from './main.js';
+import { UsageError } from './usage-error.js';
 
 export async function exec(argv: string[]): Promise<number> {
   const sep = argv.indexOf('--');

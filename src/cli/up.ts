@@ -3,7 +3,8 @@ import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { Mesh } from './mesh-runner.js';
 import { formatLogLine } from './log-format.js';
-import { certTtlFlag, UsageError, untilSignal } from './main.js';
+import { UsageError } from './usage-error.js';
+import { certTtlFlag, untilSignal } from './run-flags.js';
 import type { NetnsMeshOptions } from '../redirect/netns-mesh.js';
 
 export async function up(args: string[]): Promise<number> {
