@@ -5,3 +5,4 @@ export { destinationPolicy } from './destination-rule.js';
 export { rewritePath } from './actions.js';
 export { serviceKey } from './route-table.js';
 export type * from './types.js';
+export type { RouteTable } from './route-table.js';

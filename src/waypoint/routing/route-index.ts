@@ -3,11 +3,22 @@
 // Istio prefix, the literal start of a regex), or anything. Entries keep their order number,
 // and first() returns the lowest-numbered entry that matches, so the index never changes which
 // route wins (Gateway API precedence and Istio first-match are both "first in the list").
-import type { RouteEntry } from './route-table.js';
-import type { L7Request } from './types.js';
+import type { L7Request, RouteAction } from './types.js';
 
 /** What an entry's path condition requires; the entry's own test still checks everything. */
 export type PathKey = { exact: string } | { prefix: string } | undefined;
+
+/** One match of one rule, with what to do when it matches. */
+export interface RouteEntry {
+  /** Every condition of the match (path, method, headers, query, ...); cheapest first. */
+  test: (req: L7Request) => boolean;
+  /** Service ports the entry applies to; undefined = every port. */
+  ports?: ReadonlySet<number>;
+  /** A shared, frozen action, or one built per request (redirects, port-dependent backends). */
+  action: RouteAction | ((req: L7Request) => RouteAction);
+  /** What the path must be or start with, for the index; undefined = no such requirement. */
+  pathKey?: PathKey;
+}
 
 interface Indexed {
   entry: RouteEntry;

@@ -2,20 +2,13 @@
 // match condition and regex compiled once. Built by compileRouteTable() (compile.ts), read by
 // matchRoute() (match.ts) and destinationPolicy() (destination-rule.ts).
 import type { DestinationPolicy } from '../resilience/types.js';
-import type { PathKey, RouteIndex } from './route-index.js';
-import type { L7Request, RouteAction, RouteWarning } from './types.js';
+import type { RouteIndex } from './route-index.js';
+import type { RouteWarning } from './types.js';
 
-/** One match of one rule, with what to do when it matches. */
-export interface RouteEntry {
-  /** Every condition of the match (path, method, headers, query, ...); cheapest first. */
-  test: (req: L7Request) => boolean;
-  /** Service ports the entry applies to; undefined = every port. */
-  ports?: ReadonlySet<number>;
-  /** A shared, frozen action, or one built per request (redirects, port-dependent backends). */
-  action: RouteAction | ((req: L7Request) => RouteAction);
-  /** What the path must be or start with, for the index; undefined = no such requirement. */
-  pathKey?: PathKey;
-}
+// RouteEntry lives with the index that holds the entries (route-index.ts); re-exported so the
+// converters keep one place to import the table's parts from. (It was defined here and imported
+// back by route-index.ts: an import cycle, issue 14.)
+export type { RouteEntry } from './route-index.js';
 
 /** The routes of one service. */
 export interface ServiceRoutes {

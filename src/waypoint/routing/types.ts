@@ -2,9 +2,9 @@
 // it, the services routes attach to, and the action a route decides. W1 (the HTTP proxy) and W3
 // (resilience) import these; the compiled table's internals live in route-table.ts.
 import type { DestinationPolicy, FaultPolicy, MirrorPolicy, RetryPolicy } from '../resilience/types.js';
-import type { RouteTable } from './route-table.js';
 
-export type { DestinationPolicy, RouteTable };
+// RouteTable is exported by index.ts from route-table.ts (importing it here made a cycle, issue 14).
+export type { DestinationPolicy };
 
 /** An HTTP request as the waypoint sees it, before routing. */
 export interface L7Request {
