@@ -8,22 +8,15 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
-import type { Logger } from '../common/log.js';
 import type { SocketAddr } from '../common/addr.js';
-import type { HostPort, Ip } from '../common/addr.js';
-import type { Service, Workload } from '../xds/resources.js';
-import type { ProxyState } from '../proxy/state.js';
-import type { L7Request, RouteAction } from './routing/types.js';
-import type { PolicyLookup } from './upstream.js';
-import type { AuthnResult } from './jwt.js';
-import type { PathNormalization } from './http-request.js';
-import type { CustomDecision, ProviderDial } from './ext-authz.js';
+import type { Workload } from '../xds/resources.js';
+import type { HttpProxyDeps } from './http-types.js';
+import type { TunnelContext } from './tunnel-context.js';
 import { socketOf } from './stream-adapter.js';
 import { RequestPipeline } from './pipeline.js';
 import { UpstreamHttp1Pool, UPSTREAM_IDLE_MS, type H1PoolStats } from './h1-pool.js';
 import { Http1Handler } from './http1.js';
 import { Http2Handler } from './http2.js';
-import type { RequestRecord } from './request-record.js';
 
 export { RBAC_DENIED } from './pipeline.js';
 
@@ -38,65 +31,6 @@ export const MAX_HEADER_BYTES = 60 * 1024;
  * was not processed and may be retried.
  */
 export const H2_DOWNSTREAM_MAX_STREAMS = 100;
-
-/** What the waypoint knows about one tunnel, from its CONNECT. */
-export interface TunnelContext {
-  /** The CONNECT :authority: a service VIP:port or a pod IP:port bound to this waypoint. */
-  target: HostPort & { host: Ip };
-  service?: Service;
-  workload?: Workload;
-  /** Verified SPIFFE id of the source (the client's node proxy presented the source pod's). */
-  peerIdentity: string;
-  /** Source pod IP (the HBONE connection is bound to it). */
-  srcIp: string;
-}
-
-export interface L7Decision {
-  allow: boolean;
-  policy?: string;
-  reason: string;
-}
-
-/** The L7 modules, behind functions so the proxy does not care who compiled them. */
-export interface L7Engine {
-  /** RequestAuthentication: validates a JWT when the request carries one (401 when invalid). */
-  authenticate(req: L7Request): Promise<AuthnResult>;
-  authorize(
-    req: L7Request,
-    ctx: TunnelContext,
-    authn?: { principal?: string; claims?: Record<string, unknown> },
-  ): L7Decision;
-  route(req: L7Request): RouteAction;
-  /** DestinationRule traffic policy of a backend (Istio's defaults when none). */
-  policy: PolicyLookup;
-  /** meshConfig.pathNormalization (pipeline.ts applies it first); absent: DEFAULT_PATH_NORMALIZATION. */
-  pathNormalization?: PathNormalization;
-  /** CUSTOM AuthorizationPolicy (ext_authz, ext-authz.ts), run before DENY and ALLOW; absent: none apply. */
-  custom?(
-    req: L7Request,
-    ctx: TunnelContext,
-    authn: { principal?: string; claims?: Record<string, unknown> } | undefined,
-    dial: ProviderDial,
-    signal?: AbortSignal,
-    protocol?: 'HTTP/1.1' | 'HTTP/2',
-  ): Promise<CustomDecision>;
-}
-
-export interface HttpProxyDeps {
-  state: ProxyState;
-  engine(): L7Engine;
-  /**
-   * Opens an HBONE tunnel to `authority` on `endpoint`, as the waypoint's identity. `ctx` is the
-   * downstream tunnel when the upstream one is its own (upgrades); pooled connections are shared
-   * and have none.
-   */
-  connect(endpoint: Workload, authority: SocketAddr, ctx?: TunnelContext): Promise<Duplex>;
-  /** Called once for every finished request (telemetry). */
-  onRequest?: (record: RequestRecord) => void;
-  /** How long an idle pooled upstream connection is kept (default 60 s, `UPSTREAM_IDLE_MS`). */
-  upstreamIdleMs?: number;
-  logger: Logger;
-}
 
 export class HttpProxy {
   private readonly h1: http.Server;

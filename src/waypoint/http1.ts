@@ -9,7 +9,7 @@ import type net from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
 import type { Logger } from '../common/log.js';
 import { isAmbitError } from '../common/errors.js';
-import type { TunnelContext } from './http-proxy.js';
+import type { TunnelContext } from './tunnel-context.js';
 import { applyModifier, forwardHeaders, rewrittenPath, stripHopByHop, toL7Request } from './http-request.js';
 import { failureOf, RETRY_BUFFER_BYTES, toFailure, type Plan, type RequestPipeline } from './pipeline.js';
 import { newExchange, type Exchange } from './request-record.js';

@@ -9,7 +9,7 @@
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../common/log.js';
-import type { TunnelContext } from './http-proxy.js';
+import type { TunnelContext } from './tunnel-context.js';
 import { applyModifier, forwardHeaders, HOP_BY_HOP, rewrittenPath, toL7Request } from './http-request.js';
 import { failureOf, RETRY_BUFFER_BYTES, toFailure, type Plan, type RequestPipeline } from './pipeline.js';
 import { newExchange, type Exchange } from './request-record.js';

@@ -8,7 +8,8 @@
 import type { KubeResource } from '../config/types.js';
 import type { Service } from '../xds/resources.js';
 import type { ConfigObject } from '../xds/config-objects.js';
-import type { L7Engine, TunnelContext } from './http-proxy.js';
+import type { L7Engine } from './http-types.js';
+import type { TunnelContext } from './tunnel-context.js';
 import {
   compileRouteTable,
   destinationPolicy,

@@ -5,7 +5,7 @@
 import type { Logger } from '../common/log.js';
 import type { ProxyState } from '../proxy/state.js';
 import { spiffeIdOf } from '../xds/resources.js';
-import type { TunnelContext } from './http-proxy.js';
+import type { TunnelContext } from './tunnel-context.js';
 import type { RetryStop } from './resilience/retry.js';
 import type { L7Request } from './routing/types.js';
 import type { UpstreamEndpoint } from './upstream.js';

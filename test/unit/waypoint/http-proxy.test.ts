@@ -6,7 +6,7 @@ import {
   rewrittenPath,
   toL7Request,
 } from '../../../src/waypoint/http-request.js';
-import type { TunnelContext } from '../../../src/waypoint/http-proxy.js';
+import type { TunnelContext } from '../../../src/waypoint/tunnel-context.js';
 import type { ForwardAction, WeightedBackend } from '../../../src/waypoint/routing/types.js';
 import type { Ip } from '../../../src/common/addr.js';
 

@@ -14,7 +14,7 @@ import {
   type PathNormalization,
 } from '../../../src/waypoint/http-request.js';
 import { compileWaypointPolicies, evaluateL7, normalizePath } from '../../../src/waypoint/authz-l7.js';
-import type { TunnelContext } from '../../../src/waypoint/http-proxy.js';
+import type { TunnelContext } from '../../../src/waypoint/tunnel-context.js';
 import { malformedField } from '../../../src/waypoint/http2.js';
 
 const ok = (raw: string, mode: PathNormalization = DEFAULT_PATH_NORMALIZATION) => {
