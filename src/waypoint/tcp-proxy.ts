@@ -14,7 +14,7 @@ import type { ProxyState } from '../proxy/state.js';
 import { buildRoute, type EndpointPicker } from '../proxy/route.js';
 import { connectTcp } from '../proxy/connect-tcp.js';
 import { splice } from '../proxy/splice.js';
-import type { TunnelContext } from './http-proxy.js';
+import type { TunnelContext } from './tunnel-context.js';
 import { SNIFF_TIMEOUT_MS, type WireProtocol } from './protocol.js';
 import type { TcpDecision } from './authz-tcp.js';
 
