@@ -1,0 +1,131 @@
+// The Gateway API mesh conformance profile (GAMMA; MESH-HTTP and MESH-GRPC, gateway-api v1.5.1
+// at 4564255a) against one real local mesh on 127.0.226.0/24: `ambit up`'s runner (control plane,
+// two node proxies, the waypoint, each a child process), the suite's base topology translated by
+// topology.ts, an echo on every pod (echo-server.ts), requests from the suite's client pods through
+// their SOCKS5 listeners (echo-client.ts). Each test applies its manifests to the running mesh
+// (hot reload), runs its cases until they converge (runner.ts), then removes them.
+// With AMBIT_CONFORMANCE_REPORT=<file> the run writes its ConformanceReport there (report.ts);
+// `npm run conformance` sets it.
+import { mkdtemp, rm, writeFile, mkdir, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Mesh } from '../../src/cli/mesh-runner.js';
+import type { MeshCase, MeshTest } from './case-types.js';
+import { CORE_TESTS } from './cases-core.js';
+import { EXTENDED_TESTS } from './cases-extended.js';
+import { GRPC_TESTS } from './cases-grpc.js';
+import { MeshClient } from './echo-client.js';
+import { startEcho, type EchoServers } from './echo-server.js';
+import { buildReport, isSupported, writeReport, type TestResult } from './report.js';
+import { applyManifests, awaitCase, checkWeights, type RunContext } from './runner.js';
+import { CONSUMER_NS, MESH_NS, buildTopology, firstPod } from './topology.js';
+
+const OCTET = 226;
+const topo = buildTopology(OCTET);
+const TESTS: MeshTest[] = [...CORE_TESTS, ...EXTENDED_TESTS, ...GRPC_TESTS];
+const results: TestResult[] = [];
+const echoes: EchoServers[] = [];
+const clients = new Map<string, MeshClient>();
+const logs: string[] = [];
+let mesh: Mesh | undefined;
+let root = '';
+let configDir = '';
+
+function clientFor(c: MeshCase): MeshClient {
+  const pod =
+    c.from === 'consumer/echo-v1'
+      ? firstPod(topo, CONSUMER_NS, 'v1')
+      : firstPod(topo, MESH_NS, c.from === 'echo-v2' ? 'v2' : 'v1');
+  let client = clients.get(pod.ip);
+  if (!client) clients.set(pod.ip, (client = new MeshClient(pod.ip)));
+  return client;
+}
+
+const ctx: RunContext = {
+  get configDir() {
+    return configDir;
+  },
+  client: clientFor,
+  resolveHost: (host) => host?.replace('{echo-v2.podIP}', firstPod(topo, MESH_NS, 'v2').ip),
+  log: (line) => {
+    if (process.env.AMBIT_CONFORMANCE_VERBOSE) console.log(line);
+  },
+};
+
+beforeAll(async () => {
+  root = await mkdtemp(path.join(tmpdir(), 'ambit-conformance-'));
+  configDir = path.join(root, 'config');
+  await mkdir(configDir);
+  await writeFile(path.join(configDir, 'mesh.yaml'), topo.yaml);
+  for (const pod of topo.pods) echoes.push(await startEcho(pod));
+  let waypointReady!: () => void;
+  const ready = new Promise<void>((r) => (waypointReady = r));
+  mesh = await Mesh.start({
+    configDir,
+    stateDir: path.join(root, 'state'),
+    controlPlaneAddr: topo.controlPlane,
+    env: { AMBIT_LOG_LEVEL: 'info' },
+    onLog: (component, line) => {
+      if (logs.length < 5_000) logs.push(`${component} ${line}`);
+      if (component === `waypoint/${MESH_NS}/waypoint` && line.includes('"waypoint ready"')) waypointReady();
+    },
+  });
+  await Promise.race([
+    ready,
+    new Promise((_, reject) =>
+      setTimeout(() => reject(new Error('the waypoint did not get ready in 20 s')), 20_000),
+    ),
+  ]);
+}, 60_000);
+
+afterAll(async () => {
+  for (const c of clients.values()) c.close();
+  await mesh?.stop();
+  for (const e of echoes) await e.close();
+  const out = process.env.AMBIT_CONFORMANCE_REPORT;
+  if (out && results.length) {
+    const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as {
+      version: string;
+    };
+    const report = buildReport(results, {
+      organization: process.env.AMBIT_CONFORMANCE_ORG ?? 'ambit',
+      project: 'ambit',
+      url: process.env.AMBIT_CONFORMANCE_URL ?? 'https://www.npmjs.com/package/ambit',
+      version: pkg.version,
+      contact: [process.env.AMBIT_CONFORMANCE_CONTACT ?? '@ambit/maintainers'],
+    });
+    writeReport(out, report);
+  }
+  if (root) await rm(root, { recursive: true, force: true });
+}, 30_000);
+
+describe.sequential('Gateway API mesh conformance (MESH-HTTP, MESH-GRPC), local mode', () => {
+  for (const test of TESTS) {
+    if (!isSupported(test)) {
+      it.skip(`${test.shortName} (needs a feature ambit does not claim)`, () => {});
+      continue;
+    }
+    it(`${test.shortName}: ${test.description}`, async () => {
+      const remove = await applyManifests(ctx, test);
+      try {
+        for (const c of test.cases) await awaitCase(ctx, c);
+        if (test.weight) {
+          const shares = await checkWeights(
+            ctx,
+            clientFor({ name: 'weights', request: test.weight.request }),
+            test.weight,
+          );
+          ctx.log(`  ${test.shortName} weights: ${shares}`);
+        }
+        results.push({ test, outcome: 'passed' });
+      } catch (err) {
+        results.push({ test, outcome: 'failed' });
+        throw err;
+      } finally {
+        await remove();
+      }
+      expect(results.at(-1)?.outcome).toBe('passed');
+    }, 90_000);
+  }
+});
