@@ -29,7 +29,7 @@ import {
 } from '../controlplane/authz-convert.js';
 import { matchMismatch, peerOf, stringMatches, type Peer } from '../proxy/authz.js';
 import { decideInOrder, policyKey } from './authz-order.js';
-import { isEmptyMatch, type AuthzMatch, type StringMatch } from '../xds/authorization.js';
+import { isEmptyMatch, type AuthzMatch } from '../xds/authorization.js';
 import type { L7Request } from './routing/types.js';
 import { DEFAULT_PATH_NORMALIZATION, normalizeRequestPath, type PathNormalization } from './http-request.js';
 import {
@@ -41,62 +41,34 @@ import {
   type WaypointRef,
 } from './policy-binding.js';
 
+import type {
+  CompileOptions,
+  CustomMatch,
+  HttpAttr,
+  HttpCheck,
+  L7Match,
+  L7Policy,
+  L7Rule,
+  ValueMatch,
+  WaypointPolicySet,
+} from './authz-l7-types.js';
+
+// The compiled policy types live in authz-l7-types.ts (authz-order.ts, ext-authz.ts and jwt.ts
+// read them; importing them from here made import cycles, issue 14). Re-exported for callers.
+export type {
+  CompileOptions,
+  CustomMatch,
+  HttpAttr,
+  HttpCheck,
+  L7Match,
+  L7Policy,
+  L7Rule,
+  ValueMatch,
+  WaypointPolicySet,
+};
+
 /** Body Envoy sends with a 403 from its RBAC filter; users grep for it. */
 export const RBAC_DENIED_BODY = 'RBAC: access denied';
-
-/** One HTTP attribute test: any value of the attribute matches one of `values`, none `notValues`. */
-export interface HttpCheck {
-  attr: HttpAttr;
-  values?: ValueMatch[];
-  notValues?: ValueMatch[];
-}
-/** Istio's string rules, plus path templates ("/users/{*}/orders", "/files/{**}"). */
-export type ValueMatch = StringMatch | { template: string; regex: RegExp };
-export type HttpAttr =
-  | { kind: 'method' }
-  | { kind: 'path' }
-  | { kind: 'host' }
-  | { kind: 'header'; name: string }
-  | { kind: 'requestPrincipal' }
-  | { kind: 'claim'; path: string[] }
-  | { kind: 'audiences' }
-  | { kind: 'presenter' };
-
-/** Everything listed must hold; a match with nothing listed never holds (as at L4). */
-export interface L7Match {
-  l4: AuthzMatch[];
-  http: HttpCheck[];
-}
-export interface L7Rule {
-  /** ANDed; each clause holds when any of its matches does. No clauses: the rule always holds. */
-  clauses: { matches: L7Match[] }[];
-}
-
-export interface L7Policy {
-  name: string;
-  namespace: string;
-  action: 'ALLOW' | 'DENY' | 'AUDIT' | 'CUSTOM';
-  rules: L7Rule[];
-  /** CUSTOM: the extension provider (meshConfig.extensionProviders[].name) it delegates to. */
-  provider?: string;
-  target: PolicyTarget;
-  dryRun?: boolean;
-  /** Could not be understood: denies every request it governs (never fail open). */
-  invalid?: string;
-}
-
-export interface WaypointPolicySet {
-  /** Sorted by "namespace/name" so decisions are stable. */
-  policies: L7Policy[];
-  /** Everything enforced differently from what was written, each naming the policy. */
-  warnings: string[];
-  /** How paths are normalized before matching (meshConfig.pathNormalization; pipeline.ts forwards the same). */
-  pathNormalization?: PathNormalization;
-}
-
-export interface CompileOptions {
-  clusterDomain?: string;
-}
 
 /**
  * The AuthorizationPolicies that bind to `waypoint` through targetRef(s): kind Gateway naming it,
@@ -376,13 +348,6 @@ export interface L7Decision {
   audited?: string[];
   /** Dry-run policies that matched, with what they would have done. */
   dryRun?: { policy: string; action: 'ALLOW' | 'DENY' }[];
-}
-
-/** The CUSTOM policies whose rules a request matches (dry-run ones only reported). */
-export interface CustomMatch {
-  /** "namespace/name" and provider of each enforced CUSTOM policy that matched. */
-  matched: { policy: string; provider: string; ruleIndex: number }[];
-  dryRun: string[];
 }
 
 /** Which CUSTOM policies must ask their provider about this request (Istio: CUSTOM runs first). */

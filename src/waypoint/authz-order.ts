@@ -5,7 +5,7 @@
 // records): an invalid or matching denying policy denies; with no enforced ALLOW policy the
 // request or connection is allowed; a matching ALLOW allows; otherwise it is denied. What "match"
 // means (HTTP attributes or L4 facts only) and the words of each reason stay with the caller.
-import type { L7Policy } from './authz-l7.js';
+import type { L7Policy } from './authz-l7-types.js';
 
 /** A decision before the caller adds what only it reports (AUDIT matches at L7). */
 export interface OrderedDecision {

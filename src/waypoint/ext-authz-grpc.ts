@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 import type { ExtAuthzGrpcProvider } from '../config/mesh-config.js';
 import { socketOf } from './stream-adapter.js';
-import type { CheckInput, CheckOutcome } from './ext-authz.js';
+import type { CheckInput, CheckOutcome } from './ext-authz-check.js';
 
 export const CHECK_METHOD_PATH = '/envoy.service.auth.v3.Authorization/Check';
 const MAX_ANSWER = 64 * 1024;

@@ -17,7 +17,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ExtAuthzHttpProvider } from '../config/mesh-config.js';
 import { socketOf } from './stream-adapter.js';
-import type { CheckInput, CheckOutcome } from './ext-authz.js';
+import type { CheckInput, CheckOutcome } from './ext-authz-check.js';
 
 /** An authorization answer larger than this is an error (Envoy buffers it whole too). */
 export const EXT_AUTHZ_MAX_BODY = 64 * 1024;

@@ -14,10 +14,14 @@ import type { Duplex } from 'node:stream';
 import { formatSocketAddr, type SocketAddr } from '../common/addr.js';
 import type { Service, Workload } from '../xds/resources.js';
 import type { ExtAuthzProvider } from '../config/mesh-config.js';
-import type { CustomMatch } from './authz-l7.js';
-import type { L7Request } from './routing/types.js';
+import type { CustomMatch } from './authz-l7-types.js';
+import type { CheckInput, CheckOutcome } from './ext-authz-check.js';
 import { checkHttp } from './ext-authz-http.js';
 import { checkGrpc } from './ext-authz-grpc.js';
+
+// The provider exchange's types live in ext-authz-check.ts, below the two clients that use them
+// (they imported them from here, which imports the clients: a cycle, issue 14).
+export type { CheckInput, CheckOutcome };
 
 /** What the CUSTOM step decided for one request. */
 export type CustomDecision =
@@ -42,29 +46,6 @@ export type CustomDecision =
       headers: Record<string, string>;
       reason: string;
     };
-
-/** The provider's own answer (before failOpen / statusOnError are applied). */
-export type CheckOutcome =
-  | {
-      kind: 'ok';
-      upstreamSet: [string, string][];
-      upstreamAppend: [string, string][];
-      upstreamRemove: string[];
-      downstream: [string, string][];
-    }
-  | { kind: 'denied'; status: number; body: string; headers: [string, string][] }
-  | { kind: 'error'; reason: string };
-
-/** What a provider is told about the request. */
-export interface CheckInput {
-  req: L7Request;
-  /** Normalized path with the query, as forwarded. */
-  pathWithQuery: string;
-  protocol: 'HTTP/1.1' | 'HTTP/2';
-  source: { ip: string; port?: number; principal?: string };
-  destination: { ip: string; port: number; principal?: string };
-  requestId?: string;
-}
 
 /** Opens a connection to the provider's service as the waypoint reaches any service. */
 export type ProviderDial = (

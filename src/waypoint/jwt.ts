@@ -22,7 +22,7 @@ import {
   type JWTPayload,
   type JWTVerifyGetKey,
 } from 'jose';
-import type { CompileOptions } from './authz-l7.js';
+import type { CompileOptions } from './authz-l7-types.js';
 import {
   policyTarget,
   targetCovers,
