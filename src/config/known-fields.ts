@@ -1,127 +1,59 @@
-// Unknown-field detection, as kubectl's strict field validation (`--validate=strict`, the API
-// server's `fieldValidation=Strict`) would report it: a key the upstream API does not define is
-// named in a warning — a misspelt `weigth: 50` would otherwise be dropped without a word and the
-// weight the user meant lost. Warnings, not errors: the object still loads, as with kubectl's
-// default `--validate=warn`.
+// Unknown-field detection, as the API server's strict field validation (`fieldValidation=Strict`,
+// what `kubectl apply --validate=strict` asks for) would report it: a key the upstream API does
+// not define is named in a warning — a misspelt `weigth: 50` or `metadata.lables` would otherwise
+// be dropped without a word, and the weight or label selector the user meant lost. Warnings, not
+// errors, on purpose: the object still loads, as the API server's default (`fieldValidation=Warn`,
+// for clients that ask for nothing) warns and drops the field. kubectl's own default, strict,
+// would refuse the object; refusing here would take a whole policy or route out of force for a
+// typo in a field ambit may not even read.
 //
-// Each tree lists the fields of an upstream message (field names in their JSON form); a subtree
-// that is not listed is not checked, so only what is listed here can ever be reported.
-// VirtualService: istio/api networking/v1alpha3/virtual_service.proto (VirtualService, HTTPRoute,
-// HTTPRouteDestination, RouteDestination, Destination, PortSelector, Headers, TCPRoute, TLSRoute).
+// Every kind ambit reads from files is checked in full — `metadata` (ObjectMeta) of every kind,
+// `spec` of the Istio and Gateway API kinds (known-fields-istio.ts, known-fields-gateway.ts),
+// `spec` and `status` of the core kinds (known-fields-core.gen.ts, from client-node's models).
+// What is a leaf there is unchecked on purpose: free maps (labels, annotations, header and port
+// maps, Gateway listener `tls.options`), `google.protobuf.Struct`-like values, and the `status`
+// of Istio and Gateway API objects (Istio's CRDs preserve unknown fields there; ambit never reads
+// it). Objects from the API server never carry unknown fields (config/README.md).
+import { CORE_MODELS } from './known-fields-core.gen.js';
+import { GATEWAY_SPEC_FIELDS } from './known-fields-gateway.js';
+import { ISTIO_SPEC_FIELDS } from './known-fields-istio.js';
+import { MapOf, unknownFields, type FieldTree, type UnknownField } from './known-field-tree.js';
 
-/** `true` = a leaf (any value); an object = a mapping with exactly these keys; `[tree]` = a list of them. */
-export type FieldTree = true | { readonly [field: string]: FieldTree } | readonly [FieldTree];
+export { unknownFields, type FieldTree, type UnknownField } from './known-field-tree.js';
 
-const headerOps: FieldTree = { set: true, add: true, remove: true };
-const headers: FieldTree = { request: headerOps, response: headerOps };
-const destination: FieldTree = { host: true, subset: true, port: { number: true } };
-const routeDestination: FieldTree = { destination, weight: true };
-
-const VIRTUAL_SERVICE: FieldTree = {
-  hosts: true,
-  gateways: true,
-  exportTo: true,
-  http: [
-    {
-      name: true,
-      match: true,
-      route: [{ destination, weight: true, headers }],
-      redirect: true,
-      directResponse: true,
-      delegate: true,
-      rewrite: true,
-      timeout: true,
-      retries: true,
-      fault: true,
-      mirror: destination,
-      mirrors: true,
-      mirrorPercent: true,
-      mirrorPercentage: true,
-      corsPolicy: true,
-      headers,
-    },
-  ],
-  tcp: [{ match: true, route: [routeDestination] }],
-  tls: [{ match: true, route: [routeDestination] }],
-};
-
-// Gateway API: kubernetes-sigs/gateway-api apis/v1 httproute_types.go, grpcroute_types.go and
-// shared_types.go (ParentReference, BackendRef = BackendObjectReference + weight).
-const parentRef: FieldTree = {
-  group: true,
-  kind: true,
-  namespace: true,
-  name: true,
-  sectionName: true,
-  port: true,
-};
-const backendRef: FieldTree = {
-  group: true,
-  kind: true,
-  name: true,
-  namespace: true,
-  port: true,
-  weight: true,
-  filters: true,
-};
-const routeSpec = (rule: Record<string, FieldTree>): FieldTree => ({
-  parentRefs: [parentRef],
-  hostnames: true,
-  rules: [rule],
-});
-const HTTP_ROUTE = routeSpec({
-  name: true,
-  matches: true,
-  filters: true,
-  backendRefs: [backendRef],
-  timeouts: true,
-  retry: true,
-  sessionPersistence: true,
-});
-const GRPC_ROUTE = routeSpec({
-  name: true,
-  matches: true,
-  filters: true,
-  backendRefs: [backendRef],
-  sessionPersistence: true,
-});
-
-/** The spec trees by kind; kinds not listed are not checked. */
+/** The spec trees by kind (Istio and Gateway API); core kinds are in `CORE_PARTS`. */
 export const SPEC_FIELDS: Readonly<Record<string, FieldTree>> = {
-  VirtualService: VIRTUAL_SERVICE,
-  HTTPRoute: HTTP_ROUTE,
-  GRPCRoute: GRPC_ROUTE,
+  ...ISTIO_SPEC_FIELDS,
+  ...GATEWAY_SPEC_FIELDS,
 };
 
-export interface UnknownField {
-  /** Path from the spec's parent, e.g. `['spec', 'http', 0, 'route', 0, 'weigth']`. */
-  path: PropertyKey[];
-  field: string;
-  /** The known field it is closest to, when it looks like a typo of one. */
-  suggestion?: string;
-}
+// The models of each core kind's spec and status. ConfigMap has neither (its `data` is a free
+// map; its other top-level fields are checked by the loader).
+const CORE_PARTS: Readonly<Record<string, { spec?: string; status?: string }>> = {
+  Namespace: { spec: 'V1NamespaceSpec', status: 'V1NamespaceStatus' },
+  Node: { spec: 'V1NodeSpec', status: 'V1NodeStatus' },
+  Pod: { spec: 'V1PodSpec', status: 'V1PodStatus' },
+  Service: { spec: 'V1ServiceSpec', status: 'V1ServiceStatus' },
+  ConfigMap: {},
+};
 
-/** Every key in `value` that `tree` does not define, depth first in document order. */
-export function unknownFields(value: unknown, tree: FieldTree, at: PropertyKey[] = []): UnknownField[] {
-  if (tree === true || value === null || typeof value !== 'object') return [];
-  const out: UnknownField[] = [];
-  if (Array.isArray(tree)) {
-    if (Array.isArray(value)) value.forEach((v, i) => out.push(...unknownFields(v, tree[0], [...at, i])));
-    return out;
-  }
-  if (Array.isArray(value)) return out;
-  const known = tree as Record<string, FieldTree>;
-  for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
-    const sub = Object.hasOwn(known, key) ? known[key] : undefined;
-    if (sub === undefined) {
-      const suggestion = closest(key, Object.keys(known));
-      out.push({ path: [...at, key], field: key, ...(suggestion ? { suggestion } : {}) });
-    } else out.push(...unknownFields(v, sub, [...at, key]));
-  }
+/**
+ * The unknown fields of a manifest, by its kind: metadata, spec and (core kinds) status. The
+ * top level itself is the loader's (an unknown top-level field is an error there). Kinds ambit
+ * does not read get nothing.
+ */
+export function unknownObjectFields(kind: string, object: Record<string, unknown>): UnknownField[] {
+  const core = Object.hasOwn(CORE_PARTS, kind) ? CORE_PARTS[kind] : undefined;
+  const spec = Object.hasOwn(SPEC_FIELDS, kind) ? SPEC_FIELDS[kind] : undefined;
+  if (!core && !spec) return [];
+  const out = unknownFields(object.metadata, coreTree('V1ObjectMeta'), ['metadata']);
+  if (spec) out.push(...unknownFields(object.spec, spec, ['spec']));
+  if (core?.spec) out.push(...unknownFields(object.spec, coreTree(core.spec), ['spec']));
+  if (core?.status) out.push(...unknownFields(object.status, coreTree(core.status), ['status']));
   return out;
 }
 
-/** The unknown fields of a manifest's spec, by its kind (none for kinds without a tree). */
+/** The unknown fields of an Istio or Gateway API spec alone (none for other kinds). */
 export function unknownSpecFields(kind: string, spec: unknown): UnknownField[] {
   const tree = Object.hasOwn(SPEC_FIELDS, kind) ? SPEC_FIELDS[kind] : undefined;
   return tree ? unknownFields(spec, tree, ['spec']) : [];
@@ -132,32 +64,24 @@ export function unknownFieldMessage(kind: string, u: UnknownField): string {
   return `unknown field "${u.field}" (not in ${kind}'s API): ignored${hint}`;
 }
 
-/** A known name within edit distance 2 (a swap counts as one), case-insensitively. */
-function closest(word: string, known: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestD = 3;
-  for (const k of known) {
-    const d = distance(word.toLowerCase(), k.toLowerCase());
-    if (d < bestD) [best, bestD] = [k, d];
-  }
-  return best;
-}
+// Core trees are built on first use from the generated table; a model used in many places (an
+// ObjectReference) is one shared tree. Built empty first and filled after, so a model that
+// (indirectly) contains itself would still terminate.
+const coreTrees = new Map<string, Record<string, FieldTree>>();
 
-// Optimal string alignment distance: insertions, deletions, substitutions, adjacent swaps.
-function distance(a: string, b: string): number {
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [
-    i,
-    ...Array<number>(b.length).fill(0),
-  ]);
-  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
-        v = Math.min(v, d[i - 2]![j - 2]! + 1);
-      d[i]![j] = v;
-    }
+function coreTree(model: string): FieldTree {
+  const built = coreTrees.get(model);
+  if (built) return built;
+  const fields = CORE_MODELS[model];
+  if (fields === undefined) return true; // not in the table: not checked
+  const tree: Record<string, FieldTree> = {};
+  coreTrees.set(model, tree);
+  for (const f of fields.split(' ')) {
+    const [name, type] = f.split(':') as [string, string | undefined];
+    if (type === undefined) tree[name] = true;
+    else if (type.startsWith('[')) tree[name] = [coreTree(type.slice(1, -1))];
+    else if (type.startsWith('{')) tree[name] = new MapOf(coreTree(type.slice(1, -1)));
+    else tree[name] = coreTree(type);
   }
-  return d[a.length]![b.length]!;
+  return tree;
 }

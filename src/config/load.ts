@@ -11,7 +11,7 @@ import {
   quote,
   type ConfigErrorCode,
 } from './config-error.js';
-import { unknownFieldMessage, unknownSpecFields } from './known-fields.js';
+import { unknownFieldMessage, unknownObjectFields } from './known-fields.js';
 import { degradeAuthorizationPolicy, stripDegradedMark, type ValidationIssue } from './authz-degrade.js';
 import { listManifestFiles, readManifestFile } from './manifest-files.js';
 import { isSupportedKind, KIND_SCHEMAS, SUPPORTED_KINDS } from './schema.js';
@@ -228,8 +228,9 @@ class DocumentParser {
     }
     if (result.data.kind === 'AuthorizationPolicy') stripDegradedMark(result.data);
     this.push(result.data, at);
-    // kubectl's strict field validation warns about these; a typo would otherwise be dropped silently.
-    for (const u of unknownSpecFields(kind, value.spec)) {
+    // The API server's field validation reports these; a typo (`metadata.lables`, `weigth`) would
+    // otherwise be dropped silently.
+    for (const u of unknownObjectFields(kind, value)) {
       this.out.warnings.push(
         this.make({
           at: [...at, ...u.path],

@@ -51,8 +51,18 @@ describe('unknownSpecFields (VirtualService, table)', () => {
       ['spec.tcp.0.route.0.wieght→weight'],
     ],
     [
-      'unlisted subtrees are not checked',
-      { hosts: ['r'], http: [{ match: [{ anything: 1 }], retries: { x: 1 } }] },
+      'match and retries subtrees are checked too',
+      { hosts: ['r'], http: [{ match: [{ uri: { prefx: '/' } }], retries: { atempts: 1 } }] },
+      ['spec.http.0.match.0.uri.prefx→prefix', 'spec.http.0.retries.atempts→attempts'],
+    ],
+    [
+      'header-match maps: free keys, StringMatch values checked',
+      { hosts: ['r'], http: [{ match: [{ headers: { 'x-Any_Name': { exac: 'a' } } }] }] },
+      ['spec.http.0.match.0.headers.x-Any_Name.exac→exact'],
+    ],
+    [
+      "the deprecated mirror_percent (the CRD's proto name) is accepted",
+      { hosts: ['r'], http: [{ mirror_percent: 5, mirrorPercentage: { value: 5 } }] },
       [],
     ],
   ])('%s', (_why, spec, want) => {
