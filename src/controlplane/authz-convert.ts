@@ -20,6 +20,7 @@ import {
   type Pod,
 } from '../config/types.js';
 import type { Ip } from '../common/addr.js';
+import { inPrecedenceOrder } from '../config/precedence.js';
 import type {
   Authorization,
   AuthzClause,
@@ -413,8 +414,10 @@ export interface PeerAuthnChain {
 /**
  * Picks the governing policies from those that could apply: mesh = root namespace without a
  * selector, namespace = the pod's namespace without a selector, workload = the pod's namespace
- * with a matching selector. istiod picks the oldest on conflict; manifests carry no creation time,
- * so ambit picks the first by name (and `authz explain` says which one).
+ * with a matching selector. On a conflict within a level the oldest `creationTimestamp` wins, then
+ * `namespace/name` (config/precedence.ts): istiod's `convertedSelectorPeerAuthentications`
+ * (pilot/pkg/serviceregistry/kube/controller/ambient/authorization.go) keeps, per level, the policy
+ * whose CreationTimestamp is Before the others'. Sorted here, so a caller's order never matters.
  */
 export function peerAuthnChain(
   all: Iterable<PeerAuthentication>,
@@ -423,8 +426,7 @@ export function peerAuthnChain(
 ): PeerAuthnChain {
   const ns = pod.metadata.namespace ?? 'default';
   const chain: PeerAuthnChain = {};
-  const sorted = [...all].sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
-  for (const pa of sorted) {
+  for (const pa of inPrecedenceOrder(all)) {
     const paNs = pa.metadata.namespace ?? 'default';
     if (!hasSelector(pa)) {
       if (paNs === rootNamespace) chain.mesh ??= pa;
