@@ -71,6 +71,7 @@ export function toL7Request(
       port: ctx.target.port,
     },
     grpc: contentType.startsWith('application/grpc'),
+    sourceIdentity: ctx.peerIdentity,
   };
 }
 

@@ -6,6 +6,10 @@
 // ROUTE_CONFLICT warning naming the route that won. DestinationRules still apply either way.
 // Among several VirtualServices for one service, the one in the service's namespace wins, then
 // namespace/name order; Istio merges them only for gateways, not for the mesh.
+//
+// Gateway API routes in another namespace than their Service (consumer routes) go to their own
+// table, per Service and per namespace, and never conflict with producer routes or
+// VirtualServices: they replace them only for requests from their namespace (match.ts).
 import type {
   DestinationRule,
   GRPCRoute,
@@ -40,15 +44,23 @@ export function compileRouteTable(
   const policies = compileDestinationRules(destinationRules, index, warn);
   const routes = new Map<string, ServiceRoutes>();
 
-  for (const [key, gw] of compileGatewayRoutes(gatewayRoutes, index, warn)) {
+  const consumers = new Map<string, Map<string, ServiceRoutes>>();
+  for (const gw of compileGatewayRoutes(gatewayRoutes, index, warn).values()) {
     const entries = new RouteIndex();
     for (const c of gw.candidates) entries.add(c.entry);
-    routes.set(key, {
+    const sr: ServiceRoutes = {
       api: 'gateway',
       objects: gw.objects,
       ...(gw.ports ? { ports: gw.ports } : {}),
       entries,
-    });
+    };
+    const key = serviceKey(gw.service);
+    if (gw.consumerNamespace === undefined) routes.set(key, sr);
+    else {
+      let byNs = consumers.get(key);
+      if (!byNs) consumers.set(key, (byNs = new Map()));
+      byNs.set(gw.consumerNamespace, sr);
+    }
   }
 
   // VirtualServices: the first per service wins (own namespace first); entries compiled once per VS.
@@ -100,7 +112,7 @@ export function compileRouteTable(
     routes.set(key, { api: 'istio', objects: [objectKey(winner)], entries });
   }
 
-  return { routes, policies, warnings: warn.result() };
+  return { routes, consumers, policies, warnings: warn.result() };
 }
 
 function byNamespaceName(a: KubeResource, b: KubeResource): number {

@@ -58,6 +58,8 @@ interface Candidate {
 /** The Gateway API routes of one service, before they become a ServiceRoutes. */
 export interface GatewayServiceRoutes {
   service: ServiceInfo;
+  /** Set for consumer routes: the namespace whose requests they apply to (the routes' own). */
+  consumerNamespace?: string;
   objects: string[];
   /** undefined = every port. */
   ports?: Set<number>;
@@ -121,10 +123,15 @@ export function compileGatewayRoutes(
         });
       }
     });
-    for (const { service, ports } of parents) {
-      const key = `${service.namespace}/${service.hostname}`;
+    for (const { service, ports, consumer } of parents) {
+      // Producer and consumer routes of a service merge only within their own group (GEP-1294).
+      const key = `${service.namespace}/${service.hostname}${consumer ? `@${namespace}` : ''}`;
       let sr = out.get(key);
-      if (!sr) out.set(key, (sr = { service, objects: [], ports: new Set(), candidates: [] }));
+      if (!sr) {
+        sr = { service, objects: [], ports: new Set(), candidates: [] };
+        if (consumer) sr.consumerNamespace = namespace;
+        out.set(key, sr);
+      }
       if (!sr.objects.includes(object)) sr.objects.push(object);
       if (ports === undefined) sr.ports = undefined;
       else if (sr.ports) for (const p of ports) sr.ports.add(p);
@@ -148,13 +155,17 @@ function byPrecedence(a: Candidate, b: Candidate): number {
 
 // ---- parentRefs ----
 
-/** The Services a route attaches to, each with the ports it names (undefined = all). */
+/**
+ * The Services a route attaches to, each with the ports it names (undefined = all); `consumer`
+ * when the Service is in another namespace than the route (a consumer route, GEP-1294: it
+ * applies only to requests from the route's namespace).
+ */
 function attachments(
   refs: GwParentRef[] | undefined,
   at: Omit<Origin, 'field'> & { field: string },
   index: ServiceIndex,
-): { service: ServiceInfo; ports?: Set<number> }[] {
-  const out = new Map<ServiceInfo, { service: ServiceInfo; ports?: Set<number> }>();
+): Attachment[] {
+  const out = new Map<ServiceInfo, Attachment>();
   (refs ?? []).forEach((ref, i) => {
     const field = `${at.field}.parentRefs[${i}]`;
     if (ref.kind !== 'Service') {
@@ -177,15 +188,7 @@ function attachments(
       );
     } else if (ref.group !== '' && ref.group !== 'core') return;
     const namespace = ref.namespace ?? at.namespace;
-    if (namespace !== at.namespace) {
-      at.warn.add(
-        at.object,
-        field,
-        'IGNORED',
-        `a route in namespace ${at.namespace} attached to a Service in ${namespace} is a consumer route, which waypoints do not apply`,
-      );
-      return;
-    }
+    const consumer = namespace !== at.namespace;
     const service = index.byName(namespace, ref.name);
     if (!service) {
       at.warn.add(at.object, field, 'UNKNOWN_SERVICE', `Service ${namespace}/${ref.name} does not exist`);
@@ -215,11 +218,20 @@ function attachments(
       return;
     }
     const prev = out.get(service);
-    if (!prev) out.set(service, port === undefined ? { service } : { service, ports: new Set([port]) });
-    else if (port === undefined) delete prev.ports;
+    if (!prev) {
+      const a: Attachment = port === undefined ? { service } : { service, ports: new Set([port]) };
+      if (consumer) a.consumer = true;
+      out.set(service, a);
+    } else if (port === undefined) delete prev.ports;
     else prev.ports?.add(port);
   });
   return [...out.values()];
+}
+
+interface Attachment {
+  service: ServiceInfo;
+  ports?: Set<number>;
+  consumer?: true;
 }
 
 // ---- rule → action ----

@@ -119,14 +119,9 @@ export function backendRef(ref: GwBackendRef, at: Origin, index: ServiceIndex): 
     at.warn.add(at.object, at.field, 'INVALID_VALUE', `${reason}; its share of requests gets 500`);
     return { ...backend, invalid: { status: 500, reason } };
   }
-  if (namespace !== at.namespace) {
-    at.warn.add(
-      at.object,
-      at.field,
-      'IGNORED',
-      `backendRef to namespace ${namespace}: ambit does not read ReferenceGrant, so the cross-namespace reference is allowed`,
-    );
-  }
+  // A backendRef to another namespace needs no ReferenceGrant on a route attached to a Service
+  // (GEP-1294: mesh routes "can send traffic to backendRefs in any namespace. Unlike Gateway
+  // bound routes, this is allowed without a ReferenceGrant"), so it is not worth a warning.
   if (!known) {
     at.warn.add(
       at.object,

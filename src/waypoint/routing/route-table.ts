@@ -31,8 +31,14 @@ export interface PolicySource {
 }
 
 export interface RouteTable {
-  /** Keyed by "namespace/hostname" of the service. */
+  /** Keyed by "namespace/hostname" of the service: its producer routes (and VirtualServices). */
   readonly routes: ReadonlyMap<string, ServiceRoutes>;
+  /**
+   * Consumer routes (Gateway API routes in another namespace than their Service), keyed by
+   * "namespace/hostname" of the service, then by the routes' namespace: requests from that
+   * namespace use them instead of the producer routes (GEP-1294 "Multiple routes for a Service").
+   */
+  readonly consumers?: ReadonlyMap<string, ReadonlyMap<string, ServiceRoutes>>;
   /** DestinationRules, keyed by "namespace/hostname" of the service they apply to. */
   readonly policies: ReadonlyMap<string, PolicySource>;
   /** Conversion warnings by objectKey ("HTTPRoute/ns/name"). */

@@ -16,6 +16,11 @@ export interface L7Request {
   /** The service (or pod) the node proxy sent to the waypoint: ":authority" of the HBONE CONNECT. */
   target: { service?: { namespace: string; hostname: string; name: string }; ip: string; port: number };
   grpc: boolean;
+  /**
+   * Verified SPIFFE id of the client (the HBONE peer certificate, never a header): consumer
+   * routes apply to requests from their own namespace only (Gateway API GEP-1294).
+   */
+  sourceIdentity?: string;
 }
 
 /** A Service as routing needs it (from the ambient index). */

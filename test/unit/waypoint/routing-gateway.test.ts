@@ -593,11 +593,6 @@ describe('parentRefs and defaults', () => {
       /^UNKNOWN_SERVICE spec\.parentRefs\[0\]: Service shop\/ghost does not exist/,
     ],
     [
-      'a Service in another namespace (consumer route)',
-      [{ group: '', kind: 'Service', name: 'other', namespace: 'ops' }],
-      /^IGNORED .*consumer route/,
-    ],
-    [
       'a port the Service lacks',
       [{ group: '', kind: 'Service', name: 'web', port: 81 }],
       /^INVALID_VALUE spec\.parentRefs\[0\]\.port: .*no port 81/,
