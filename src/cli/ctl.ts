@@ -15,9 +15,9 @@ import { getJson as getJsonFrom } from '../telemetry/http-util.js';
 import { UsageError } from './usage-error.js';
 import { analyze, formatAnalyzeMessage, loadMessages } from './ctl-analyze.js';
 import { formatTable } from './ctl-table.js';
+import { ADMIN_PORT, CONTROL_PLANE_DEBUG_PORT, DEFAULT_CONTROL_PLANE_DEBUG_ADDR } from '../common/ports.js';
 
-const DEFAULT_CONTROL_PLANE = '127.0.0.1:15014';
-const ADMIN_PORT = 15000;
+const DEFAULT_CONTROL_PLANE = DEFAULT_CONTROL_PLANE_DEBUG_ADDR;
 
 export const CTL_USAGE = `ambit ctl COMMAND [-o table|json] [--controlplane HOST:PORT (default ${DEFAULT_CONTROL_PLANE})] [--state DIR]
   workloads              every workload the control plane knows
@@ -45,7 +45,7 @@ export async function ctl(args: string[]): Promise<number> {
       const port = (err as { port?: number }).port;
       throw new UsageError(
         `cannot reach ${addr}:${port} (${code}); is the mesh running (\`ambit up\`)? ` +
-          `Point at the control plane's debug port with --controlplane HOST:15014`,
+          `Point at the control plane's debug port with --controlplane HOST:${CONTROL_PLANE_DEBUG_PORT}`,
       );
     }
     throw err;

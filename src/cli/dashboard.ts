@@ -7,12 +7,13 @@ import { spawn } from 'node:child_process';
 import { httpRequest } from '../telemetry/http-util.js';
 import { ADMIN_TOKEN_ENV } from '../common/token.js';
 import { adminTokenFor } from './ctl.js';
+import { DEFAULT_CONTROL_PLANE_DEBUG_ADDR } from '../common/ports.js';
 
 export async function dashboard(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {
-      controlplane: { type: 'string', default: '127.0.0.1:15014' },
+      controlplane: { type: 'string', default: DEFAULT_CONTROL_PLANE_DEBUG_ADDR },
       state: { type: 'string', default: '.ambit' },
       open: { type: 'boolean', default: false },
     },

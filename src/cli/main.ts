@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { errorMessage } from '../common/errors.js';
 import { UsageError } from './usage-error.js';
 import { certTtlFlag, untilSignal } from './run-flags.js';
+import { ADMIN_PORT, CONTROL_PLANE_DEBUG_PORT, DEFAULT_CONTROL_PLANE_ADDR } from '../common/ports.js';
 
 const USAGE = `ambit — an ambient (sidecar-less) service mesh
 
@@ -20,12 +21,12 @@ Usage:
   ambit authz explain DIR|--server HOST:PORT --from SRC --to DST:PORT   why a connection is allowed or denied
   ambit node --name NODE --ip IP --state DIR --controlplane HOST:PORT [--cert-ttl SECONDS]
              [--access-log off|full|sample:RATIO] [--no-metrics]   (or AMBIT_ACCESS_LOG, AMBIT_METRICS=off)
-             [--admin-bind IP]   admin :15000 address (default 127.0.0.1 with --capture netns, else --ip);
+             [--admin-bind IP]   admin :${ADMIN_PORT} address (default 127.0.0.1 with --capture netns, else --ip);
              admin asks for the token in <state>/admin.token (Authorization: Bearer)
              [--capture socks|netns [--netns-prefix P] [--disable-capture]]   (SIGUSR2 toggles netns capture;
              without --netns-prefix a pod's namespace is found by its IP, as on Kubernetes)
-  ambit ctl workloads|services|policies|certs|status|config-dump --node N|analyze DIR [-o json] [--controlplane HOST:15014] [--state DIR]
-  ambit dashboard [--controlplane HOST:15014] [--state DIR] [--open]   the live service graph's URL (with the admin token)
+  ambit ctl workloads|services|policies|certs|status|config-dump --node N|analyze DIR [-o json] [--controlplane HOST:${CONTROL_PLANE_DEBUG_PORT}] [--state DIR]
+  ambit dashboard [--controlplane HOST:${CONTROL_PLANE_DEBUG_PORT}] [--state DIR] [--open]   the live service graph's URL (with the admin token)
   ambit waypoint --name NS/NAME --ip IP --state DIR --controlplane HOST:PORT [--node NODE] [--cert-ttl SECONDS]
 
 State (CA root, node tokens, mesh.json) lives in --state, default ./.ambit.
@@ -98,7 +99,7 @@ async function controlplane(args: string[]): Promise<number> {
     options: {
       config: { type: 'string' },
       state: { type: 'string', default: '.ambit' },
-      listen: { type: 'string', default: '127.0.0.1:15012' },
+      listen: { type: 'string', default: DEFAULT_CONTROL_PLANE_ADDR },
       'trust-domain': { type: 'string' },
       'root-namespace': { type: 'string' },
       'root-cert': { type: 'string' },
@@ -145,7 +146,7 @@ async function node(args: string[]): Promise<number> {
       name: { type: 'string' },
       ip: { type: 'string' },
       state: { type: 'string', default: '.ambit' },
-      controlplane: { type: 'string', default: '127.0.0.1:15012' },
+      controlplane: { type: 'string', default: DEFAULT_CONTROL_PLANE_ADDR },
       'cert-ttl': { type: 'string' },
       'trust-domain': { type: 'string' },
       'key-algorithm': { type: 'string' },
@@ -211,7 +212,7 @@ async function waypoint(args: string[]): Promise<number> {
       ip: { type: 'string' },
       node: { type: 'string' },
       state: { type: 'string', default: '.ambit' },
-      controlplane: { type: 'string', default: '127.0.0.1:15012' },
+      controlplane: { type: 'string', default: DEFAULT_CONTROL_PLANE_ADDR },
       'cert-ttl': { type: 'string' },
       'trust-domain': { type: 'string' },
     },

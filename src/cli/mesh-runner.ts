@@ -19,7 +19,7 @@ import {
 import { ensureNodeToken } from '../controlplane/node-auth.js';
 import { isAmbientEnrolled } from '../controlplane/workload-builder.js';
 import { planWaypoints } from '../controlplane/waypoints.js';
-import { SOCKS5_PORT } from '../hbone/constants.js';
+import { DEFAULT_CONTROL_PLANE_ADDR, SOCKS5_PORT } from '../common/ports.js';
 import { MeshRun, nodeArgs, pollUntil, waypointArgs, writeShim } from './mesh-processes.js';
 import type { RestartPolicy } from './restart-backoff.js';
 
@@ -251,7 +251,7 @@ export function describeMesh(
     waypointFor: w.waypointFor,
   }));
   return {
-    controlPlane: opts.controlPlaneAddr ?? '127.0.0.1:15012',
+    controlPlane: opts.controlPlaneAddr ?? DEFAULT_CONTROL_PLANE_ADDR,
     stateDir: opts.stateDir,
     nodes,
     pods,

@@ -5,6 +5,7 @@ import { Mesh } from './mesh-runner.js';
 import { formatLogLine } from './log-format.js';
 import { UsageError } from './usage-error.js';
 import { certTtlFlag, untilSignal } from './run-flags.js';
+import { DEFAULT_CONTROL_PLANE_ADDR } from '../common/ports.js';
 import type { NetnsMeshOptions } from '../redirect/netns-mesh.js';
 
 export async function up(args: string[]): Promise<number> {
@@ -14,7 +15,7 @@ export async function up(args: string[]): Promise<number> {
     options: {
       state: { type: 'string', default: '.ambit' },
       'log-format': { type: 'string', default: 'text' },
-      controlplane: { type: 'string', default: '127.0.0.1:15012' },
+      controlplane: { type: 'string', default: DEFAULT_CONTROL_PLANE_ADDR },
       netns: { type: 'boolean' },
       'netns-prefix': { type: 'string', default: 'ambit-' },
       'disable-capture': { type: 'boolean' },

@@ -10,6 +10,7 @@
 import os from 'node:os';
 import type { Metadata } from '@grpc/grpc-js';
 import { errorMessage } from '../common/errors.js';
+import { CONTROL_PLANE_PORT } from '../common/ports.js';
 import type { Logger } from '../common/log.js';
 import { KubeClient, type RawObject } from '../config/kube-client.js';
 import { POD } from '../config/kube-resources.js';
@@ -138,7 +139,9 @@ export class KubeControlPlane {
       snapshot,
       values: {
         image: this.o.waypointImage ?? (await this.ownImage()),
-        controlPlane: this.o.controlPlaneAddress ?? `${CONTROL_PLANE_SERVICE}.${this.namespace}.svc:15012`,
+        controlPlane:
+          this.o.controlPlaneAddress ??
+          `${CONTROL_PLANE_SERVICE}.${this.namespace}.svc:${CONTROL_PLANE_PORT}`,
         trustDomain: this.o.trustDomain,
       },
       templateFile: this.o.waypointTemplate,

@@ -24,11 +24,8 @@ import { AmbientIndex, type WaypointStatus } from './ambient-index.js';
 import { DeltaXdsServer, XDS_SERVER_OPTIONS } from './xds-server.js';
 import { KubeControlPlane, type KubeModeOptions } from './kube-controlplane.js';
 import { ControlPlaneMetrics } from '../telemetry/controlplane-metrics.js';
-import {
-  ControlPlaneDebugServer,
-  CONTROL_PLANE_DEBUG_PORT,
-  nodeInternalIp,
-} from '../telemetry/controlplane-debug.js';
+import { ControlPlaneDebugServer, nodeInternalIp } from '../telemetry/controlplane-debug.js';
+import { CONTROL_PLANE_DEBUG_PORT } from '../common/ports.js';
 import { ensureAdminToken } from '../common/token.js';
 import { errorMessage } from '../common/errors.js';
 

@@ -10,7 +10,7 @@
 import { isIP } from 'node:net';
 import type { Ip } from '../common/addr.js';
 import { LABEL_USE_WAYPOINT, type KubeResource, type Namespace } from '../config/types.js';
-import { HBONE_PORT } from '../hbone/constants.js';
+import { HBONE_PORT } from '../common/ports.js';
 import type { GatewayAddress, Service, Workload } from '../xds/resources.js';
 import { DOMAIN_SUFFIX, type IndexOptions } from './workload-builder.js';
 

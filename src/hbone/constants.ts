@@ -1,26 +1,6 @@
 // HBONE protocol constants (Istio's numbers, see shared/reference/istio-ambient.md §1.2–1.3).
 
-export const HBONE_PORT = 15008;
-export const SOCKS5_PORT = 15080;
-export const READINESS_PORT = 15021;
-
-/**
- * Every port a mesh proxy listens on (ztunnel's `illegal_ports`, config.rs: "internal ports that
- * clients are not authorized to send to"): admin 15000, outbound capture 15001, inbound
- * plaintext 15006, HBONE 15008, metrics 15020, readiness 15021, DNS 15053, SOCKS5 15080, and
- * Envoy's Prometheus port 15090. A tunnel to one of them would reach the proxy itself, which then
- * acts with the pod's identity (a CONNECT to a pod's :15080 turns into traffic *from* that pod),
- * so none is ever a CONNECT target, whoever asks.
- */
-export const MESH_PORTS: ReadonlySet<number> = new Set([
-  15000, 15001, 15006, 15008, 15020, 15021, 15053, 15080, 15090,
-]);
-
-/** Ports that may never be a tunnel's destination: all mesh ports (see MESH_PORTS). */
-export const FORBIDDEN_TARGET_PORTS: ReadonlySet<number> = MESH_PORTS;
-
-/** Ports that loop straight back into a proxy wherever they are dialled (any address). */
-export const LOOP_PORTS: ReadonlySet<number> = new Set([15001, 15006, 15008]);
+// The ports (HBONE_PORT, MESH_PORTS, …) are in src/common/ports.ts, with every other fixed port.
 
 export const H2_STREAM_WINDOW = 4 * 1024 * 1024;
 export const H2_CONNECTION_WINDOW = 16 * 1024 * 1024;

@@ -10,8 +10,8 @@ import type { Logger } from '../common/log.js';
 import { parseSocketAddr, type HostPort, type Ip } from '../common/addr.js';
 import { ConnectionTracker, drainServer } from '../common/drain.js';
 import { serverTlsOptions, peerSpiffeId, trustDomainOf, describeLeaf, type TlsIdentity } from './tls.js';
+import { FORBIDDEN_TARGET_PORTS } from '../common/ports.js';
 import {
-  FORBIDDEN_TARGET_PORTS,
   H2_CONNECTION_WINDOW,
   SERVER_HANDSHAKE_TIMEOUT_MS,
   SERVER_IDLE_TIMEOUT_MS,

@@ -24,7 +24,7 @@ import { ConnectionTracker, drainServer } from '../common/drain.js';
 import type { TcpConnect } from '../common/tcp-connect.js';
 import type { Workload } from '../xds/resources.js';
 import { NodeAgent } from '../redirect/agent.js';
-import { DNS_CAPTURE_PORT, INBOUND_CAPTURE_PORT, OUTBOUND_CAPTURE_PORT } from '../redirect/iptables.js';
+import { DNS_PROXY_PORT, INBOUND_CAPTURE_PORT, OUTBOUND_CAPTURE_PORT } from '../common/ports.js';
 import { nativeStatus, originalDst, udpSocketInNetns, listenInNetns } from '../redirect/native.js';
 import { listenFdInNetns, podAwareConnect } from '../redirect/pod-sockets.js';
 import { DnsProxy, meshResolver } from './dns.js';
@@ -272,10 +272,10 @@ export class PodCapture {
   }
 
   private async startDns(): Promise<void> {
-    const udp = await udpSocketInNetns(this.nsPath, '127.0.0.1', DNS_CAPTURE_PORT, { reuseaddr: true });
+    const udp = await udpSocketInNetns(this.nsPath, '127.0.0.1', DNS_PROXY_PORT, { reuseaddr: true });
     let tcp: net.Server;
     try {
-      tcp = await listenInNetns(this.nsPath, '127.0.0.1', DNS_CAPTURE_PORT, { reuseaddr: true });
+      tcp = await listenInNetns(this.nsPath, '127.0.0.1', DNS_PROXY_PORT, { reuseaddr: true });
     } catch (err) {
       udp.close();
       throw err;

@@ -20,7 +20,6 @@ import { componentLogger, type Logger } from '../common/log.js';
 import type { ProxyState } from '../proxy/state.js';
 import type { Service } from '../xds/resources.js';
 
-export const DNS_PROXY_PORT = 15053;
 export const DNS_TTL_SECONDS = 30;
 export const DNS_UPSTREAM_TIMEOUT_MS = 5_000;
 /** Largest DNS message we accept over TCP; a query is at most a few hundred bytes. */

@@ -12,7 +12,7 @@ import type { Socket } from 'node:net';
 import type { Logger } from '../common/log.js';
 import type { Ip } from '../common/addr.js';
 import { errorMessage } from '../common/errors.js';
-import { FORBIDDEN_TARGET_PORTS } from '../hbone/constants.js';
+import { FORBIDDEN_TARGET_PORTS } from '../common/ports.js';
 import { spiffeIdOf, type Workload } from '../xds/resources.js';
 import type { ProxyState } from '../proxy/state.js';
 import type { PolicyStore } from '../proxy/policy-store.js';

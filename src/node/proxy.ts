@@ -17,7 +17,7 @@ import { errorMessage } from '../common/errors.js';
 import type { Ip } from '../common/addr.js';
 import { HbonePool } from '../hbone/pool.js';
 import { HboneServer } from '../hbone/server.js';
-import { HBONE_PORT, READINESS_PORT, SOCKS5_PORT } from '../hbone/constants.js';
+import { HBONE_PORT, READINESS_PORT, SOCKS5_PORT } from '../common/ports.js';
 import type { TlsIdentity } from '../hbone/tls.js';
 import { CaClient } from '../identity/ca-client.js';
 import { CertificateManager, type WorkloadCert } from '../identity/cert-manager.js';

@@ -7,7 +7,7 @@
 // gets a tunnel to its :15008 with its identity expected; a known workload outside the mesh and
 // any unknown IP get plain TCP (passthrough). A waypoint's own traffic never loops back to it.
 import { formatSocketAddr, type HostPort, type Ip, type SocketAddr } from '../common/addr.js';
-import { HBONE_PORT, LOOP_PORTS, MESH_PORTS } from '../hbone/constants.js';
+import { HBONE_PORT, LOOP_PORTS, MESH_PORTS } from '../common/ports.js';
 import { spiffeIdOf, type GatewayAddress, type Service, type Workload } from '../xds/resources.js';
 import type { ProxyState } from './state.js';
 

@@ -31,14 +31,11 @@
 // a pod whose rules already read exactly as desired is left untouched (a restarted proxy reuses
 // them). Removing deletes the jumps and the chains and nothing else.
 import { run } from './topology.js';
+import { DNS_PROXY_PORT, HBONE_PORT, INBOUND_CAPTURE_PORT, OUTBOUND_CAPTURE_PORT } from '../common/ports.js';
 import { PROXY_MARK, PROXY_MARK_MASK } from './pod-sockets.js';
 
 export const CHAIN_PREROUTING = 'AMBIT_PRERT';
 export const CHAIN_OUTPUT = 'AMBIT_OUTPUT';
-export const OUTBOUND_CAPTURE_PORT = 15001;
-export const INBOUND_CAPTURE_PORT = 15006;
-export const DNS_CAPTURE_PORT = 15053;
-export const HBONE_PORT = 15008;
 /** Kubelet probes arrive from this address (SNAT on the node: host-rules.ts); Istio's HOST_PROBE_SNAT_ADDRESS default. */
 export const PROBE_SNAT_IP = '169.254.7.127';
 
@@ -76,8 +73,8 @@ export function desiredRules(o: PodRulesOptions): string[] {
     `-A ${CHAIN_OUTPUT} -m mark --mark ${MARK} -j RETURN`,
     ...(o.dns
       ? [
-          `-A ${CHAIN_OUTPUT} -p udp -m udp --dport 53 -j REDIRECT --to-ports ${DNS_CAPTURE_PORT}`,
-          `-A ${CHAIN_OUTPUT} -p tcp -m tcp --dport 53 -j REDIRECT --to-ports ${DNS_CAPTURE_PORT}`,
+          `-A ${CHAIN_OUTPUT} -p udp -m udp --dport 53 -j REDIRECT --to-ports ${DNS_PROXY_PORT}`,
+          `-A ${CHAIN_OUTPUT} -p tcp -m tcp --dport 53 -j REDIRECT --to-ports ${DNS_PROXY_PORT}`,
         ]
       : []),
     `-A ${CHAIN_OUTPUT} -o lo -j RETURN`,

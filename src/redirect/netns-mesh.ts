@@ -9,6 +9,7 @@
 //   app             a pod's ambit.dev/command, inside the pod's namespace
 // Stop (Ctrl-C) ends the processes and deletes every namespace; after a crash, `ambit down`.
 import { mkdir, writeFile } from 'node:fs/promises';
+import { DEFAULT_CONTROL_PLANE_ADDR } from '../common/ports.js';
 import path from 'node:path';
 import { loadDirectory } from '../config/load.js';
 import { ensureNodeToken } from '../controlplane/node-auth.js';
@@ -119,7 +120,7 @@ export class NetnsMesh extends MeshRun {
     await mirror.start();
     try {
       const { objects, errors } = await loadDirectory(mirrorDir);
-      const controlPlane = toNetnsHostPort(opts.controlPlaneAddr ?? '127.0.0.1:15012');
+      const controlPlane = toNetnsHostPort(opts.controlPlaneAddr ?? DEFAULT_CONTROL_PLANE_ADDR);
       const routerIp = controlPlane.slice(0, controlPlane.lastIndexOf(':'));
       const base = describeMesh(objects, {
         controlPlaneAddr: controlPlane,

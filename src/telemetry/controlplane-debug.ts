@@ -14,6 +14,7 @@
 // said about itself (its xDS node id): a node's IP is its Node object's InternalIP, looked up by
 // the name its token authenticated; a waypoint's is the address the control plane assigned.
 import http from 'node:http';
+import { CONTROL_PLANE_DEBUG_PORT } from '../common/ports.js';
 import { X509Certificate } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../common/log.js';
@@ -28,8 +29,6 @@ import { AdminGuard, type AdminAccess } from './admin-guard.js';
 import { ServiceGraph, type ScrapeTarget } from './service-graph.js';
 import { DASHBOARD_HTML } from './dashboard-page.js';
 import { shortTypeName } from './controlplane-metrics.js';
-
-export const CONTROL_PLANE_DEBUG_PORT = 15014;
 
 /** What the debug endpoint reads (ControlPlane's index, xDS server and CA fit it). */
 export interface ControlPlaneDebugSource {

@@ -5,10 +5,9 @@
 //   const onRequest = createRequestMetrics(registry, meta);
 //   const server = await serveMetrics(registry, ip, METRICS_PORT);   // later: closeHttp(server)
 import http from 'node:http';
+import { METRICS_PORT } from '../common/ports.js';
 import type { Registry } from 'prom-client';
 import { listenHttp, sendText } from './http-util.js';
-
-export const METRICS_PORT = 15020;
 
 export async function serveMetrics(
   registry: Registry,

@@ -20,10 +20,8 @@ import { connectionTelemetry, DenialLog, type ConnectionTelemetry } from './conn
 import { L4Metrics } from './metrics.js';
 import { adminHandler, type NodeAdminSource, type XdsUpdateCounts } from './node-admin.js';
 import { closeHttp, listenHttp } from './http-util.js';
-import { METRICS_PORT, serveMetrics } from './metrics-server.js';
-
-export const ADMIN_PORT = 15000;
-export { METRICS_PORT };
+import { serveMetrics } from './metrics-server.js';
+import { ADMIN_PORT, METRICS_PORT } from '../common/ports.js';
 
 export interface NodeTelemetryOptions {
   /** Collect and serve metrics (default true; AMBIT_METRICS=off turns them off). */

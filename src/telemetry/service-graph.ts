@@ -7,6 +7,7 @@
 // Targets come from controlplane-debug.ts `scrapeTargets`: addresses the control plane knows
 // (Node InternalIP, assigned waypoint address), never an address a client put in its node id.
 import { tokenOf, type TokenSource } from '../common/token.js';
+import { ADMIN_PORT, METRICS_PORT } from '../common/ports.js';
 import { httpRequest } from './http-util.js';
 import { parsePromText, type Sample } from './prom-text.js';
 import type { DenialRecord } from './connection-telemetry.js';
@@ -194,7 +195,7 @@ export class ServiceGraph {
 
   constructor(
     private readonly targets: () => ScrapeTarget[],
-    private readonly ports = { metrics: 15020, admin: 15000 },
+    private readonly ports = { metrics: METRICS_PORT, admin: ADMIN_PORT },
     /** Admin token for nodes' /debug/denials; without one the graph shows no denials. */
     private readonly adminToken?: TokenSource,
   ) {}

@@ -22,7 +22,7 @@ import { errorMessage } from '../common/errors.js';
 import type { HostPort, Ip, SocketAddr } from '../common/addr.js';
 import { HbonePool } from '../hbone/pool.js';
 import { HboneServer, type InboundTunnel } from '../hbone/server.js';
-import { HBONE_PORT, READINESS_PORT } from '../hbone/constants.js';
+import { HBONE_PORT, METRICS_PORT, READINESS_PORT } from '../common/ports.js';
 import type { TlsIdentity } from '../hbone/tls.js';
 import { CaClient } from '../identity/ca-client.js';
 import { CertificateManager, type WorkloadCert } from '../identity/cert-manager.js';
@@ -54,7 +54,7 @@ import { Counter, Registry } from 'prom-client';
 import type { WaypointPolicySet } from './authz-l7.js';
 import { evaluateTcp } from './authz-tcp.js';
 import { createRequestMetrics } from '../telemetry/request-metrics.js';
-import { METRICS_PORT, serveMetrics } from '../telemetry/metrics-server.js';
+import { serveMetrics } from '../telemetry/metrics-server.js';
 
 export interface WaypointOptions {
   namespace: string;

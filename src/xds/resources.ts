@@ -2,6 +2,7 @@
 // the protobuf wire form. The control plane builds these types and encodes them; proxies decode
 // and validate them (a resource that fails validation is NACKed and the last good one kept).
 import { AmbitError } from '../common/errors.js';
+import { HBONE_PORT } from '../common/ports.js';
 import { ipFromBytes, ipToBytes, type Ip } from '../common/addr.js';
 import { decodeMessage, encodeMessage, pb } from './proto.js';
 
@@ -193,7 +194,7 @@ function checkGatewayAddress(
   if (!g.address) throw invalid(name, 'waypoint has neither an address nor a hostname');
   const ip = ipFromBytes(g.address.address);
   if (!ip) throw invalid(name, `waypoint address of ${g.address.address.length} bytes is not IPv4 or IPv6`);
-  const port = g.hboneMtlsPort || 15008;
+  const port = g.hboneMtlsPort || HBONE_PORT;
   if (port > 65535) throw invalid(name, `waypoint hbone_mtls_port ${port} out of range`);
   return { network: g.address.network, ip, hboneMtlsPort: port };
 }

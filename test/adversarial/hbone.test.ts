@@ -27,7 +27,7 @@ import { forwardTunnelToApp } from '../support/hbone.js';
 import { issuedBy, meshRoot, meshSignedCert, type TestCert } from '../support/certs.js';
 import { HbonePool, type TunnelRequest } from '../../src/hbone/pool.js';
 import { HboneServer } from '../../src/hbone/server.js';
-import { MESH_PORTS } from '../../src/hbone/constants.js';
+import { MESH_PORTS } from '../../src/common/ports.js';
 import type { TlsIdentity } from '../../src/hbone/tls.js';
 import { MeshCa } from '../../src/controlplane/ca.js';
 import { generateKeyPair } from '../../src/identity/keys.js';

@@ -10,7 +10,7 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestMesh, closeServer, tcpEcho } from '../support/mesh.js';
 import { SocksError } from '../../src/cli/socks-client.js';
-import { MESH_PORTS } from '../../src/hbone/constants.js';
+import { MESH_PORTS } from '../../src/common/ports.js';
 
 const O = 161;
 const ip = (n: number) => `127.0.${O}.${n}`;

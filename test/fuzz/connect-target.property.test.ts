@@ -8,7 +8,7 @@ import net from 'node:net';
 import { test, fc } from '@fast-check/vitest';
 import { expect } from 'vitest';
 import { formatSocketAddr, parseSocketAddr } from '../../src/common/addr.js';
-import { FORBIDDEN_TARGET_PORTS } from '../../src/hbone/constants.js';
+import { FORBIDDEN_TARGET_PORTS } from '../../src/common/ports.js';
 import { runs } from './runs.js';
 
 const MESH_PORTS = [15000, 15001, 15006, 15008, 15020, 15021, 15053, 15080, 15090];
