@@ -21,9 +21,9 @@ import { splice } from '../proxy/splice.js';
 import {
   NO_TELEMETRY,
   responseFlagFor,
-  type ConnectionResult,
   type ConnectionTelemetry,
 } from '../telemetry/connection-telemetry.js';
+import { ConnectionRecord, runRecorded } from '../proxy/connection-record.js';
 import { traceIdOf } from '../telemetry/access-log.js';
 
 export interface OutboundDeps {
@@ -45,38 +45,36 @@ export class Outbound {
     this.log = deps.logger.child({ direction: 'outbound' });
   }
 
-  async handle(source: Workload, req: SocksRequest): Promise<void> {
-    const start = Date.now();
+  /** One connection, recorded exactly once whatever happens (runRecorded is the guard). */
+  handle(source: Workload, req: SocksRequest): Promise<void> {
+    const client = req.socket;
+    const record = new ConnectionRecord(this.log, this.deps.telemetry ?? NO_TELEMETRY, {
+      src: { addr: `${client.remoteAddress}:${client.remotePort}`, identity: spiffeIdOf(source), workload: source },
+      dst: {},
+      fields: { 'dst.target': `${req.target.host}:${req.target.port}` },
+      open: { reporter: 'source', source, securityPolicy: 'unknown' },
+    });
+    return runRecorded(
+      record,
+      () => this.serve(source, req, record),
+      () => client.destroy(),
+    );
+  }
+
+  private async serve(source: Workload, req: SocksRequest, record: ConnectionRecord): Promise<void> {
     const client = req.socket;
     const srcIp = source.addresses[0]!;
-    const telemetry = this.deps.telemetry ?? NO_TELEMETRY;
-    const fields: Record<string, unknown> = {
-      start_time: new Date(start).toISOString(),
-      'src.addr': `${client.remoteAddress}:${client.remotePort}`,
-      'src.workload': source.name,
-      'src.namespace': source.namespace,
-      'src.identity': spiffeIdOf(source),
-      'dst.target': `${req.target.host}:${req.target.port}`,
-    };
     let upstream: Socket | ClientHttp2Stream;
-    let route: Route;
-    let record: ConnectionResult | undefined;
     try {
       const target = await this.resolve(source, req.target);
-      route = buildRoute(target, this.deps.state, this.deps.pick, source);
-      describeRoute(route, fields);
+      const route = buildRoute(target, this.deps.state, this.deps.pick, source);
+      record.set(routeFields(route));
       // Counted from here (ztunnel's ConnectionResult): the route names the destination.
-      record = telemetry.opened(openOf(route, source, this.deps.state));
+      record.count(openOf(route, source, this.deps.state));
       upstream = await this.open(route, source, srcIp, client);
     } catch (err) {
       const code = replyFor(err);
-      const flag = responseFlagFor(err);
-      record?.close(flag);
-      fields.error = errorMessage(err);
-      this.log.warn(
-        { ...fields, 'socks.reply': code, response_flags: flag, duration_ms: Date.now() - start },
-        'connection failed',
-      );
+      record.fail(responseFlagFor(err), 'connection failed', { 'socks.reply': code }, err);
       req.reply(code);
       return;
     }
@@ -84,27 +82,15 @@ export class Outbound {
     // Bytes count from here: not the SOCKS handshake, but any data the client sent early (still
     // buffered). Istio's direction: received = client → server, sent = server → client.
     const base = { read: client.bytesRead - client.readableLength, written: client.bytesWritten };
-    const received = () => client.bytesRead - base.read;
-    const sent = () => client.bytesWritten - base.written;
-    record.trackBytes(() => ({ received: received(), sent: sent() }));
+    record.trackBytes(() => ({
+      received: client.bytesRead - base.read,
+      sent: client.bytesWritten - base.written,
+    }));
     client.resume();
     // A cut on either side reaches the app as a TCP RST and is recorded with UC / DC (splice.ts).
     const result = await splice(client, upstream);
-    const flag = result.error ? responseFlagFor(result.error) : '-';
-    record.close(flag);
-    if (!result.error && !telemetry.logComplete()) return;
-    this.log[result.error ? 'warn' : 'info'](
-      {
-        ...fields,
-        trace_id: traceIdOf((upstream as ClientHttp2Stream).sentHeaders?.traceparent),
-        response_flags: flag,
-        bytes_sent: received(),
-        bytes_recv: sent(),
-        duration_ms: Date.now() - start,
-        ...(result.error ? { error: result.error.message } : {}),
-      },
-      'connection complete',
-    );
+    record.set({ trace_id: traceIdOf((upstream as ClientHttp2Stream).sentHeaders?.traceparent) });
+    record.complete(result.error);
   }
 
   private async resolve(source: Workload, target: SocksTarget): Promise<HostPort & { host: Ip }> {
@@ -173,9 +159,12 @@ function openOf(route: Route, source: Workload, state: ProxyState): ConnectionOp
   }
 }
 
-function describeRoute(route: Route, fields: Record<string, unknown>): void {
-  fields.route = route.kind;
-  fields.connection_security_policy = route.kind === 'hbone' ? 'mutual_tls' : 'unknown';
+/** The access-line facts a route adds (where it goes, through what, as whom). */
+function routeFields(route: Route): Record<string, unknown> {
+  const fields: Record<string, unknown> = {
+    route: route.kind,
+    connection_security_policy: route.kind === 'hbone' ? 'mutual_tls' : 'unknown',
+  };
   if (route.kind === 'hbone') {
     fields['dst.hbone_addr'] = `${route.hboneAddr.host}:${route.hboneAddr.port}`;
     fields['dst.addr'] = route.authority;
@@ -187,6 +176,7 @@ function describeRoute(route: Route, fields: Record<string, unknown>): void {
     fields['dst.addr'] = formatSocketAddr(route.addr.host, route.addr.port);
     if (route.service) fields['dst.service'] = route.service.hostname;
   }
+  return fields;
 }
 
 const REPLY_BY_CODE: Partial<Record<ErrorCode, SocksReplyCode>> = {

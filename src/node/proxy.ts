@@ -1,16 +1,15 @@
 // The node proxy process, wired in one readable place. Order matters:
-//  1. read the trust root and this node's token from the state directory;
-//  2. certificate manager (CSRs to the control plane's CA);
-//  3. xDS client → ProxyState and PolicyStore (keep the last config while the control plane is
-//     away); a change to either re-checks open inbound tunnels against the policies;
+//  1–2. trust root, this node's token, certificate manager: the shared start-up
+//     (proxy/startup.ts, the same steps as the waypoint's);
+//  3. data path: the HBONE pool, outbound, and inbound (HBONE and, in netns mode, plaintext)
+//     behind one inbound gate (proxy/inbound-gate.ts); then xDS → ProxyState and PolicyStore (the
+//     last config is kept while the control plane is away); a change to either re-checks open
+//     inbound connections against the policies;
 //  4. per local ambient pod: HBONE listener podIP:15008 and SOCKS5 listener podIP:15080, or in
 //     netns mode (capture.ts) both made inside the pod's namespace with 15001/15006/15053 and
 //     the pod's redirection rules;
 //  5. readiness on nodeIP:15021.
-import { tokenFromFile } from '../common/token.js';
-import http from 'node:http';
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
+import type http from 'node:http';
 import type { Logger } from '../common/log.js';
 import { componentLogger } from '../common/log.js';
 import { errorMessage } from '../common/errors.js';
@@ -19,23 +18,16 @@ import { HbonePool } from '../hbone/pool.js';
 import { HboneServer } from '../hbone/server.js';
 import { HBONE_PORT, READINESS_PORT, SOCKS5_PORT } from '../common/ports.js';
 import type { TlsIdentity } from '../hbone/tls.js';
-import { CaClient } from '../identity/ca-client.js';
-import { CertificateManager, type WorkloadCert } from '../identity/cert-manager.js';
+import type { CertificateManager, WorkloadCert } from '../identity/cert-manager.js';
 import type { KeyAlgorithm } from '../identity/keys.js';
-import { XdsClient, controlPlaneConnection, type XdsTypeStatus } from '../xds/client.js';
-import { TYPE_ADDRESS, TYPE_AUTHORIZATION } from '../xds/proto.js';
-import {
-  decodeAddress,
-  spiffeIdOf,
-  DEFAULT_TRUST_DOMAIN,
-  type Address,
-  type Workload,
-} from '../xds/resources.js';
-import { ProxyState } from '../proxy/state.js';
+import type { XdsTypeStatus } from '../xds/client.js';
+import { spiffeIdOf, DEFAULT_TRUST_DOMAIN, type Workload } from '../xds/resources.js';
+import type { ProxyState } from '../proxy/state.js';
+import type { PolicyStore } from '../proxy/policy-store.js';
+import { ProxyStartup } from '../proxy/startup.js';
+import { InboundGate, type AuthzCounters } from '../proxy/inbound-gate.js';
 import { Outbound } from './outbound.js';
-import { Inbound, type AuthzCounters } from './inbound.js';
-import { PolicyStore } from '../proxy/policy-store.js';
-import type { Authorization } from '../xds/authorization.js';
+import { Inbound } from './inbound.js';
 import { Socks5Listener } from './socks5.js';
 import { NetnsCapture, type NetnsCaptureOptions } from './capture.js';
 import { PlaintextInbound } from './inbound-plaintext.js';
@@ -74,14 +66,14 @@ interface PodListeners {
 }
 
 export class NodeProxy {
-  readonly state = new ProxyState();
-  readonly policies = new PolicyStore();
+  readonly state: ProxyState;
+  readonly policies: PolicyStore;
   private readonly log: Logger;
+  private readonly startup: ProxyStartup;
+  private gate!: InboundGate;
   private readonly pods = new Map<string, PodListeners>();
   private readonly failed = new Map<string, string>();
   private certs!: CertificateManager;
-  private ca!: CaClient;
-  private xds!: XdsClient;
   private pool!: HbonePool;
   private outbound!: Outbound;
   private inbound!: Inbound;
@@ -102,6 +94,16 @@ export class NodeProxy {
       { ...nodeAdminDefaults(opts.stateDir, !!opts.netnsCapture, this.log), ...opts.telemetry },
       this.log,
     );
+    this.startup = new ProxyStartup({
+      controlPlane: opts.controlPlane,
+      stateDir: opts.stateDir,
+      controlPlaneServerName: opts.controlPlaneServerName,
+      certTtlSeconds: opts.certTtlSeconds,
+      keyAlgorithm: opts.keyAlgorithm,
+      logger: this.log,
+    });
+    this.state = this.startup.state;
+    this.policies = this.startup.policies;
   }
 
   get trustDomain(): string {
@@ -120,20 +122,8 @@ export class NodeProxy {
       },
       'node proxy starting',
     );
-    // 1. trust root and node token
-    const rootPem = await readFile(path.join(o.stateDir, 'ca', 'root-cert.pem'), 'utf8');
-    // Re-read at each use: in Kubernetes this is a projected token the kubelet rotates.
-    const token = tokenFromFile(path.join(o.stateDir, 'nodes', `${o.nodeName}.token`));
-    const serverName = o.controlPlaneServerName ?? 'istiod.istio-system.svc';
-
-    // 2. certificates
-    this.ca = new CaClient({ address: o.controlPlane, rootCertPem: rootPem, token, serverName });
-    this.certs = new CertificateManager({
-      requestCertificate: (csr, ttl) => this.ca.createCertificate(csr, ttl),
-      keyAlgorithm: o.keyAlgorithm,
-      ttlSeconds: o.certTtlSeconds,
-      logger: this.log.child({ part: 'certs' }),
-    });
+    // 1–2. trust root, node token, certificates
+    this.certs = await this.startup.connect(o.nodeName);
     this.certs.on('rotated', (cert: WorkloadCert) => this.onRotated(cert));
 
     // 3. data path parts (in netns mode their sockets are opened inside the pods), then xDS
@@ -149,12 +139,15 @@ export class NodeProxy {
       telemetry: this.telemetry.connections,
       connect,
     });
-    this.inbound = new Inbound(this.state, this.policies, this.log, this.telemetry.connections, connect);
+    // One gate for HBONE and plaintext inbound: one set of counters, one re-evaluation.
+    this.gate = new InboundGate(this.telemetry.connections);
+    this.inbound = new Inbound(this.state, this.policies, this.log, this.gate, this.telemetry.connections, connect);
     if (this.capture) {
       const plaintext = new PlaintextInbound({
         state: this.state,
         policies: this.policies,
         logger: this.log,
+        gate: this.gate,
         connect: this.capture.connect,
         telemetry: this.telemetry.connections,
       });
@@ -166,44 +159,29 @@ export class NodeProxy {
     }
     this.state.on('change', () => {
       this.scheduleReconcile();
-      this.inbound.reevaluate(); // a workload's list of policies may have changed
+      this.gate.reevaluate(); // a workload's list of policies may have changed
     });
     this.policies.on('change', () => {
       this.log.info(
         { policies: this.policies.all().size, rejected: [...this.policies.rejections().keys()] },
         'authorization policies updated',
       );
-      this.inbound.reevaluate();
+      this.gate.reevaluate();
     });
 
-    this.xds = new XdsClient({
-      ...controlPlaneConnection(o.controlPlane, rootPem, token, serverName),
-      node: {
-        id: `ambit~${o.nodeIp}~${o.nodeName}~${this.trustDomain}`,
-        metadata: { NODE_NAME: o.nodeName },
-      },
-      types: [
-        {
-          typeUrl: TYPE_ADDRESS,
-          decode: (name: string, bytes: Uint8Array) => decodeAddress(name, bytes),
-          apply: (upserted: Map<string, Address>, removed: string[]) =>
-            this.state.applyAddresses(upserted, removed),
-        },
-        {
-          typeUrl: TYPE_AUTHORIZATION,
-          decode: (name: string, bytes: Uint8Array) => this.policies.decode(name, bytes),
-          apply: (upserted: Map<string, Authorization>, removed: string[]) =>
-            this.policies.apply(upserted, removed),
-        },
-      ],
-      logger: this.log.child({ part: 'xds' }),
+    this.startup.startXds({
+      id: `ambit~${o.nodeIp}~${o.nodeName}~${this.trustDomain}`,
+      metadata: { NODE_NAME: o.nodeName },
     });
-    this.xds.start();
 
     // 5. readiness (before xDS is ready, so probes can see "not ready yet")
-    await this.startReadiness();
+    this.readiness = await this.startup.serveReadiness(
+      o.nodeIp,
+      o.ports?.readiness ?? READINESS_PORT,
+      () => this.isReady(),
+    );
     await this.telemetry.start({ nodeName: o.nodeName, nodeIp: o.nodeIp, proxy: this });
-    await this.xds.ready();
+    await this.startup.synced();
     this.xdsReady = true;
     await this.reconcileNow();
     this.log.info(
@@ -214,7 +192,7 @@ export class NodeProxy {
 
   /** The last xDS response of each type and whether it was ACKed (for /config_dump). */
   xdsStatus(): XdsTypeStatus[] {
-    return this.xds?.status() ?? [];
+    return this.startup.xds?.status() ?? [];
   }
 
   /**
@@ -263,7 +241,7 @@ export class NodeProxy {
 
   /** L4 authorization counters (allowed, denied, closed on policy change), for telemetry. */
   authzCounters(): AuthzCounters {
-    return this.inbound.counters;
+    return this.gate.counters;
   }
 
   poolStats() {
@@ -290,15 +268,14 @@ export class NodeProxy {
   async stop(graceMs = 2000): Promise<void> {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.xds?.stop();
+    this.startup.xds?.stop();
     this.pool?.close();
     this.capture?.keepRulesOnStop(); // the next proxy on this node reuses them
     await Promise.all(
       [...this.pods.values()].map((p) => Promise.all([p.hbone.stop(graceMs), p.entry.stop(graceMs)])),
     );
     this.pods.clear();
-    this.certs?.stop();
-    this.ca?.close();
+    this.startup.stop();
     await new Promise<void>((r) => (this.readiness ? this.readiness.close(() => r()) : r()));
     await this.telemetry.stop();
     this.log.info('node proxy stopped');
@@ -403,23 +380,5 @@ export class NodeProxy {
       this.failed.set(w.uid, `${pod}: ${errorMessage(err)}`);
       this.log.error({ pod, ip, err: errorMessage(err) }, 'could not set up pod listeners; will retry');
     }
-  }
-
-  private async startReadiness(): Promise<void> {
-    const port = this.opts.ports?.readiness ?? READINESS_PORT;
-    this.readiness = http.createServer((req, res) => {
-      if (req.url !== '/healthz/ready') {
-        res.writeHead(404).end('not found\n');
-        return;
-      }
-      const r = this.isReady();
-      res
-        .writeHead(r.ready ? 200 : 503, { 'content-type': 'text/plain' })
-        .end(r.ready ? 'ready\n' : `not ready: ${r.reason}\n`);
-    });
-    await new Promise<void>((resolve, reject) => {
-      this.readiness!.once('error', reject);
-      this.readiness!.listen(port, this.opts.nodeIp, () => resolve());
-    });
   }
 }

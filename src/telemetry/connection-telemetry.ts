@@ -1,8 +1,9 @@
-// What the node proxy's data path (node/outbound.ts, node/inbound.ts) sees of telemetry: one
-// result per connection that counts it opened, reads its bytes, and closes it exactly once with a
-// response flag; the access-log decision for completed connections; and recent denials for the
-// admin endpoint and the service graph. `NO_TELEMETRY` keeps the data path free of checks when
-// nothing is wired.
+// What the proxies' data path (proxy/connection-record.ts, for the node proxy and the waypoint)
+// sees of telemetry: one result per connection that counts it opened, reads its bytes, and closes
+// it exactly once with a response flag; the access-log decision for completed connections; recent
+// denials for the admin endpoint and the service graph; and the L4 authorization counters as
+// metrics. `NO_TELEMETRY` keeps the data path free of checks when nothing is wired.
+import { Counter, type Registry } from 'prom-client';
 import { isAmbitError } from '../common/errors.js';
 import type { AccessLogPolicy } from './access-log.js';
 import type { ByteCounts, ConnectionOpen, L4Metrics, ResponseFlag, TcpConnectionMetrics } from './metrics.js';
@@ -91,4 +92,56 @@ export function responseFlagFor(err: unknown): ResponseFlag {
     }
   }
   return 'CONNECT';
+}
+
+/** The L4 authorization counters a proxy keeps (proxy/inbound-gate.ts `AuthzCounters` fits). */
+export interface AuthzCounterSource {
+  allowed: number;
+  closedByPolicyChange: number;
+  deniedByPolicy: ReadonlyMap<string, number>;
+}
+
+/**
+ * The inbound L4 authorization counters as metrics (bounded: one series per deciding policy). A
+ * waypoint also denies on its TCP path (waypoint/authz-tcp.ts): given `tcpDenied`, the denied
+ * counter carries `protocol` — "hbone" for the inbound gate's 401, "tcp" for the TCP path.
+ */
+export function registerAuthzCounters(
+  registry: Registry,
+  read: () => AuthzCounterSource,
+  tcpDenied?: () => ReadonlyMap<string, number>,
+): void {
+  const registers = [registry];
+  new Counter({
+    name: 'ambit_authz_allowed_total',
+    help: 'Inbound connections allowed by L4 authorization',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(read().allowed);
+    },
+  });
+  new Counter({
+    name: 'ambit_authz_denied_total',
+    help: tcpDenied
+      ? 'Connections denied by policy, by deciding policy and where (hbone: the inbound L4 gate, 401 at CONNECT or closed on a policy change; tcp: the TCP-path policy)'
+      : 'Inbound connections denied (at connect or closed on a policy change), by deciding policy',
+    labelNames: tcpDenied ? ['policy', 'protocol'] : ['policy'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [policy, n] of read().deniedByPolicy)
+        this.inc(tcpDenied ? { policy, protocol: 'hbone' } : { policy }, n);
+      if (tcpDenied) for (const [policy, n] of tcpDenied()) this.inc({ policy, protocol: 'tcp' }, n);
+    },
+  });
+  new Counter({
+    name: 'ambit_authz_closed_by_policy_change_total',
+    help: 'Open connections closed because a policy change no longer allows them',
+    registers,
+    collect() {
+      this.reset();
+      this.inc(read().closedByPolicyChange);
+    },
+  });
 }

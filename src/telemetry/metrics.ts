@@ -11,13 +11,15 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Service, Workload } from '../xds/resources.js';
 
-export type Reporter = 'source' | 'destination';
+/** `waypoint`: Istio's reporter for a waypoint's own metrics (TCP as well as requests). */
+export type Reporter = 'source' | 'destination' | 'waypoint';
 /**
  * ztunnel's response flags: "-" when nothing went wrong. Plus Envoy's UC (upstream connection
  * termination) and DC (downstream connection termination) for a connection cut mid-transfer
- * (proxy/splice.ts), which ztunnel only reports as an error without a flag.
+ * (proxy/splice.ts), which ztunnel only reports as an error without a flag; and Envoy's RBAC for
+ * the waypoint's TCP-path policy denial (waypoint/authz-tcp.ts, Envoy's network RBAC filter).
  */
-export type ResponseFlag = '-' | 'DENY' | 'CONNECT' | 'TLS_FAILURE' | 'IDENTITY_ERROR' | 'UC' | 'DC';
+export type ResponseFlag = '-' | 'DENY' | 'CONNECT' | 'TLS_FAILURE' | 'IDENTITY_ERROR' | 'UC' | 'DC' | 'RBAC';
 /** ztunnel reports mutual_tls for HBONE and unknown otherwise (it has no "none"). */
 export type SecurityPolicy = 'mutual_tls' | 'unknown';
 
@@ -180,7 +182,8 @@ export class L4Metrics {
   readonly open = new Set<TcpConnectionMetrics>();
   private readonly series = new Map<string, Series>();
 
-  constructor(registry: Registry) {
+  /** `component`: istio_build's — "ztunnel" for the node proxy, "proxy" (Envoy's) for a waypoint. */
+  constructor(registry: Registry, component = 'ztunnel') {
     const labelNames = [...TCP_LABELS];
     const all = () => this.series.values();
     const flushOpen = () => {
@@ -226,7 +229,7 @@ export class L4Metrics {
       help: 'Istio component build info',
       labelNames: ['component', 'tag'],
       registers: [registry],
-    }).set({ component: 'ztunnel', tag: 'ambit' }, 1);
+    }).set({ component, tag: 'ambit' }, 1);
   }
 
   /** Counts the connection as opened (flags "-") and returns its handle; call close() once it ends. */

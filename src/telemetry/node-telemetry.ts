@@ -4,7 +4,7 @@
 // and admin on 15000 (node-admin.ts) behind the admin gate (admin-guard.ts). The data path only
 // sees `connections` (ConnectionTelemetry).
 import http from 'node:http';
-import { Counter, Registry } from 'prom-client';
+import { Registry } from 'prom-client';
 import type { Logger } from '../common/log.js';
 import { ensureAdminToken, type TokenSource } from '../common/token.js';
 import { errorMessage } from '../common/errors.js';
@@ -16,7 +16,12 @@ import {
   parseAccessLogMode,
   type AccessLogMode,
 } from './access-log.js';
-import { connectionTelemetry, DenialLog, type ConnectionTelemetry } from './connection-telemetry.js';
+import {
+  connectionTelemetry,
+  DenialLog,
+  registerAuthzCounters,
+  type ConnectionTelemetry,
+} from './connection-telemetry.js';
 import { L4Metrics } from './metrics.js';
 import { adminHandler, type NodeAdminSource, type XdsUpdateCounts } from './node-admin.js';
 import { closeHttp, listenHttp } from './http-util.js';
@@ -167,40 +172,4 @@ export class NodeTelemetry {
   async stop(): Promise<void> {
     await Promise.all([closeHttp(this.metricsServer), closeHttp(this.adminServer)]);
   }
-}
-
-/** The inbound L4 authorization counters as metrics (bounded: one series per deciding policy). */
-function registerAuthzCounters(
-  registry: Registry,
-  read: NonNullable<NodeAdminSource['authzCounters']>,
-): void {
-  const registers = [registry];
-  new Counter({
-    name: 'ambit_authz_allowed_total',
-    help: 'Inbound connections allowed by L4 authorization',
-    registers,
-    collect() {
-      this.reset();
-      this.inc(read().allowed);
-    },
-  });
-  new Counter({
-    name: 'ambit_authz_denied_total',
-    help: 'Inbound connections denied (at connect or closed on a policy change), by deciding policy',
-    labelNames: ['policy'],
-    registers,
-    collect() {
-      this.reset();
-      for (const [policy, n] of read().deniedByPolicy) this.inc({ policy }, n);
-    },
-  });
-  new Counter({
-    name: 'ambit_authz_closed_by_policy_change_total',
-    help: 'Open connections closed because a policy change no longer allows them',
-    registers,
-    collect() {
-      this.reset();
-      this.inc(read().closedByPolicyChange);
-    },
-  });
 }

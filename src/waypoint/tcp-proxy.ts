@@ -3,7 +3,7 @@
 // the target, HTTP-only rules read as Envoy's network RBAC reads them; a denial resets the stream
 // before any upstream is dialled, so no byte reaches the backend), then spliced to an endpoint
 // chosen as a node proxy would choose it (`buildRoute`, the waypoint as the source so it never
-// routes to itself), over HBONE as the waypoint.
+// routes to itself), over HBONE as the waypoint; recorded once in the tunnel's ConnectionRecord.
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../common/log.js';
@@ -14,6 +14,7 @@ import type { ProxyState } from '../proxy/state.js';
 import { buildRoute, type EndpointPicker } from '../proxy/route.js';
 import { connectTcp } from '../proxy/connect-tcp.js';
 import { splice } from '../proxy/splice.js';
+import type { ConnectionRecord } from '../proxy/connection-record.js';
 import type { TunnelContext } from './tunnel-context.js';
 import { SNIFF_TIMEOUT_MS, type WireProtocol } from './protocol.js';
 import type { TcpDecision } from './authz-tcp.js';
@@ -32,14 +33,18 @@ export interface TcpProxyDeps {
   log: Logger;
 }
 
-/** TCP (not HTTP): to an endpoint chosen as a node proxy would, over HBONE as the waypoint. */
+/**
+ * TCP (not HTTP): to an endpoint chosen as a node proxy would, over HBONE as the waypoint. The
+ * tunnel's record (opened by the waypoint's inbound gate) is counted once the route names the
+ * endpoint, and finished once: denied (RBAC), failed (CONNECT) or completed after the splice.
+ */
 export async function proxyTcp(
   stream: http2.ServerHttp2Stream,
   ctx: TunnelContext,
-  fields: Record<string, unknown>,
+  record: ConnectionRecord,
   deps: TcpProxyDeps,
 ): Promise<void> {
-  const start = Date.now();
+  record.set({ protocol: 'tcp' });
   let decision: TcpDecision;
   try {
     decision = deps.authorize(ctx);
@@ -48,16 +53,8 @@ export async function proxyTcp(
     decision = { allow: false, reason: `policy could not be evaluated: ${errorMessage(err)}` };
   }
   if (!decision.allow) {
-    deps.log.warn(
-      {
-        ...fields,
-        protocol: 'tcp',
-        policy: decision.policy ?? null,
-        reason: decision.reason,
-        response_flags: 'RBAC',
-      },
-      'connection denied by policy',
-    );
+    // Envoy's network RBAC flag: this is the waypoint's L7-config policy read at TCP.
+    record.deny(decision, {}, 'RBAC');
     try {
       deps.onDenied?.(decision);
     } catch (err) {
@@ -71,28 +68,33 @@ export async function proxyTcp(
   try {
     const self = deps.state.workloadByAddress(deps.self) ?? { addresses: [deps.self] };
     const route = buildRoute(ctx.target, deps.state, deps.pick, self);
+    if (route.kind !== 'reject') {
+      record.count({
+        destination: route.endpoint,
+        destinationPrincipal: route.kind === 'hbone' ? route.expectedIdentity : undefined,
+        destinationService: route.service ?? ctx.service,
+      });
+    }
     if (route.kind === 'reject') throw new Error(route.reason);
     if (route.kind === 'hbone') {
-      fields['upstream.workload'] = `${route.endpoint.namespace}/${route.endpoint.name}`;
+      record.set({ 'upstream.workload': `${route.endpoint.namespace}/${route.endpoint.name}` });
       upstream = await deps.connect(route.endpoint, route.authority);
     } else {
       upstream = await connectTcp(route.addr, deps.self);
     }
   } catch (err) {
-    deps.log.warn({ ...fields, error: errorMessage(err), protocol: 'tcp' }, 'connection failed');
+    record.fail('CONNECT', 'connection failed', {}, err);
     if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
     return;
   }
+  // Neither side is a plain socket with byte counts (both may be HTTP/2 streams): count chunks.
+  // Istio's direction: received = client → server, sent = server → client.
+  const bytes = { received: 0, sent: 0 };
+  stream.on('data', (c: Buffer) => (bytes.received += c.length));
+  upstream.on('data', (c: Buffer) => (bytes.sent += c.length));
+  record.trackBytes(() => ({ ...bytes }));
   const result = await splice(stream, upstream);
-  deps.log.info(
-    {
-      ...fields,
-      protocol: 'tcp',
-      duration_ms: Date.now() - start,
-      ...(result.error ? { error: result.error.message } : {}),
-    },
-    'connection complete',
-  );
+  record.complete(result.error);
 }
 
 /** Waits for the client's first bytes (up to SNIFF_TIMEOUT_MS) and decides; the bytes are put back. */

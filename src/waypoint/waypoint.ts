@@ -1,4 +1,5 @@
-// The waypoint process, wired in one readable place (DESIGN.md §1; istio-ambient.md §2). Order:
+// The waypoint process, wired in one readable place (DESIGN.md §1; istio-ambient.md §2). Steps
+// 1–3 are the start-up every proxy shares (proxy/startup.ts):
 //  1. trust root and the node token of the node it runs on (the CA lets that node sign for the
 //     waypoint's service account, as for a pod scheduled there);
 //  2. certificate manager: one certificate, for the waypoint's own identity
@@ -6,13 +7,16 @@
 //  3. xDS: addresses (→ ProxyState), L4 authorization (→ PolicyStore) and the L7 config objects
 //     (→ the L7 engine, rebuilt on change);
 //  4. HBONE server on waypointIP:15008 that accepts only CONNECTs for services and workloads
-//     bound to this waypoint (400 unknown target, 403 not bound to this waypoint), then
-//     L4 policy (401), then protocol detection: TCP is spliced to a chosen endpoint over HBONE as
-//     the waypoint (tcp-proxy.ts); HTTP/1.1, h2c and gRPC go through http-proxy.ts.
+//     bound to this waypoint (400 unknown target, 403 not bound to this waypoint), then the
+//     inbound gate a node proxy uses (proxy/inbound-gate.ts: L4 policy, 401; registered so a
+//     policy change closes tunnels no longer allowed; one ConnectionRecord: istio_tcp_* metrics
+//     with reporter="waypoint" and one access line), then protocol detection: TCP is spliced to a
+//     chosen endpoint over HBONE as the waypoint (tcp-proxy.ts); HTTP/1.1, h2c and gRPC go
+//     through http-proxy.ts, each request recorded by request-record.ts.
 // Readiness (`GET /healthz/ready` on waypointIP:15021) is served from the start: 503 with the
 // step it waits for, 200 once xDS has answered, the certificate is issued and 15008 listens.
-import { tokenFromFile } from '../common/token.js';
-import { readFile, readdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
+import http2 from 'node:http2';
 import path from 'node:path';
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -24,22 +28,18 @@ import { HbonePool } from '../hbone/pool.js';
 import { HboneServer, type InboundTunnel } from '../hbone/server.js';
 import { HBONE_PORT, METRICS_PORT, READINESS_PORT } from '../common/ports.js';
 import type { TlsIdentity } from '../hbone/tls.js';
-import { CaClient } from '../identity/ca-client.js';
-import { CertificateManager, type WorkloadCert } from '../identity/cert-manager.js';
-import { XdsClient, controlPlaneConnection } from '../xds/client.js';
-import { TYPE_ADDRESS, TYPE_AUTHORIZATION, TYPE_CONFIG_OBJECT } from '../xds/proto.js';
-import {
-  decodeAddress,
-  DEFAULT_TRUST_DOMAIN,
-  spiffeIdOf,
-  type Address,
-  type Workload,
-} from '../xds/resources.js';
-import type { Authorization } from '../xds/authorization.js';
+import type { CertificateManager, WorkloadCert } from '../identity/cert-manager.js';
+import { TYPE_CONFIG_OBJECT } from '../xds/proto.js';
+import { DEFAULT_TRUST_DOMAIN, spiffeIdOf, type Workload } from '../xds/resources.js';
 import { decodeConfigObject, type ConfigObject } from '../xds/config-objects.js';
-import { ProxyState } from '../proxy/state.js';
-import { PolicyStore } from '../proxy/policy-store.js';
-import { evaluate, waypointInboundPolicies } from '../proxy/authz.js';
+import type { ProxyState } from '../proxy/state.js';
+import type { PolicyStore } from '../proxy/policy-store.js';
+import { waypointInboundPolicies } from '../proxy/authz.js';
+import { ProxyStartup } from '../proxy/startup.js';
+import { InboundGate } from '../proxy/inbound-gate.js';
+import { ConnectionRecord, runRecorded } from '../proxy/connection-record.js';
+import { resetStream } from '../proxy/splice.js';
+import { tunnelSourceAddr, tunnelSourceIp } from '../proxy/tunnel-peer.js';
 import { roundRobin } from '../proxy/route.js';
 import { connectTcp } from '../proxy/connect-tcp.js';
 import { detectProtocol } from './protocol.js';
@@ -48,13 +48,21 @@ import { HttpProxy } from './http-proxy.js';
 import type { L7Engine } from './http-types.js';
 import type { TunnelContext } from './tunnel-context.js';
 import type { RequestRecord } from './request-record.js';
-import { serveReadiness } from './readiness.js';
 import { buildL7Engine } from './l7-engine.js';
-import { Counter, Registry } from 'prom-client';
+import { Registry } from 'prom-client';
 import type { WaypointPolicySet } from './authz-l7.js';
 import { evaluateTcp } from './authz-tcp.js';
 import { createRequestMetrics } from '../telemetry/request-metrics.js';
 import { serveMetrics } from '../telemetry/metrics-server.js';
+import { L4Metrics } from '../telemetry/metrics.js';
+import { AccessLogPolicy, traceIdOf } from '../telemetry/access-log.js';
+import {
+  connectionTelemetry,
+  DenialLog,
+  NO_TELEMETRY,
+  registerAuthzCounters,
+  type ConnectionTelemetry,
+} from '../telemetry/connection-telemetry.js';
 
 export interface WaypointOptions {
   namespace: string;
@@ -78,20 +86,24 @@ export interface WaypointOptions {
 }
 
 export class Waypoint {
-  readonly state = new ProxyState();
-  readonly policies = new PolicyStore();
+  readonly state: ProxyState;
+  readonly policies: PolicyStore;
+  private readonly startup: ProxyStartup;
+  /** The inbound L4 gate a node proxy uses: authorize → register for re-evaluation → record. */
+  private readonly gate: InboundGate;
+  /** istio_tcp_* (reporter="waypoint") for TCP tunnels and L4 denials; none with metricsPort false. */
+  private telemetry: ConnectionTelemetry = NO_TELEMETRY;
+  /** TCP-path denials per deciding policy (ambit_authz_denied_total{protocol="tcp"}). */
+  private readonly tcpDenied = new Map<string, number>();
   private readonly config = new Map<string, ConfigObject>();
   private readonly log: Logger;
   private certs!: CertificateManager;
-  private ca!: CaClient;
-  private xds!: XdsClient;
   private pool!: HbonePool;
   private hbone!: HboneServer;
   private http!: HttpProxy;
   private engine!: L7Engine;
   /** The compiled AuthorizationPolicies the L7 engine uses, read by the TCP path too (authz-tcp.ts). */
   private policySet: WaypointPolicySet = { policies: [], warnings: [] };
-  private deniedTotal?: Counter<'policy' | 'protocol'>;
   private engineTimer?: NodeJS.Timeout;
   private warnings = new Set<string>();
   private readonly pick = roundRobin();
@@ -103,6 +115,25 @@ export class Waypoint {
 
   constructor(private readonly opts: WaypointOptions) {
     this.log = opts.logger ?? componentLogger('waypoint', { waypoint: `${opts.namespace}/${opts.name}` });
+    this.startup = new ProxyStartup({
+      controlPlane: opts.controlPlane,
+      stateDir: opts.stateDir,
+      controlPlaneServerName: opts.controlPlaneServerName,
+      certTtlSeconds: opts.certTtlSeconds,
+      logger: this.log,
+    });
+    this.state = this.startup.state;
+    this.policies = this.startup.policies;
+    // Metrics are wired in start(); the gate reads the current sink through this indirection.
+    this.gate = new InboundGate({
+      opened: (o) => this.telemetry.opened(o),
+      logComplete: () => this.telemetry.logComplete(),
+      denied: (d) => this.telemetry.denied(d),
+    });
+    // A policy change, or a change to the waypoint's own workload (the policies it names),
+    // re-checks open tunnels, as a node proxy's inbound does.
+    this.policies.on('change', () => this.gate.reevaluate());
+    this.state.on('change', () => this.gate.reevaluate());
   }
 
   get trustDomain(): string {
@@ -131,60 +162,40 @@ export class Waypoint {
       },
       'waypoint starting',
     );
-    this.readiness = await serveReadiness(o.ip, o.readinessPort ?? READINESS_PORT, () => this.isReady());
-    // 1. trust root and node token
+    this.readiness = await this.startup.serveReadiness(
+      o.ip,
+      o.readinessPort ?? READINESS_PORT,
+      () => this.isReady(),
+    );
+    // 1–2. trust root, node token, certificate manager for the waypoint's own identity
     this.notReady = 'waiting for the trust root and node token';
-    const rootPem = await readFile(path.join(o.stateDir, 'ca', 'root-cert.pem'), 'utf8');
-    const token = tokenFromFile(path.join(o.stateDir, 'nodes', `${nodeName}.token`));
-    const serverName = o.controlPlaneServerName ?? 'istiod.istio-system.svc';
-
-    // 2. certificate for the waypoint's own identity
-    this.ca = new CaClient({ address: o.controlPlane, rootCertPem: rootPem, token, serverName });
-    this.certs = new CertificateManager({
-      requestCertificate: (csr, ttl) => this.ca.createCertificate(csr, ttl),
-      ttlSeconds: o.certTtlSeconds,
-      logger: this.log.child({ part: 'certs' }),
-    });
+    this.certs = await this.startup.connect(nodeName);
     this.certs.on('rotated', (cert: WorkloadCert) => this.hbone?.setIdentity(cert));
 
     // 3. xDS: addresses, L4 policies, L7 config objects
     this.engine = buildL7Engine({ objects: [], services: [], waypoint: o }).engine;
-    this.xds = new XdsClient({
-      ...controlPlaneConnection(o.controlPlane, rootPem, token, serverName),
-      node: {
+    this.startup.startXds(
+      {
         id: `waypoint~${o.ip}~${o.name}.${o.namespace}~${this.trustDomain}`,
         metadata: { NODE_NAME: nodeName, WAYPOINT: `${o.namespace}/${o.name}` },
       },
-      types: [
-        {
-          typeUrl: TYPE_ADDRESS,
-          decode: (name: string, bytes: Uint8Array) => decodeAddress(name, bytes),
-          apply: (upserted: Map<string, Address>, removed: string[]) => {
-            this.state.applyAddresses(upserted, removed);
-            this.scheduleEngine();
+      {
+        onAddresses: () => this.scheduleEngine(),
+        types: [
+          {
+            typeUrl: TYPE_CONFIG_OBJECT,
+            decode: (name: string, bytes: Uint8Array) => decodeConfigObject(name, bytes),
+            apply: (upserted: Map<string, ConfigObject>, removed: string[]) => {
+              for (const n of removed) this.config.delete(n);
+              for (const [n, obj] of upserted) this.config.set(n, obj);
+              this.scheduleEngine();
+            },
           },
-        },
-        {
-          typeUrl: TYPE_AUTHORIZATION,
-          decode: (name: string, bytes: Uint8Array) => this.policies.decode(name, bytes),
-          apply: (upserted: Map<string, Authorization>, removed: string[]) =>
-            this.policies.apply(upserted, removed),
-        },
-        {
-          typeUrl: TYPE_CONFIG_OBJECT,
-          decode: (name: string, bytes: Uint8Array) => decodeConfigObject(name, bytes),
-          apply: (upserted: Map<string, ConfigObject>, removed: string[]) => {
-            for (const n of removed) this.config.delete(n);
-            for (const [n, obj] of upserted) this.config.set(n, obj);
-            this.scheduleEngine();
-          },
-        },
-      ],
-      logger: this.log.child({ part: 'xds' }),
-    });
-    this.xds.start();
+        ],
+      },
+    );
     this.notReady = 'waiting for the first xDS response';
-    await this.xds.ready();
+    await this.startup.synced();
     this.rebuildEngine();
 
     // 4. data path: the HBONE server as the waypoint, HTTP proxy and the upstream pool
@@ -203,12 +214,11 @@ export class Waypoint {
       logger: this.log,
     });
     if (o.metricsPort !== false) {
-      this.deniedTotal = new Counter({
-        name: 'ambit_authz_denied_total',
-        help: 'Connections the waypoint denied by policy, by deciding policy and where (hbone: L4 policy at CONNECT, 401; tcp: the TCP-path policy)',
-        labelNames: ['policy', 'protocol'],
-        registers: [this.registry],
-      });
+      // The node proxy's L4 series and counters, reporter="waypoint"; every connection is logged
+      // (the waypoint has no access-log switch) and denials are not kept (it has no admin port).
+      const l4 = new L4Metrics(this.registry, 'proxy');
+      this.telemetry = connectionTelemetry(l4, new AccessLogPolicy(), new DenialLog(0));
+      registerAuthzCounters(this.registry, () => this.gate.counters, () => this.tcpDenied);
       this.metricsServer = await serveMetrics(this.registry, o.ip, o.metricsPort ?? METRICS_PORT);
     }
     this.hbone = new HboneServer({
@@ -244,12 +254,11 @@ export class Waypoint {
     this.notReady = 'stopping';
     for (const server of [this.readiness, this.metricsServer])
       if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
-    this.xds?.stop();
+    this.startup.xds?.stop();
     this.http?.close();
     this.pool?.close();
     await this.hbone?.stop(graceMs);
-    this.certs?.stop();
-    this.ca?.close();
+    this.startup.stop();
     this.log.info('waypoint stopped');
   }
 
@@ -296,70 +305,103 @@ export class Waypoint {
     return { status: 400, reason: `${t.host} is neither a known service nor a known workload` };
   }
 
-  /** One tunnel: L4 policy → 200 → protocol → TCP splice or the HTTP proxy. */
-  private async handle(t: InboundTunnel): Promise<void> {
-    const { stream, target, peerIdentity, peerAddr } = t;
-    const srcIp = unmapV4(peerAddr.host);
+  /** One tunnel, recorded exactly once whatever happens (runRecorded is the guard). */
+  private handle(t: InboundTunnel): Promise<void> {
+    const { stream, target, peerIdentity } = t;
+    const srcIp = tunnelSourceIp(t);
     const service = this.state.serviceByAddress(target.host);
     const workload = service ? undefined : this.state.workloadByAddress(target.host);
+    const source = this.state.workloadByAddress(srcIp);
     const ctx: TunnelContext = { target, service, workload, peerIdentity, srcIp };
-    const fields = {
-      'src.identity': peerIdentity,
-      'src.ip': srcIp,
-      'dst.addr': `${target.host}:${target.port}`,
-      'dst.service': service?.hostname,
-      'dst.workload': workload && `${workload.namespace}/${workload.name}`,
-    };
-    const self = this.state.workloadByAddress(this.opts.ip);
+    const record = new ConnectionRecord(this.log, this.telemetry, {
+      src: { addr: tunnelSourceAddr(t), identity: peerIdentity, workload: source },
+      dst: {
+        addr: `${target.host}:${target.port}`,
+        identity: workload && spiffeIdOf(workload),
+        workload,
+      },
+      fields: {
+        'src.ip': srcIp,
+        'dst.service': service?.hostname,
+        trace_id: traceIdOf(t.headers.traceparent),
+      },
+      // Istio's waypoint reporter; the destination is the target until a route picks an endpoint.
+      open: {
+        reporter: 'waypoint',
+        source,
+        sourcePrincipal: peerIdentity,
+        destination: workload,
+        destinationPrincipal: workload && spiffeIdOf(workload),
+        destinationService: service,
+        securityPolicy: 'mutual_tls',
+      },
+    });
+    return runRecorded(
+      record,
+      () => this.serve(t, ctx, record),
+      () => resetStream(stream, http2.constants.NGHTTP2_INTERNAL_ERROR),
+    );
+  }
+
+  /** The inbound gate (L4 policy, 401) → 200 → protocol → TCP splice or the HTTP proxy. */
+  private async serve(t: InboundTunnel, ctx: TunnelContext, record: ConnectionRecord): Promise<void> {
+    const { stream, target } = t;
+    const { service, workload } = ctx;
+    const self = () => this.state.workloadByAddress(this.opts.ip);
     // Only the policies the waypoint's own workload names: a waypoint is not a captured workload,
     // so namespace-wide and root policies are the destination node proxy's (issue 13 #2).
-    const decision = evaluate(
-      waypointInboundPolicies(
-        self,
-        this.policies.forWorkload(self ?? { namespace: this.opts.namespace, authorizationPolicies: [] }),
-      ),
-      { srcIdentity: peerIdentity, srcIp, dstIp: target.host, dstPort: target.port },
-    );
-    if (!decision.allow) {
-      this.log.warn(
-        { ...fields, policy: decision.policy ?? null, reason: decision.reason, status: 401 },
-        'connection denied by policy',
-      );
-      this.deniedTotal?.inc({ policy: decision.policy ?? '', protocol: 'hbone' });
+    const entry = {
+      record,
+      conn: { srcIdentity: ctx.peerIdentity, srcIp: ctx.srcIp, dstIp: target.host, dstPort: target.port },
+      policies: () =>
+        waypointInboundPolicies(
+          self(),
+          this.policies.forWorkload(self() ?? { namespace: this.opts.namespace, authorizationPolicies: [] }),
+        ),
+      dst: { name: this.opts.name, namespace: this.opts.namespace },
+    };
+    if (!this.gate.authorize(entry, { status: 401 }).allow) {
       if (!stream.destroyed) stream.respond({ ':status': 401 }, { endStream: true });
       return;
     }
+    // Registered for the tunnel's whole life, whatever it carries: a policy change resets it.
+    const untrack = this.gate.track(entry, () => resetStream(stream, http2.constants.NGHTTP2_CANCEL));
+    stream.once('close', untrack);
     stream.respond({ ':status': 200 });
     const appProtocol = (service ?? this.serviceOfWorkloadPort(workload, target.port))?.ports.find(
       (p) => p.servicePort === target.port || (!service && p.targetPort === target.port),
     )?.appProtocol;
     const protocol = await sniff(stream, (first, complete) => detectProtocol(appProtocol, first, complete));
-    this.log.debug({ ...fields, protocol }, 'tunnel accepted');
-    if (protocol === 'http1') return this.http.serveHttp1(stream, ctx);
-    if (protocol === 'http2') return this.http.serveHttp2(stream, ctx);
-    await proxyTcp(stream, ctx, fields, {
+    this.log.debug({ ...record.fields, protocol }, 'tunnel accepted');
+    if (protocol === 'http1' || protocol === 'http2') {
+      // Each request is recorded (request-record.ts); the tunnel itself writes no line.
+      record.handOff();
+      return protocol === 'http1' ? this.http.serveHttp1(stream, ctx) : this.http.serveHttp2(stream, ctx);
+    }
+    await proxyTcp(stream, ctx, record, {
       state: this.state,
       self: this.opts.ip,
       pick: this.pick,
       connect: (endpoint, authority) => this.connectUpstream(endpoint, authority, ctx),
-      authorize: (c) =>
-        evaluateTcp(this.policySet, {
-          srcIdentity: c.peerIdentity,
-          srcIp: c.srcIp,
-          dstIp: c.target.host,
-          dstPort: c.target.port,
-          ...(c.service
-            ? {
-                service: {
-                  namespace: c.service.namespace,
-                  hostname: c.service.hostname,
-                  name: c.service.name,
-                },
-              }
-            : {}),
-        }),
-      onDenied: (d) => this.deniedTotal?.inc({ policy: d.policy ?? '', protocol: 'tcp' }),
+      authorize: (c) => this.authorizeTcp(c),
+      onDenied: (d) => {
+        const key = d.policy ?? '(no ALLOW matched)';
+        this.tcpDenied.set(key, (this.tcpDenied.get(key) ?? 0) + 1);
+      },
       log: this.log,
+    });
+  }
+
+  /** The TCP-path decision on the current compiled policy set (authz-tcp.ts). */
+  private authorizeTcp(c: TunnelContext): ReturnType<typeof evaluateTcp> {
+    return evaluateTcp(this.policySet, {
+      srcIdentity: c.peerIdentity,
+      srcIp: c.srcIp,
+      dstIp: c.target.host,
+      dstPort: c.target.port,
+      ...(c.service
+        ? { service: { namespace: c.service.namespace, hostname: c.service.hostname, name: c.service.name } }
+        : {}),
     });
   }
 
@@ -447,8 +489,4 @@ async function onlyNodeToken(stateDir: string): Promise<string> {
   if (tokens.length !== 1)
     throw new Error(`--node is needed: ${tokens.length} node tokens in ${path.join(stateDir, 'nodes')}`);
   return tokens[0]!.slice(0, -'.token'.length);
-}
-
-function unmapV4(ip: string): string {
-  return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
 }
