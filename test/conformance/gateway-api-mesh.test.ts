@@ -5,10 +5,11 @@
 // their SOCKS5 listeners (echo-client.ts). Each test applies its manifests to the running mesh
 // (hot reload), runs its cases until they converge (runner.ts), then removes them.
 // With AMBIT_CONFORMANCE_REPORT=<file> the run writes its ConformanceReport there (report.ts);
-// `npm run conformance` sets it.
+// `npm run conformance` sets it to "default": conformance/reports/<version>/ambit-<version>-report.yaml.
 import { mkdtemp, rm, writeFile, mkdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Mesh } from '../../src/cli/mesh-runner.js';
 import type { MeshCase, MeshTest } from './case-types.js';
@@ -17,7 +18,7 @@ import { EXTENDED_TESTS } from './cases-extended.js';
 import { GRPC_TESTS } from './cases-grpc.js';
 import { MeshClient } from './echo-client.js';
 import { startEcho, type EchoServers } from './echo-server.js';
-import { buildReport, isSupported, writeReport, type TestResult } from './report.js';
+import { buildReport, isSupported, reportPath, writeReport, type TestResult } from './report.js';
 import { applyManifests, awaitCase, checkWeights, type RunContext } from './runner.js';
 import { CONSUMER_NS, MESH_NS, buildTopology, firstPod } from './topology.js';
 
@@ -91,11 +92,14 @@ afterAll(async () => {
     const report = buildReport(results, {
       organization: process.env.AMBIT_CONFORMANCE_ORG ?? 'ambit',
       project: 'ambit',
-      url: process.env.AMBIT_CONFORMANCE_URL ?? 'https://www.npmjs.com/package/ambit',
+      // The project has no public address yet: a reserved .invalid name (RFC 2606) says so.
+      url: process.env.AMBIT_CONFORMANCE_URL ?? 'https://ambit.invalid/',
       version: pkg.version,
-      contact: [process.env.AMBIT_CONFORMANCE_CONTACT ?? '@ambit/maintainers'],
+      contact: [process.env.AMBIT_CONFORMANCE_CONTACT ?? 'ambit maintainers (no public contact yet)'],
     });
-    writeReport(out, report);
+    const file =
+      out === 'default' ? reportPath(fileURLToPath(new URL('../..', import.meta.url)), pkg.version) : out;
+    writeReport(file, report);
   }
   if (root) await rm(root, { recursive: true, force: true });
 }, 30_000);
