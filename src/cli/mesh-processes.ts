@@ -1,5 +1,5 @@
 // The child processes of a mesh run on this machine, as `ambit up` starts them in local mode
-// (mesh-runner.ts) and in netns mode (redirect/netns-mesh.ts): ambit components (control plane,
+// (mesh-runner.ts) and in netns mode (up-netns.ts): ambit components (control plane,
 // node proxies, waypoints) that report "ready" over IPC, and the pods' app commands. One place
 // spawns, pipes logs, kills, restarts and stops them (`MeshProcesses`), and builds the component
 // arguments both modes share; what runs where is the caller's business. `MeshRun` is the common

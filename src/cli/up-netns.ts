@@ -1,7 +1,9 @@
 // `ambit up --netns DIR`: the mesh of a folder of manifests, run in real network namespaces
-// (topology.ts) with transparent capture. The same manifests as local mode; addresses are mapped
-// to private ones (address-map.ts) in a mirror of the folder that the control plane watches
-// (manifest-mirror.ts). Each component runs as a process inside its namespace (`ip netns exec`):
+// (redirect/topology.ts) with transparent capture. The same manifests as local mode; addresses are
+// mapped to private ones (redirect/address-map.ts) in a mirror of the folder that the control plane
+// watches (redirect/manifest-mirror.ts). This is orchestration, so it lives with the CLI that
+// runs the processes (issue 14: it was redirect/netns-mesh.ts, which imported cli/ and
+// controlplane/ from a lower layer); src/redirect keeps what redirection owns. Each component runs as a process inside its namespace (`ip netns exec`):
 //   control plane   in the router namespace, on 10.200.0.1:15012 (reachable from every node)
 //   node proxy      in its node's namespace, `--capture netns`: its node agent captures the
 //                   node's ambient pods in their own namespaces
@@ -13,13 +15,13 @@ import { DEFAULT_CONTROL_PLANE_ADDR } from '../common/ports.js';
 import path from 'node:path';
 import { loadDirectory } from '../config/load.js';
 import { ensureNodeToken } from '../controlplane/node-auth.js';
-import { describeMesh, type MeshDescription, type MeshPod } from '../cli/mesh-runner.js';
-import { MeshRun, nodeArgs, pollUntil, waypointArgs, writeShim } from '../cli/mesh-processes.js';
-import type { RestartPolicy } from '../cli/restart-backoff.js';
-import { toNetnsHostPort } from './address-map.js';
-import { ManifestMirror } from './manifest-mirror.js';
-import { detectBackend } from './iptables.js';
-import { nativeStatus } from './native.js';
+import { describeMesh, type MeshDescription, type MeshPod } from './mesh-runner.js';
+import { MeshRun, nodeArgs, pollUntil, waypointArgs, writeShim } from './mesh-processes.js';
+import type { RestartPolicy } from './restart-backoff.js';
+import { toNetnsHostPort } from '../redirect/address-map.js';
+import { ManifestMirror } from '../redirect/manifest-mirror.js';
+import { detectBackend } from '../redirect/iptables.js';
+import { nativeStatus } from '../redirect/native.js';
 import {
   addEndpoint,
   applyTopology,
@@ -33,7 +35,7 @@ import {
   teardown,
   waypointNetnsName,
   type TopologyPlan,
-} from './topology.js';
+} from '../redirect/topology.js';
 
 /** The "cluster DNS" address in pods' resolv.conf: never routed, captured to 15053 in ambient pods. */
 export const CLUSTER_DNS_IP = '10.200.0.10';
@@ -185,7 +187,15 @@ export class NetnsMesh extends MeshRun {
       if (opts.disableCapture) capture.push('--disable-capture');
       await Promise.all(
         base.nodes.map((n) =>
-          children.spawnAmbit(`node/${n.name}`, nodeArgs(n, args, capture), nodeNetnsName(n.name, prefix)),
+          // Admin on the node IP, not the node namespace's 127.0.0.1 (netns capture's default), so
+          // `ambit ctl certs|config-dump` can reach it from the router namespace at the Node's
+          // InternalIP as /debug/syncz lists it; off loopback every read needs the admin token
+          // (telemetry/admin-guard.ts), which only the run's state directory holds.
+          children.spawnAmbit(
+            `node/${n.name}`,
+            nodeArgs(n, args, [...capture, '--admin-bind', n.ip]),
+            nodeNetnsName(n.name, prefix),
+          ),
         ),
       );
       await Promise.all(

@@ -6,7 +6,7 @@ import { formatLogLine } from './log-format.js';
 import { UsageError } from './usage-error.js';
 import { certTtlFlag, untilSignal } from './run-flags.js';
 import { DEFAULT_CONTROL_PLANE_ADDR } from '../common/ports.js';
-import type { NetnsMeshOptions } from '../redirect/netns-mesh.js';
+import type { NetnsMeshOptions } from './up-netns.js';
 
 export async function up(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -73,7 +73,7 @@ export async function up(args: string[]): Promise<number> {
 
 /** `ambit up --netns DIR`: the same mesh in real network namespaces, with transparent capture. */
 async function upNetns(opts: NetnsMeshOptions): Promise<number> {
-  const { NetnsMesh } = await import('../redirect/netns-mesh.js');
+  const { NetnsMesh } = await import('./up-netns.js');
   // Ctrl-C during start-up must still remove what was built: stop() runs once start() returns.
   let interrupted = false;
   const early = () => (interrupted = true);

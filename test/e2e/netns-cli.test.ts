@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AMBIT_BIN } from '../../src/cli/mesh-runner.js';
-import { netnsPrerequisites } from '../../src/redirect/netns-mesh.js';
+import { netnsPrerequisites } from '../../src/cli/up-netns.js';
 import { listNetns, teardown } from '../../src/redirect/topology.js';
 
 const PREFIX = 'ambit-t5x-b-';

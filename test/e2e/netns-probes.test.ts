@@ -23,7 +23,7 @@ import {
   startNetnsE2e,
   type NetnsE2e,
 } from '../support/netns-e2e.js';
-import { netnsPrerequisites, type NetnsMesh } from '../../src/redirect/netns-mesh.js';
+import { netnsPrerequisites, type NetnsMesh } from '../../src/cli/up-netns.js';
 
 const PREFIX = 'ambit-t12p-';
 const NODE1 = `${PREFIX}node-1`;

@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { NetnsMesh } from '../../src/redirect/netns-mesh.js';
+import { NetnsMesh } from '../../src/cli/up-netns.js';
 import { teardown } from '../../src/redirect/topology.js';
 
 /** One log line of a mesh component, parsed (a line that is not JSON becomes `{msg: line}`). */
