@@ -127,7 +127,9 @@ export function backendRef(ref: GwBackendRef, at: Origin, index: ServiceIndex): 
       at.object,
       at.field,
       'UNKNOWN_BACKEND',
-      `Service ${namespace}/${ref.name} does not exist; requests sent to it get 500 (gRPC: UNAVAILABLE) until it does`,
+      weight === 0
+        ? `Service ${namespace}/${ref.name} does not exist (its weight is 0, so no request is sent to it)`
+        : `Service ${namespace}/${ref.name} does not exist; requests sent to it get 500 (gRPC: UNAVAILABLE) until it does`,
     );
   }
   // A reference to a Service that does not exist is invalid, and the requests that would have
