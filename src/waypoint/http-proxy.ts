@@ -1,7 +1,8 @@
 // The waypoint's HTTP front: takes tunnels whose protocol was detected (waypoint.ts) and serves
 // HTTP/1.1 (`http1.ts`: keep-alive, chunked, Upgrade passed through) or HTTP/2 prior knowledge
-// (`http2.ts`: h2c, gRPC with trailers and streaming) on them. Both run each request through
-// the same pipeline (`pipeline.ts`) and record it once (`request-record.ts`, `onRequest`).
+// (`http2.ts`: h2c, gRPC with trailers and streaming) on them. Each hands its requests to the
+// one pipeline (`pipeline.ts`), which carries a request to its record (`request-record.ts`,
+// `onRequest`) and calls the protocol as an adapter (`http/adapter.ts`) for framing.
 // Upstream HTTP/1.1 connections are pooled and kept alive (`h1-pool.ts`); HTTP/2 shares a few
 // sessions per endpoint (`h2-sessions.ts`). Every upstream connection is an HBONE tunnel
 // opened *as the waypoint*.
@@ -15,10 +16,8 @@ import type { TunnelContext } from './tunnel-context.js';
 import { socketOf } from './stream-adapter.js';
 import { RequestPipeline } from './pipeline.js';
 import { UpstreamHttp1Pool, UPSTREAM_IDLE_MS, type H1PoolStats } from './h1-pool.js';
-import { Http1Handler } from './http1.js';
-import { Http2Handler } from './http2.js';
-
-export { RBAC_DENIED } from './pipeline.js';
+import { Http1Adapter } from './http1.js';
+import { Http2Adapter } from './http2.js';
 
 /** Headers over this are refused with 431 (Istio/Envoy's default limit is 60 KiB). */
 export const MAX_HEADER_BYTES = 60 * 1024;
@@ -39,7 +38,7 @@ export class HttpProxy {
   /** Set around h2.emit('connection'): the server creates the session (and emits 'session') synchronously. */
   private pendingH2?: TunnelContext;
   private readonly pool: UpstreamHttp1Pool;
-  private readonly http2: Http2Handler;
+  private readonly http2: Http2Adapter;
 
   constructor(deps: HttpProxyDeps) {
     const log = deps.logger.child({ part: 'http' });
@@ -48,21 +47,19 @@ export class HttpProxy {
       deps.connect(ep.workload, ep.authority);
     this.pool = new UpstreamHttp1Pool(dial, log, deps.upstreamIdleMs ?? UPSTREAM_IDLE_MS);
     const contextOf = (o: object) => this.contexts.get(o);
-    const http1 = new Http1Handler(pipeline, this.pool, contextOf, log, (socket) =>
+    const http1 = new Http1Adapter(pipeline, this.pool, contextOf, log, (socket) =>
       this.h1.emit('connection', socket),
     );
-    this.http2 = new Http2Handler(pipeline, contextOf, dial, log, deps.upstreamIdleMs ?? UPSTREAM_IDLE_MS);
+    this.http2 = new Http2Adapter(pipeline, contextOf, dial, log, deps.upstreamIdleMs ?? UPSTREAM_IDLE_MS);
 
-    this.h1 = http.createServer(
-      { maxHeaderSize: MAX_HEADER_BYTES, requireHostHeader: false },
-      (req, res) => void http1.onRequest(req, res),
+    this.h1 = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES, requireHostHeader: false }, (req, res) =>
+      http1.onRequest(req, res),
     );
     this.h1.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) =>
       http1.onClientError(err, socket),
     );
-    this.h1.on(
-      'upgrade',
-      (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void http1.onUpgrade(req, socket, head),
+    this.h1.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
+      http1.onUpgrade(req, socket, head),
     );
     // HTTP/1.1 CONNECT inside a tunnel: refused (Envoy's default), never a way past the pipeline.
     this.h1.on('connect', (req: http.IncomingMessage, socket: Duplex) => http1.onConnect(req, socket));
@@ -73,7 +70,7 @@ export class HttpProxy {
     this.h2.on('session', (session) => {
       if (this.pendingH2) this.contexts.set(session, this.pendingH2);
     });
-    this.h2.on('stream', (stream, headers) => void this.http2.onStream(stream, headers));
+    this.h2.on('stream', (stream, headers) => this.http2.onStream(stream, headers));
     this.h2.on('sessionError', (err) => log.debug({ err: err.message }, 'h2 session error'));
   }
 

@@ -1,248 +1,90 @@
-// HTTP/1.1 at the waypoint: each request through the shared pipeline (`pipeline.ts`), sent on a
-// pooled keep-alive upstream connection (`h1-pool.ts`); a WebSocket `Upgrade` gets a tunnel of
-// its own and is spliced only after the upstream's 101, else the connection stays HTTP/1.1
-// (http1-upgrade.ts); CONNECT is refused (403); malformed input is answered 400/431 here with
-// one log line.
+// HTTP/1.1 at the waypoint: the front for the HTTP/1.1 server's events and the protocol adapter
+// the request pipeline drives (`pipeline.ts`, `http/adapter.ts`). The adapter knows framing: a
+// small body with a known length is buffered (retries and mirrors replay it), a chunked or large
+// one streams through once; each try goes on a pooled keep-alive upstream connection
+// (`h1-pool.ts`); the answer is relayed with its trailers. Upgrades and CONNECT go to
+// `http/h1-upgrade.ts`; malformed input is answered 400/431 here with one log line.
 import http from 'node:http';
-import { once } from 'node:events';
-import type net from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
 import type { Logger } from '../common/log.js';
 import { isAmbitError } from '../common/errors.js';
 import type { TunnelContext } from './tunnel-context.js';
 import { applyModifier, forwardHeaders, rewrittenPath, stripHopByHop, toL7Request } from './http-request.js';
-import { failureOf, RETRY_BUFFER_BYTES, toFailure, type Plan, type RequestPipeline } from './pipeline.js';
+import type { RequestPipeline } from './pipeline.js';
 import { newExchange, type Exchange } from './request-record.js';
 import type { H1Request, UpstreamHttp1Pool } from './h1-pool.js';
 import type { AttemptResult } from './resilience/retry.js';
-import { defaultRetryPolicy } from './resilience/types.js';
 import type { ConnectionPoolLimiter } from './resilience/pool.js';
 import type { UpstreamEndpoint } from './upstream.js';
-import { socketOf } from './stream-adapter.js';
 import {
-  hasBody,
-  localAnswer,
-  plainRequestHead,
-  responseHead,
-  upgradeKind,
-  wantsClose,
-  type BodyFraming,
-} from './http1-upgrade.js';
+  RETRY_BUFFER_BYTES,
+  type LocalAnswer,
+  type MirrorTarget,
+  type Plan,
+  type ProtocolAdapter,
+  type UpstreamRequest,
+} from './http/adapter.js';
+import type { HttpFailure } from './http/failure.js';
+import { Http1Upgrades } from './http/h1-upgrade.js';
 
-export class Http1Handler {
+/** One downstream HTTP/1.1 request. */
+interface H1Down {
+  req: http.IncomingMessage;
+  res: http.ServerResponse;
+}
+
+/** The upstream request: its head, and the body buffered (retries, mirrors) or the request itself to stream once. */
+class H1Upstream implements UpstreamRequest {
+  readonly oneTry: boolean;
+  readonly replayable = true;
+  readonly bytes: number | undefined;
+  readonly authority: string;
+
+  constructor(
+    readonly head: H1Request,
+    readonly body: Buffer | Readable,
+  ) {
+    const buffered = Buffer.isBuffer(body);
+    this.oneTry = !buffered;
+    this.bytes = buffered ? body.length : undefined;
+    this.authority = String(head.headers.host ?? '');
+  }
+
+  whenBuffered(cb: (body: Buffer) => void): void {
+    if (Buffer.isBuffer(this.body)) cb(this.body);
+  }
+}
+
+export class Http1Adapter implements ProtocolAdapter<H1Down, H1Upstream, http.IncomingMessage> {
+  private readonly upgrades: Http1Upgrades;
+
   constructor(
     private readonly pipeline: RequestPipeline,
     private readonly pool: UpstreamHttp1Pool,
     private readonly contextOf: (socket: object) => TunnelContext | undefined,
     private readonly log: Logger,
     /** Hands a socket (back) to the HTTP/1.1 server: after a non-101 answer, or an upgrade it must parse as plain HTTP. */
-    private readonly serveAgain: (socket: Duplex) => void,
-  ) {}
+    serveAgain: (socket: Duplex) => void,
+  ) {
+    this.upgrades = new Http1Upgrades(pipeline, contextOf, serveAgain);
+  }
 
-  async onRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  /** The server's 'request' event: the request goes through the pipeline, which answers and records it. */
+  onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
     const ctx = this.contextOf(req.socket);
     if (!ctx) return void res.destroy();
     const l7 = toL7Request(req.method ?? 'GET', req.url ?? '/', req.headers, ctx, req.headers.host ?? '');
-    const x = newExchange(l7, ctx, 'http1');
-    const abort = new AbortController();
-    res.once('close', () => {
-      if (!res.writableFinished) abort.abort(new Error('downstream went away'));
-    });
-    try {
-      // The signal ends a CUSTOM (ext_authz) check the client no longer waits for.
-      const plan = await this.pipeline.prepare(
-        x,
-        (status, headers, body) => {
-          res.writeHead(status, headers).end(body);
-        },
-        abort.signal,
-      );
-      if (!plan) return this.pipeline.record(x, res.statusCode);
-      const head: H1Request = {
-        method: req.method ?? 'GET',
-        path: rewrittenPath(req.url ?? '/', plan.action, l7.path),
-        headers: stripHopByHop(forwardHeaders(req.headers, l7, ctx, plan.action, 'http')),
-      };
-      // A small body is buffered so it can be sent again on a retry; a large or unknown one
-      // streams, without retries (Envoy stops retrying past its buffer limit too).
-      const body = await bufferSmallBody(req);
-      if (body !== undefined) {
-        x.requestBytes = body.length;
-        this.mirror(plan, head, body);
-      }
-      let previous: http.IncomingMessage | undefined;
-      const result = await this.pipeline.forward<http.IncomingMessage>(
-        x,
-        plan,
-        body === undefined ? undefined : (plan.action.retry ?? defaultRetryPolicy()),
-        abort.signal,
-        async (ep, signal, limiter) => {
-          // A retried answer is discarded, and its exchange must be over before this try takes a
-          // slot of the pool limit (http2MaxRequests), or a limit of 1 overflows on every retry.
-          if (previous) await discard(previous);
-          const outcome = await this.send(x, limiter, ep, head, body ?? req, signal);
-          previous = outcome.response;
-          return outcome;
-        },
-      );
-      const upRes = result.outcome.response;
-      if (result.stop === 'cancelled' || res.destroyed) {
-        upRes?.destroy(); // nobody to answer: the connection is not left half-read
-        x.reason = 'downstream went away';
-        return this.pipeline.record(x, 0);
-      }
-      if (!upRes) throw failureOf(result.outcome.error ?? 'reset', result.stop);
-      const out = applyModifier(upRes.headers, plan.action.responseHeaders, plan.backend?.responseHeaders);
-      res.writeHead(upRes.statusCode ?? 502, stripHopByHop(out));
-      x.responseBytes = await relay(upRes, res);
-      this.pipeline.record(x, upRes.statusCode ?? 502);
-    } catch (err) {
-      const f = toFailure(err);
-      if (!res.headersSent)
-        res.writeHead(f.status, { 'content-type': 'text/plain', ...f.headers }).end(`${f.body}\n`);
-      else res.destroy();
-      x.reason = f.reason;
-      this.pipeline.record(x, f.status);
-    }
+    void this.pipeline.serve(this, { req, res }, newExchange(l7, ctx, 'http1'));
   }
 
-  /**
-   * Upgrade requests (http1-upgrade.ts has Envoy's rules): WebSocket is forwarded on a tunnel of
-   * its own and spliced only once the upstream answers 101; any other answer is relayed and the
-   * connection goes back to the HTTP server. h2c, and upgrades carrying a body, are handed back
-   * as plain requests; other upgrade types get Envoy's 403.
-   */
-  async onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    const ctx = this.contextOf(req.socket);
-    if (!ctx) return void socket.destroy();
-    const kind = upgradeKind(req.headers);
-    if (kind === 'h2c' || (kind === 'websocket' && hasBody(req.headers)))
-      return this.serveAsPlain(socket, Buffer.concat([plainRequestHead(req), head]));
-    if (!socket.listeners('error').includes(ignoreError)) socket.on('error', ignoreError);
-    const l7 = toL7Request(req.method ?? 'GET', req.url ?? '/', req.headers, ctx, req.headers.host ?? '');
-    const x = newExchange(l7, ctx, 'http1');
-    x.upgrade = String(req.headers.upgrade ?? '');
-    if (kind === 'other') {
-      socket.end(localAnswer(403, { 'content-type': 'text/plain' }, 'upgrade not allowed\n'));
-      x.reason = `upgrade_failed: upgrade type ${JSON.stringify(x.upgrade)} is not enabled (only websocket)`;
-      return this.pipeline.record(x, 403);
-    }
-    let answered: number | undefined;
-    try {
-      const plan = await this.pipeline.prepare(x, (status, headers, body) => {
-        answered = status;
-        socket.end(localAnswer(status, headers, body));
-      });
-      if (!plan) return this.pipeline.record(x, answered ?? 0);
-      const ep = this.pipeline.pickOnce(x, plan);
-      const tunnel = await this.pipeline.connect(ep, ctx);
-      const headers = stripHopByHop(forwardHeaders(req.headers, l7, ctx, plan.action, 'http'));
-      headers.connection = 'Upgrade';
-      headers.upgrade = 'websocket';
-      const upReq = http.request({
-        method: req.method,
-        path: rewrittenPath(req.url ?? '/', plan.action, l7.path),
-        headers,
-        // no `agent`: with agent false Node makes a fresh Agent, which ignores createConnection
-        createConnection: () => socketOf(tunnel, false) as unknown as net.Socket,
-      });
-      const onGone = () => upReq.destroy(new Error('downstream went away'));
-      const outcome = await new Promise<
-        | { kind: '101'; res: http.IncomingMessage; up: Duplex; upHead: Buffer }
-        | { kind: 'response'; res: http.IncomingMessage }
-        | { kind: 'error'; error: Error }
-      >((resolve) => {
-        upReq.once('upgrade', (res, up: Duplex, upHead: Buffer) => resolve({ kind: '101', res, up, upHead }));
-        upReq.once('response', (res) => resolve({ kind: 'response', res }));
-        upReq.once('error', (error) => resolve({ kind: 'error', error }));
-        socket.once('close', onGone);
-        upReq.end();
-      });
-      socket.off('close', onGone);
-      if (outcome.kind === 'error') {
-        tunnel.destroy();
-        throw outcome.error;
-      }
-      const out = stripHopByHop(
-        applyModifier(outcome.res.headers, plan.action.responseHeaders, plan.backend?.responseHeaders),
-      );
-      if (outcome.kind === '101') {
-        // The backend switched protocols: from here on the bytes are the upgraded protocol's.
-        const { up, upHead } = outcome;
-        up.on('error', () => socket.destroy());
-        up.once('close', () => socket.destroy());
-        socket.once('close', () => up.destroy());
-        out.connection = 'Upgrade';
-        out.upgrade = String(outcome.res.headers.upgrade ?? 'websocket');
-        const { head: resHead } = responseHead(101, out, req.method ?? 'GET', false);
-        socket.write(resHead);
-        if (upHead.length) socket.write(upHead);
-        if (head.length) up.write(head);
-        up.pipe(socket).pipe(up);
-        return this.pipeline.record(x, 101);
-      }
-      // Not upgraded: relay the answer, then the connection is HTTP/1.1 again.
-      const res = outcome.res;
-      const status = res.statusCode ?? 502;
-      const close = wantsClose(req);
-      const { head: resHead, framing } = responseHead(status, out, req.method ?? 'GET', close);
-      socket.once('close', onGone);
-      x.responseBytes = await relayRaw(res, socket, resHead, framing);
-      socket.off('close', onGone);
-      res.socket?.destroy(); // ends the tunnel (an HBONE stream end, not a reset); it carried this exchange only
-      this.pipeline.record(x, status);
-      if (close || socket.destroyed || !res.complete) return void socket.end();
-      this.serveAsPlain(socket, head);
-    } catch (err) {
-      const f = toFailure(err);
-      if (answered === undefined)
-        socket.end(localAnswer(f.status, { 'content-type': 'text/plain', ...f.headers }, `${f.body}\n`));
-      x.reason = f.reason;
-      this.pipeline.record(x, f.status);
-    }
+  /** The server's 'upgrade' event (`http/h1-upgrade.ts`). */
+  onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.upgrades.onUpgrade(req, socket, head);
   }
 
-  /**
-   * HTTP/1.1 CONNECT inside a tunnel to the waypoint: refused with 403, as Envoy does when CONNECT
-   * is not enabled on the connection manager (Istio does not enable it on waypoints).
-   */
+  /** The server's 'connect' event: refused with 403 (`http/h1-upgrade.ts`). */
   onConnect(req: http.IncomingMessage, socket: Duplex): void {
-    const ctx = this.contextOf(req.socket);
-    socket.on('error', ignoreError);
-    if (!ctx) return void socket.destroy();
-    const l7 = toL7Request('CONNECT', req.url ?? '', req.headers, ctx, req.headers.host ?? req.url ?? '');
-    const x = newExchange(l7, ctx, 'http1');
-    socket.end(localAnswer(403, { 'content-type': 'text/plain' }, 'CONNECT not allowed\n'));
-    x.reason = 'upgrade_failed: CONNECT is not enabled on the waypoint';
-    this.pipeline.record(x, 403);
-  }
-
-  /**
-   * Gives a socket back to the HTTP server with `bytes` in front (a request it must parse itself).
-   * Not while the previous answer on it is still being written: the client can send its next
-   * request before that answer's 'finish' (its bytes are out, the callback is not), and a new
-   * server connection would queue its first answer behind a response only the old connection
-   * state tracks — that answer would never be sent (seen as a rare hang of the h2c test).
-   * `_httpMessage` is Node's own field for the response that holds the socket.
-   */
-  private serveAsPlain(socket: Duplex, bytes: Buffer): void {
-    if (socket.destroyed) return;
-    const pending = (socket as { _httpMessage?: http.ServerResponse | null })._httpMessage;
-    // Not `writableFinished`: it turns true once the bytes are handed on, before 'finish' (which
-    // is what releases the socket) is emitted.
-    if (pending) {
-      let done = false;
-      const again = () => {
-        if (done) return;
-        done = true;
-        setImmediate(() => this.serveAsPlain(socket, bytes)); // after Node's own 'finish' handling
-      };
-      pending.once('finish', again);
-      pending.once('close', again);
-      return;
-    }
-    if (bytes.length) socket.unshift(bytes);
-    this.serveAgain(socket);
+    this.upgrades.onConnect(req, socket);
   }
 
   onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
@@ -266,18 +108,57 @@ export class Http1Handler {
     } else socket.destroy();
   }
 
+  // ---- the adapter: what the pipeline calls, in the order it calls it
+
+  watch({ res }: H1Down): AbortSignal {
+    const abort = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) abort.abort(new Error('downstream went away'));
+    });
+    return abort.signal;
+  }
+
+  closed({ res }: H1Down): boolean {
+    return res.destroyed;
+  }
+
+  answer({ res }: H1Down, _x: Exchange, a: LocalAnswer): number {
+    res.writeHead(a.status, a.headers).end(a.body);
+    return res.statusCode;
+  }
+
+  fail({ res }: H1Down, _x: Exchange, f: HttpFailure): number {
+    if (!res.headersSent)
+      res.writeHead(f.status, { 'content-type': 'text/plain', ...f.headers }).end(`${f.body}\n`);
+    else res.destroy();
+    return f.status;
+  }
+
+  /**
+   * The upstream head, and the body: a small one with a known length is buffered so it can be
+   * sent again on a retry; a large or chunked one streams, without retries (Envoy stops
+   * retrying past its buffer limit too).
+   */
+  async readBody({ req }: H1Down, x: Exchange, plan: Plan): Promise<H1Upstream> {
+    const head: H1Request = {
+      method: req.method ?? 'GET',
+      path: rewrittenPath(req.url ?? '/', plan.action, x.l7.path),
+      headers: stripHopByHop(forwardHeaders(req.headers, x.l7, x.ctx, plan.action, 'http')),
+    };
+    return new H1Upstream(head, (await bufferSmallBody(req)) ?? req);
+  }
+
   /**
    * One try on a pooled connection. A reused connection that fails before any response byte
    * (the backend closed it while idle) processed nothing: with a buffered body it is sent again
    * once on another connection, and otherwise counts as a connect failure (safe to retry).
    */
-  private async send(
+  async sendTry(
+    { head, body }: H1Upstream,
     x: Exchange,
-    limiter: ConnectionPoolLimiter | undefined,
     ep: UpstreamEndpoint,
-    head: H1Request,
-    body: Buffer | Readable,
     signal: AbortSignal,
+    limiter: ConnectionPoolLimiter | undefined,
   ): Promise<AttemptResult<http.IncomingMessage>> {
     for (let stale = 0; ; stale++) {
       const ex = await this.pool.request(limiter, ep, head, signal);
@@ -302,18 +183,33 @@ export class Http1Handler {
     }
   }
 
-  /** Fire-and-forget copies (with a buffered body); responses and failures are discarded. */
-  private mirror(plan: Plan, head: H1Request, body: Buffer): void {
-    const host = String(head.headers.host ?? '');
-    for (const m of this.pipeline.mirrorTargets(plan, host)) {
-      const copy = { ...head, headers: { ...head.headers, host: m.authority } };
-      void this.pool.request(m.limiter, m.endpoint, copy).then((ex) => {
-        if (!ex.ok) return;
-        ex.request.on('response', (r) => r.resume());
-        ex.request.on('error', () => {});
-        ex.request.end(body);
-      });
-    }
+  /** A retried answer: read to its end (or its connection closed), so the pool takes the connection back. */
+  discard(res: http.IncomingMessage): Promise<void> {
+    return discard(res);
+  }
+
+  /** An answer nobody will read (the client went away): its connection is closed, never left half-read. */
+  abandon(res: http.IncomingMessage): void {
+    res.destroy();
+  }
+
+  /** The answer down: headers edited by the route and the backend, hop-by-hop removed, body and trailers. */
+  async relay({ res }: H1Down, x: Exchange, plan: Plan, upRes: http.IncomingMessage): Promise<number> {
+    const out = applyModifier(upRes.headers, plan.action.responseHeaders, plan.backend?.responseHeaders);
+    res.writeHead(upRes.statusCode ?? 502, stripHopByHop(out));
+    x.responseBytes = await relay(upRes, res);
+    return upRes.statusCode ?? 502;
+  }
+
+  /** A copy on a pooled connection of the mirror's destination; its answer is read and dropped. */
+  mirror({ head }: H1Upstream, m: MirrorTarget, body: Buffer): void {
+    const copy = { ...head, headers: { ...head.headers, host: m.authority } };
+    void this.pool.request(m.limiter, m.endpoint, copy).then((ex) => {
+      if (!ex.ok) return;
+      ex.request.on('response', (r) => r.resume());
+      ex.request.on('error', () => {});
+      ex.request.end(body);
+    });
   }
 }
 
@@ -340,39 +236,6 @@ function relay(upRes: http.IncomingMessage, res: http.ServerResponse): Promise<n
     upRes.pipe(res);
     upRes.on('data', (c: Buffer) => (bytes += c.length));
   });
-}
-
-const ignoreError = () => {};
-
-/**
- * Writes an upstream answer down a socket the HTTP server does not own (after an upgrade that
- * did not happen), framed as `framing` says; resolves with the body bytes once it is all written.
- */
-async function relayRaw(
-  res: http.IncomingMessage,
-  socket: Duplex,
-  head: Buffer,
-  framing: BodyFraming,
-): Promise<number> {
-  let bytes = 0;
-  const write = async (b: Buffer | string) => {
-    if (!socket.write(b)) await Promise.race([once(socket, 'drain'), once(socket, 'close')]);
-  };
-  await write(head);
-  try {
-    for await (const chunk of res) {
-      const c = chunk as Buffer;
-      bytes += c.length;
-      if (framing === 'none' || socket.destroyed) continue;
-      if (framing === 'chunked') await write(`${c.length.toString(16)}\r\n`);
-      await write(c);
-      if (framing === 'chunked') await write('\r\n');
-    }
-    if (framing === 'chunked' && !socket.destroyed) await write('0\r\n\r\n');
-  } catch {
-    socket.destroy(); // the answer was cut: the client must see the connection fail, not a short body
-  }
-  return bytes;
 }
 
 /** The body of a request when it is small and its length is known (so it can be retried), else undefined. */

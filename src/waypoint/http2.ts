@@ -1,25 +1,35 @@
-// HTTP/2 prior knowledge (h2c) and gRPC at the waypoint: each stream through the shared
-// pipeline (`pipeline.ts`) — retries with the budget, per-try and route timeouts, the pool's
-// `http2MaxRequests`, outlier recording, mirrors — on the endpoint's upstream HTTP/2 sessions
-// (`h2-sessions.ts`, each over one HBONE stream), with a bound on downstream streams in flight.
-// The request body is streamed to the try in flight and kept (up to 1 MiB) so another try can
-// replay it; past that, no retry (Envoy does the same). A gRPC trailers-only answer carries its
-// grpc-status with the headers, so `unavailable` & co. can be retried; a gRPC request the
-// waypoint answers itself gets a grpc-status (Envoy's mapping).
+// HTTP/2 prior knowledge (h2c) and gRPC at the waypoint: the front for the HTTP/2 server's
+// streams (malformed fields refused, a bound on downstream streams in flight) and the protocol
+// adapter the request pipeline drives (`pipeline.ts`, `http/adapter.ts`). The adapter knows
+// framing: each try is a stream on one of the endpoint's upstream HTTP/2 sessions
+// (`h2-sessions.ts`, each over one HBONE stream) under the pool's `http2MaxRequests`; the
+// request body is streamed to the try in flight and kept (up to 1 MiB) so another try can
+// replay it (`replay-body.ts`; past that, no retry, as Envoy); a gRPC trailers-only answer
+// carries its grpc-status with the headers, so `unavailable` & co. can be retried; answers are
+// relayed with trailers and an upstream RST code is passed on; a gRPC request the waypoint
+// answers itself gets a trailers-only grpc-status (Envoy's mapping).
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../common/log.js';
 import type { TunnelContext } from './tunnel-context.js';
 import { applyModifier, forwardHeaders, HOP_BY_HOP, rewrittenPath, toL7Request } from './http-request.js';
-import { failureOf, RETRY_BUFFER_BYTES, toFailure, type Plan, type RequestPipeline } from './pipeline.js';
+import type { RequestPipeline } from './pipeline.js';
 import { newExchange, type Exchange } from './request-record.js';
 import type { AttemptResult } from './resilience/retry.js';
 import type { ConnectionPoolLimiter } from './resilience/pool.js';
-import { defaultRetryPolicy } from './resilience/types.js';
 import { ReplayBody } from './replay-body.js';
 import { UPSTREAM_IDLE_MS } from './h1-pool.js';
 import { UpstreamH2Sessions } from './h2-sessions.js';
 import type { UpstreamEndpoint } from './upstream.js';
+import {
+  RETRY_BUFFER_BYTES,
+  type LocalAnswer,
+  type MirrorTarget,
+  type Plan,
+  type ProtocolAdapter,
+  type UpstreamRequest,
+} from './http/adapter.js';
+import type { HttpFailure } from './http/failure.js';
 
 const NEVER_ABORTED = new AbortController().signal;
 
@@ -54,7 +64,38 @@ interface UpstreamAnswer {
   trailers: http2.IncomingHttpHeaders;
 }
 
-export class Http2Handler {
+/** One downstream stream, and its `:path` as it arrived (the rewrite starts from it). */
+interface H2Down {
+  stream: http2.ServerHttp2Stream;
+  url: string;
+}
+
+/** The upstream request: its headers, and the body streamed to each try and kept for replay. */
+class H2Upstream implements UpstreamRequest {
+  readonly oneTry = false;
+  readonly authority: string;
+
+  constructor(
+    readonly headers: http2.OutgoingHttpHeaders,
+    readonly body: ReplayBody,
+  ) {
+    this.authority = String(headers[':authority'] ?? '');
+  }
+
+  get replayable(): boolean {
+    return this.body.replayable;
+  }
+
+  get bytes(): number {
+    return this.body.bytes;
+  }
+
+  whenBuffered(cb: (body: Buffer) => void): void {
+    this.body.onComplete(cb);
+  }
+}
+
+export class Http2Adapter implements ProtocolAdapter<H2Down, H2Upstream, UpstreamAnswer> {
   private readonly sessions: UpstreamH2Sessions;
   private inFlight = 0;
   private refused = 0;
@@ -71,7 +112,8 @@ export class Http2Handler {
     this.sessions = new UpstreamH2Sessions(dial, log, { idleMs });
   }
 
-  async onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
+  /** The server's 'stream' event: checks, then the request goes through the pipeline, which answers and records it. */
+  onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
     stream.on('error', () => {});
     const ctx = stream.session ? this.contextOf(stream.session) : undefined;
     if (!ctx) return void stream.close(NGHTTP2_REFUSED_STREAM);
@@ -96,75 +138,7 @@ export class Http2Handler {
     const authority = String(headers[':authority'] ?? headers.host ?? '');
     const url = String(headers[':path'] ?? '/');
     const l7 = toL7Request(String(headers[':method'] ?? 'GET'), url, headers, ctx, authority, false);
-    const grpc = l7.grpc;
-    const x = newExchange(l7, ctx, grpc ? 'grpc' : 'http2');
-    const abort = new AbortController();
-    stream.once('close', () => abort.abort(new Error('downstream went away')));
-    try {
-      let answered = 0;
-      const plan = await this.pipeline.prepare(
-        x,
-        (status, hdrs, body) => {
-          answered = status;
-          if (grpc) answerGrpc(stream, x, status, body.trim(), {});
-          else if (!stream.destroyed && !stream.closed) {
-            stream.respond({ ':status': status, ...hdrs });
-            stream.end(body);
-          }
-        },
-        abort.signal,
-      );
-      if (!plan) return this.pipeline.record(x, grpc ? 200 : answered);
-      // A stream reset by the client while we decided costs no upstream work (rapid reset).
-      if (stream.destroyed || stream.closed) {
-        x.reason = 'reset by client';
-        return this.pipeline.record(x, 0);
-      }
-      const reqHeaders: http2.OutgoingHttpHeaders = {};
-      for (const [k, v] of Object.entries(forwardHeaders(headers, l7, ctx, plan.action, 'http')))
-        if (!k.startsWith(':') && !HOP_BY_HOP.has(k)) reqHeaders[k] = v;
-      reqHeaders[':method'] = l7.method;
-      reqHeaders[':path'] = rewrittenPath(url, plan.action, l7.path);
-      reqHeaders[':authority'] = plan.action.rewrite?.authority ?? l7.authority;
-      reqHeaders[':scheme'] = 'http';
-      const body = new ReplayBody(stream, RETRY_BUFFER_BYTES);
-      body.onComplete((buf) => this.mirror(plan, reqHeaders, buf));
-      let previous: UpstreamAnswer | undefined;
-      const result = await this.pipeline.forward<UpstreamAnswer>(
-        x,
-        plan,
-        plan.action.retry ?? defaultRetryPolicy(),
-        abort.signal,
-        async (ep, signal, limiter) => {
-          if (previous && !previous.stream.closed) previous.stream.close(NGHTTP2_CANCEL); // discarded
-          const outcome = await this.send(x, ep, limiter, reqHeaders, body, signal);
-          previous = outcome.response;
-          return outcome;
-        },
-        () => body.replayable,
-      );
-      x.requestBytes = body.bytes;
-      const up = result.outcome.response;
-      if (result.stop === 'cancelled' || stream.destroyed || stream.closed) {
-        if (up && !up.stream.closed) up.stream.close(NGHTTP2_CANCEL);
-        x.reason = 'downstream went away';
-        return this.pipeline.record(x, 0);
-      }
-      if (!up) throw failureOf(result.outcome.error ?? 'reset', result.stop);
-      const status = await this.relay(x, plan, stream, up, body);
-      this.pipeline.record(x, status);
-    } catch (err) {
-      const f = toFailure(err);
-      x.reason = f.reason;
-      const canAnswer = !stream.headersSent && !stream.destroyed && !stream.closed;
-      if (canAnswer && grpc) answerGrpc(stream, x, f.status, f.body, f.headers);
-      else if (canAnswer) {
-        stream.respond({ ':status': f.status, 'content-type': 'text/plain', ...f.headers });
-        stream.end(`${f.body}\n`);
-      } else if (!stream.destroyed) stream.close(NGHTTP2_INTERNAL_ERROR);
-      // A gRPC answer is HTTP 200 with the grpc-status in the record.
-      this.pipeline.record(x, canAnswer && grpc ? 200 : f.status);
-    }
+    void this.pipeline.serve(this, { stream, url }, newExchange(l7, ctx, l7.grpc ? 'grpc' : 'http2'));
   }
 
   close(): void {
@@ -185,17 +159,66 @@ export class Http2Handler {
     this.refusedLogAt = now;
   }
 
+  // ---- the adapter: what the pipeline calls, in the order it calls it
+
+  watch({ stream }: H2Down): AbortSignal {
+    const abort = new AbortController();
+    stream.once('close', () => abort.abort(new Error('downstream went away')));
+    return abort.signal;
+  }
+
+  closed({ stream }: H2Down): boolean {
+    return stream.destroyed || stream.closed;
+  }
+
+  answer({ stream }: H2Down, x: Exchange, a: LocalAnswer): number {
+    if (x.l7.grpc) {
+      answerGrpc(stream, x, a.status, a.body.trim(), {});
+      return 200; // a gRPC answer is HTTP 200, its grpc-status in the record
+    }
+    if (!stream.destroyed && !stream.closed) {
+      stream.respond({ ':status': a.status, ...a.headers });
+      stream.end(a.body);
+    }
+    return a.status;
+  }
+
+  fail({ stream }: H2Down, x: Exchange, f: HttpFailure): number {
+    const canAnswer = !stream.headersSent && !stream.destroyed && !stream.closed;
+    if (canAnswer && x.l7.grpc) {
+      answerGrpc(stream, x, f.status, f.body, f.headers);
+      return 200; // a gRPC answer is HTTP 200, its grpc-status in the record
+    }
+    if (canAnswer) {
+      stream.respond({ ':status': f.status, 'content-type': 'text/plain', ...f.headers });
+      stream.end(`${f.body}\n`);
+    } else if (!stream.destroyed) stream.close(NGHTTP2_INTERNAL_ERROR);
+    return f.status;
+  }
+
+  /** The upstream headers (hop-by-hop and pseudo-headers rebuilt) and the body as a ReplayBody. */
+  readBody({ stream, url }: H2Down, x: Exchange, plan: Plan): Promise<H2Upstream> {
+    const { l7 } = x;
+    const headers: http2.OutgoingHttpHeaders = {};
+    for (const [k, v] of Object.entries(forwardHeaders(l7.headers, l7, x.ctx, plan.action, 'http')))
+      if (!k.startsWith(':') && !HOP_BY_HOP.has(k)) headers[k] = v;
+    headers[':method'] = l7.method;
+    headers[':path'] = rewrittenPath(url, plan.action, l7.path);
+    headers[':authority'] = plan.action.rewrite?.authority ?? l7.authority;
+    headers[':scheme'] = 'http';
+    return Promise.resolve(new H2Upstream(headers, new ReplayBody(stream, RETRY_BUFFER_BYTES)));
+  }
+
   /**
    * One try: a request slot (http2MaxRequests), a stream on one of the endpoint's sessions
    * (waiting, bounded, while they are full), the body.
    */
-  private async send(
+  async sendTry(
+    { headers, body }: H2Upstream,
     x: Exchange,
     ep: UpstreamEndpoint,
-    limiter: ConnectionPoolLimiter | undefined,
-    headers: http2.OutgoingHttpHeaders,
-    body: ReplayBody,
     signal: AbortSignal,
+    limiter: ConnectionPoolLimiter | undefined,
   ): Promise<AttemptResult<UpstreamAnswer>> {
     const slot = limiter?.tryAcquireRequest();
     if (slot && !slot.ok) {
@@ -247,13 +270,23 @@ export class Http2Handler {
     });
   }
 
+  /** A retried answer, or one nobody will read: its stream is cancelled. */
+  discard(up: UpstreamAnswer): void {
+    if (!up.stream.closed) up.stream.close(NGHTTP2_CANCEL);
+  }
+
+  /** An answer nobody will read (the client went away): cancelled, as a discarded one. */
+  abandon(up: UpstreamAnswer): void {
+    if (!up.stream.closed) up.stream.close(NGHTTP2_CANCEL);
+  }
+
   /** Sends the chosen answer down: headers (edited), body, trailers; a reset is passed on. */
-  private relay(
+  relay(
+    { stream }: H2Down,
     x: Exchange,
     plan: Plan,
-    stream: http2.ServerHttp2Stream,
     up: UpstreamAnswer,
-    body: ReplayBody,
+    { body }: H2Upstream,
   ): Promise<number> {
     const code = Number(up.headers[':status'] ?? 502);
     const edited = applyModifier(up.headers, plan.action.responseHeaders, plan.backend?.responseHeaders);
@@ -294,29 +327,27 @@ export class Http2Handler {
     });
   }
 
-  /** Fire-and-forget copies of a fully received, buffered request; answers are discarded. */
-  private mirror(plan: Plan, headers: http2.OutgoingHttpHeaders, buf: Buffer): void {
-    for (const m of this.pipeline.mirrorTargets(plan, String(headers[':authority'] ?? ''))) {
-      const slot = m.limiter.tryAcquireRequest();
-      if (!slot.ok) continue;
-      void this.sessions.acquire(m.endpoint, NEVER_ABORTED).then((h2) => {
-        if (!h2.ok) return slot.release();
-        const done = (): void => {
-          h2.release();
-          slot.release();
-        };
-        let copy: http2.ClientHttp2Stream;
-        try {
-          copy = h2.session.request({ ...headers, ':authority': m.authority }, { endStream: false });
-        } catch {
-          return done();
-        }
-        copy.on('error', () => {});
-        copy.once('close', done);
-        copy.resume();
-        copy.end(buf);
-      });
-    }
+  /** A copy of a fully received, buffered request, on a stream of its own; its answer is discarded. */
+  mirror({ headers }: H2Upstream, m: MirrorTarget, buf: Buffer): void {
+    const slot = m.limiter.tryAcquireRequest();
+    if (!slot.ok) return;
+    void this.sessions.acquire(m.endpoint, NEVER_ABORTED).then((h2) => {
+      if (!h2.ok) return slot.release();
+      const done = (): void => {
+        h2.release();
+        slot.release();
+      };
+      let copy: http2.ClientHttp2Stream;
+      try {
+        copy = h2.session.request({ ...headers, ':authority': m.authority }, { endStream: false });
+      } catch {
+        return done();
+      }
+      copy.on('error', () => {});
+      copy.once('close', done);
+      copy.resume();
+      copy.end(buf);
+    });
   }
 }
 

@@ -1,78 +1,42 @@
-// The per-request pipeline both HTTP/1.1 (`http1.ts`) and HTTP/2 / gRPC (`http2.ts`) run, in
-// this order: path normalization (meshConfig.pathNormalization; the normalized path is the one
-// policy and routing match and the one forwarded; 400/404 for a path Envoy refuses) → JWT (401)
-// → CUSTOM (ext_authz, `ext-authz.ts`: the provider's status) → L7 authorization (DENY then
-// ALLOW, 403 `RBAC: access denied`; Istio's precedence: CUSTOM, DENY, ALLOW) → routing (direct
-// response, redirect, 404, or a weighted backend) → fault → rate limit (429) → mirrors → tries
-// with retries, budget and timeouts, each: outlier filter → balancer → send (the protocol's own
-// pool and its limit) → outlier record → one record (`request-record.ts`). Failures become
-// answers in one place (`toFailure` / `failureOf`, Envoy's statuses and bodies), each with a
-// reason in the record.
+// The request pipeline: one request at the waypoint, start to end, for HTTP/1.1 (`http1.ts`),
+// HTTP/2 and gRPC (`http2.ts`) and WebSocket upgrades (`http/h1-upgrade.ts`). It owns the
+// order and calls the protocol's adapter (`http/adapter.ts`) for what is framing:
+//   path normalization (meshConfig.pathNormalization; the normalized path is the one policy and
+//   routing match and the one forwarded; 400/404 for a path Envoy refuses) → JWT (401) → CUSTOM
+//   (ext_authz, `ext-authz.ts`: the provider's status) → L7 authorization (DENY then ALLOW, 403
+//   `RBAC: access denied`; Istio's precedence: CUSTOM, DENY, ALLOW) → routing (direct response,
+//   redirect, 404, or a weighted backend) → fault → rate limit (429) → [adapter.readBody] →
+//   mirrors [adapter.mirror] → tries with retries, budget and timeouts, each: outlier filter →
+//   balancer → [adapter.sendTry] (the protocol's own pool and its limit) → outlier record →
+//   [adapter.relay] → one record (`request-record.ts`).
+// Every way out records once; errors become answers in one place (`http/failure.ts`, Envoy's
+// statuses and bodies) that the adapter writes in its protocol's form (`adapter.fail`).
 import type { Logger } from '../common/log.js';
-import { errorMessage, isAmbitError } from '../common/errors.js';
+import { errorMessage } from '../common/errors.js';
 import { formatSocketAddr } from '../common/addr.js';
-import type { Duplex } from 'node:stream';
 import type { HttpProxyDeps } from './http-types.js';
-import type { TunnelContext } from './tunnel-context.js';
-import type { ForwardAction, L7Request, WeightedBackend } from './routing/types.js';
+import type { ForwardAction, L7Request } from './routing/types.js';
 import { DEFAULT_PATH_NORMALIZATION, normalizeRequestPath, pickWeighted } from './http-request.js';
 import { serviceDial, type CustomDecision, type ProviderDial } from './ext-authz.js';
-import { Upstreams, type Destination, type UpstreamEndpoint } from './upstream.js';
-import { runWithRetries, type AttemptResult, type RetryResult, type RetryStop } from './resilience/retry.js';
-import type { RetryPolicy, UpstreamError } from './resilience/types.js';
+import { RBAC_DENIED_BODY } from './authz-l7.js';
+import { Upstreams, type UpstreamEndpoint } from './upstream.js';
+import { runWithRetries, type AttemptResult, type RetryResult } from './resilience/retry.js';
+import { defaultRetryPolicy } from './resilience/types.js';
 import { decideFault, FAULT_ABORT_BODY } from './resilience/fault.js';
 import { RATE_LIMITED_BODY, rateLimitHeaders } from './resilience/rate-limit.js';
-import { failureAnswer } from './resilience/failure-answer.js';
 import { shadowAuthority, shouldMirror } from './resilience/mirror.js';
-import type { ConnectionPoolLimiter } from './resilience/pool.js';
 import type { LbContext } from './resilience/lb.js';
 import { recordExchange, type Exchange } from './request-record.js';
-
-export const RBAC_DENIED = 'RBAC: access denied';
-
-/** A request body up to this size is kept for retries (Envoy's default per-connection buffer limit). */
-export const RETRY_BUFFER_BYTES = 1024 * 1024;
-
-/** Why a request was answered by the waypoint itself. */
-export class HttpFailure extends Error {
-  constructor(
-    readonly status: number,
-    readonly reason: string,
-    readonly body = reason,
-    readonly headers: Record<string, string> = {},
-  ) {
-    super(reason);
-  }
-}
-
-/** What the proxy decided before the first upstream try. */
-export interface Plan {
-  action: ForwardAction;
-  backend?: WeightedBackend;
-  destination?: Destination;
-  /** Pod-addressed traffic: the pod itself. */
-  original?: UpstreamEndpoint;
-  /** What a consistent-hash balancer hashes. */
-  lb: LbContext;
-}
-
-/** Answers a request from the waypoint itself (direct response, redirect). */
-export type Answer = (status: number, headers: Record<string, string>, body: string) => void;
-
-/** Sends one try to `ep`; `limiter` is the destination's pool limits (none for pod-addressed traffic). */
-export type SendTry<R> = (
-  ep: UpstreamEndpoint,
-  signal: AbortSignal,
-  limiter: ConnectionPoolLimiter | undefined,
-) => Promise<AttemptResult<R>>;
-
-/** A mirror target chosen for this request. */
-export interface MirrorTarget {
-  endpoint: UpstreamEndpoint;
-  limiter: ConnectionPoolLimiter;
-  /** The copy's Host / :authority (`-shadow` suffix). */
-  authority: string;
-}
+import type {
+  DownstreamAdapter,
+  LocalAnswer,
+  MirrorTarget,
+  Plan,
+  ProtocolAdapter,
+  UpgradeAdapter,
+  UpstreamRequest,
+} from './http/adapter.js';
+import { failureOf, HttpFailure, toFailure } from './http/failure.js';
 
 export class RequestPipeline {
   readonly upstreams: Upstreams;
@@ -88,12 +52,74 @@ export class RequestPipeline {
   }
 
   /**
+   * One request, start to end: the decisions (`prepare`), the upstream request the protocol
+   * builds, mirrors, the tries, the relay of the chosen answer, and the record. Every way out
+   * (an answer from the waypoint, a failure, a client that left) records exactly once.
+   */
+  async serve<D, R extends UpstreamRequest, A>(
+    p: ProtocolAdapter<D, R, A>,
+    down: D,
+    x: Exchange,
+  ): Promise<void> {
+    // Aborted when the client leaves: ends a CUSTOM (ext_authz) check and the tries it no longer waits for.
+    const signal = p.watch(down);
+    try {
+      const plan = await this.prepare(x, signal);
+      if (plan.kind === 'local') return this.record(x, p.answer(down, x, plan));
+      // A request the client reset while we decided costs no upstream work (HTTP/2 rapid reset).
+      if (p.closed(down)) {
+        x.reason = 'reset by client';
+        return this.record(x, 0);
+      }
+      const req = await p.readBody(down, x, plan);
+      if (plan.action.mirror?.length) req.whenBuffered((body) => this.mirror(p, req, plan, body));
+      const result = await this.forward(p, req, x, plan, signal);
+      if (req.bytes !== undefined) x.requestBytes = req.bytes;
+      const answer = result.outcome.response;
+      if (result.stop === 'cancelled' || p.closed(down)) {
+        if (answer !== undefined) p.abandon(answer); // nobody to answer: not left half-read
+        x.reason = 'downstream went away';
+        return this.record(x, 0);
+      }
+      if (answer === undefined) throw failureOf(result.outcome.error ?? 'reset', result.stop);
+      this.record(x, await p.relay(down, x, plan, answer, req));
+    } catch (err) {
+      this.fail(p, down, x, toFailure(err));
+    }
+  }
+
+  /**
+   * An HTTP/1.1 WebSocket upgrade, start to end: the same decisions, one endpoint (no retries:
+   * once the upstream has the upgrade request it may have switched protocols), a tunnel of its
+   * own to it as the waypoint, then the adapter relays the answer or splices; recorded once.
+   */
+  async serveUpgrade<D>(p: UpgradeAdapter<D>, down: D, x: Exchange): Promise<void> {
+    try {
+      const plan = await this.prepare(x);
+      if (plan.kind === 'local') return this.record(x, p.answer(down, x, plan));
+      const ep = this.pickOnce(x, plan);
+      const tunnel = await this.deps.connect(ep.workload, ep.authority, x.ctx);
+      this.record(x, await p.upgrade(down, x, plan, tunnel));
+    } catch (err) {
+      this.fail(p, down, x, toFailure(err));
+    }
+  }
+
+  /**
+   * A request the protocol refuses before any decision (an upgrade type that is not enabled,
+   * HTTP/1.1 CONNECT): answered with `f` and recorded like any other.
+   */
+  refuse<D>(p: DownstreamAdapter<D>, down: D, x: Exchange, f: HttpFailure): void {
+    this.fail(p, down, x, f);
+  }
+
+  /**
    * Everything before the first upstream try: authentication, authorization, routing, fault
-   * injection, the backend (weighted) and its destination, the rate limit. Returns undefined
-   * when the request was answered here (direct response, redirect); throws HttpFailure for a
+   * injection, the backend (weighted) and its destination, the rate limit. Returns the answer
+   * when the request is answered here (direct response, redirect); throws HttpFailure for a
    * refusal.
    */
-  async prepare(x: Exchange, answer: Answer, signal?: AbortSignal): Promise<Plan | undefined> {
+  private async prepare(x: Exchange, signal?: AbortSignal): Promise<Plan | LocalAnswer> {
     const { l7: req, ctx } = x;
     const engine = this.deps.engine();
     const normalized = normalizeRequestPath(req.path, engine.pathNormalization ?? DEFAULT_PATH_NORMALIZATION);
@@ -136,8 +162,9 @@ export class RequestPipeline {
         )
       : undefined;
     if (custom) this.applyCustom(x, custom);
-    let action = this.decide(x, answer, authn);
-    if (!action) return undefined;
+    const decided = this.decide(x, authn);
+    if (decided.kind === 'local') return decided;
+    let action = decided;
     if (custom?.allow && custom.downstream.length) action = withResponseHeaders(action, custom.downstream);
     x.route = action.routeName;
     const fault = decideFault(action.fault, Math.random);
@@ -149,6 +176,7 @@ export class RequestPipeline {
       if (!w) throw new HttpFailure(503, `no healthy upstream: no workload at ${req.target.ip}`);
       const authority = formatSocketAddr(req.target.ip, req.target.port);
       return {
+        kind: 'forward',
         action,
         original: { id: authority, active: 0, workload: w, authority },
         lb: lbContext(req, ctx.srcIp),
@@ -176,30 +204,32 @@ export class RequestPipeline {
           rateLimitHeaders(bucket.policy, d),
         );
     }
-    return { action, backend, destination, lb: lbContext(req, ctx.srcIp) };
+    return { kind: 'forward', action, backend, destination, lb: lbContext(req, ctx.srcIp) };
   }
 
   /**
    * The tries: `runWithRetries` with the route's timeouts, the destination's retry budget, and
-   * for each try outlier filter → balancer → `send` → outlier record. Fills the exchange's
-   * attempts, retry stop and endpoint.
+   * for each try outlier filter → balancer → `adapter.sendTry` → outlier record. A body that
+   * streams through once gets one try and no policy (no per-try timeout either), as before
+   * Envoy's buffer limit is known; a replay body stops retrying once it has passed its buffer.
+   * Fills the exchange's attempts, retry stop and endpoint.
    */
-  async forward<R>(
+  private async forward<D, R extends UpstreamRequest, A>(
+    p: ProtocolAdapter<D, R, A>,
+    req: R,
     x: Exchange,
     plan: Plan,
-    retry: RetryPolicy | undefined,
     signal: AbortSignal,
-    send: SendTry<R>,
-    canRetry?: () => boolean,
-  ): Promise<RetryResult<R>> {
-    const result = await runWithRetries<R>(
-      (n, trySignal) => this.attempt(x, plan, n, trySignal, send),
-      retry,
+  ): Promise<RetryResult<A>> {
+    const tries: Tries<A> = {};
+    const result = await runWithRetries<A>(
+      (n, trySignal) => this.attempt(p, req, tries, x, plan, n, trySignal),
+      req.oneTry ? undefined : (plan.action.retry ?? defaultRetryPolicy()),
       plan.destination?.resilience.retryBudget,
       {
         timeoutMs: plan.action.timeoutMs || undefined,
         signal,
-        canRetry,
+        canRetry: () => req.replayable,
         onRetry: ({ attempt, outcome }) =>
           this.log.debug(
             { path: x.l7.path, route: x.route, attempt, outcome: outcome.status ?? outcome.error },
@@ -212,21 +242,34 @@ export class RequestPipeline {
     return result;
   }
 
-  /** The mirrors this request goes to (each drawn by its percentage), with an endpoint each. */
-  mirrorTargets(plan: Plan, authority: string): MirrorTarget[] {
-    const out: MirrorTarget[] = [];
+  /**
+   * Fire-and-forget copies of a buffered request (Istio's mirror): each mirror drawn by its
+   * percentage, an endpoint picked by its destination's balancer, the copy sent by the adapter
+   * with Host / :authority `<host>-shadow`, counted against the mirror destination's pool limits.
+   */
+  private mirror<R extends UpstreamRequest>(
+    p: ProtocolAdapter<unknown, R, unknown>,
+    req: R,
+    plan: Plan,
+    body: Buffer,
+  ): void {
     for (const m of plan.action.mirror ?? []) {
       if (!shouldMirror(m.percent, Math.random)) continue;
       const d = this.upstreams.destination({ ...m.backend, weight: 1 });
       if ('reason' in d) continue;
       const endpoint = d.resilience.balancer.pick(this.upstreams.inPlay(d), plan.lb);
-      if (endpoint) out.push({ endpoint, limiter: d.resilience.pool, authority: shadowAuthority(authority) });
+      if (!endpoint) continue;
+      const target: MirrorTarget = {
+        endpoint,
+        limiter: d.resilience.pool,
+        authority: shadowAuthority(req.authority),
+      };
+      p.mirror(req, target, body);
     }
-    return out;
   }
 
   /** One endpoint for an upgrade (no retries there). */
-  pickOnce(x: Exchange, plan: Plan): UpstreamEndpoint {
+  private pickOnce(x: Exchange, plan: Plan): UpstreamEndpoint {
     const d = plan.destination;
     const ep = plan.original ?? (d && d.resilience.balancer.pick(this.upstreams.inPlay(d), plan.lb));
     if (!ep) throw new HttpFailure(503, 'no healthy upstream');
@@ -234,13 +277,27 @@ export class RequestPipeline {
     return ep;
   }
 
-  /** A tunnel of its own to `ep` (upgrades), as the waypoint. */
-  connect(ep: UpstreamEndpoint, ctx: TunnelContext): Promise<Duplex> {
-    return this.deps.connect(ep.workload, ep.authority, ctx);
+  private record(x: Exchange, status: number): void {
+    recordExchange(x, status, this.log, this.deps.state, this.deps.onRequest);
   }
 
-  record(x: Exchange, status: number): void {
-    recordExchange(x, status, this.log, this.deps.state, this.deps.onRequest);
+  /**
+   * A failure answered by the adapter in its protocol's form, its reason in the record. An
+   * adapter that throws while answering (a connection already torn down) still leaves one
+   * record, and never an unhandled rejection.
+   */
+  private fail<D>(p: DownstreamAdapter<D>, down: D, x: Exchange, f: HttpFailure): void {
+    x.reason = f.reason;
+    let status = f.status;
+    try {
+      status = p.fail(down, x, f);
+    } catch (err) {
+      this.log.warn(
+        { status, reason: f.reason, err: errorMessage(err) },
+        'could not write the failure answer',
+      );
+    }
+    this.record(x, status);
   }
 
   /** A CUSTOM denial becomes the provider's answer; an allow edits the upstream request. */
@@ -269,14 +326,13 @@ export class RequestPipeline {
   }
 
   /**
-   * Authorization and routing. Answers the request itself (through `answer`) and returns
-   * undefined for a direct response or a redirect; throws HttpFailure for denials.
+   * Authorization and routing: the route's action, or the waypoint's own answer for a direct
+   * response or a redirect; throws HttpFailure for denials.
    */
   private decide(
     x: Exchange,
-    answer: Answer,
     authn?: { principal?: string; claims?: Record<string, unknown> },
-  ): ForwardAction | undefined {
+  ): ForwardAction | LocalAnswer {
     const { l7: req, ctx } = x;
     const engine = this.deps.engine();
     const authz = engine.authorize(req, ctx, authn);
@@ -289,41 +345,47 @@ export class RequestPipeline {
         },
         'request denied by policy',
       );
-      throw new HttpFailure(403, `denied by ${authz.policy ?? 'policy'}: ${authz.reason}`, RBAC_DENIED);
+      throw new HttpFailure(403, `denied by ${authz.policy ?? 'policy'}: ${authz.reason}`, RBAC_DENIED_BODY);
     }
     const action = engine.route(req);
     if (action.kind === 'direct') {
-      answer(action.status, action.headers ?? {}, action.body ?? '');
       if (action.status >= 400 && action.reason)
         this.log.info(
           { status: action.status, reason: action.reason, path: req.path },
           'request answered by the waypoint',
         );
-      return undefined;
+      return { kind: 'local', status: action.status, headers: action.headers ?? {}, body: action.body ?? '' };
     }
-    if (action.kind === 'redirect') {
-      answer(action.status, { location: action.location }, '');
-      return undefined;
-    }
+    if (action.kind === 'redirect')
+      return { kind: 'local', status: action.status, headers: { location: action.location }, body: '' };
     return action;
   }
 
-  /** One upstream try: pick (not ejected, balancer), send, record the outcome for outlier detection. */
-  private async attempt<R>(
+  /**
+   * One upstream try: pick (not ejected, balancer), send, record the outcome for outlier
+   * detection. The answer of the try before is discarded first: its exchange must be over before
+   * this try takes a slot of the pool limit (http2MaxRequests), or a limit of 1 overflows on
+   * every retry.
+   */
+  private async attempt<D, R extends UpstreamRequest, A>(
+    p: ProtocolAdapter<D, R, A>,
+    req: R,
+    tries: Tries<A>,
     x: Exchange,
     plan: Plan,
     n: number,
     signal: AbortSignal,
-    send: SendTry<R>,
-  ): Promise<AttemptResult<R>> {
+  ): Promise<AttemptResult<A>> {
     const d = plan.destination;
     const ep = plan.original ?? (d && d.resilience.balancer.pick(this.upstreams.inPlay(d), plan.lb));
     if (!ep) return { error: 'connect-failure' };
     x.endpoint = ep;
     const done = this.upstreams.begin(ep);
-    let outcome: AttemptResult<R>;
+    let outcome: AttemptResult<A>;
     try {
-      outcome = await send(ep, signal, d?.resilience.pool);
+      if (tries.previous !== undefined) await p.discard(tries.previous);
+      outcome = await p.sendTry(req, x, ep, signal, d?.resilience.pool);
+      tries.previous = outcome.response;
     } finally {
       done();
     }
@@ -334,28 +396,9 @@ export class RequestPipeline {
   }
 }
 
-/** The answer when no try produced a response (Envoy's wording, resilience/failure-answer.ts). */
-export function failureOf(error: UpstreamError, stop: RetryStop): HttpFailure {
-  const a = failureAnswer(error);
-  const why =
-    stop === 'budget-exhausted'
-      ? ' (retry budget exhausted)'
-      : stop === 'attempts-exhausted'
-        ? ' (retries exhausted)'
-        : '';
-  return new HttpFailure(a.status, `${a.body}${why}`, a.body, a.headers);
-}
-
-export function toFailure(err: unknown): HttpFailure {
-  if (err instanceof HttpFailure) return err;
-  if (isAmbitError(err)) {
-    const status = err.code === 'HBONE_TIMEOUT' ? 504 : 503;
-    return new HttpFailure(status, `upstream connect error: ${err.message}`);
-  }
-  return new HttpFailure(
-    503,
-    `upstream connect error or disconnect/reset before headers: ${errorMessage(err)}`,
-  );
+/** The answer of the try before, discarded when another try starts. */
+interface Tries<A> {
+  previous?: A;
 }
 
 /** The log fields of a denial: who asked for what (the same for an L7 and a CUSTOM denial). */
