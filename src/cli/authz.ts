@@ -2,7 +2,9 @@
 // proxy holds — offline from a manifest folder (the control plane's own index and conversion), or
 // online from a running control plane over xDS (authenticated with a node token from the state
 // directory) — then decodes it with the proxies' decoders and asks the data path's evaluator
-// (node/authz.ts) with `explain`. No second implementation of any rule.
+// (node/authz.ts) with `explain`. No second implementation of any rule. A destination served by
+// a waypoint is explained in stages (authz-waypoint.ts): the waypoint's L7 policies, then each
+// destination's node proxy, which sees the waypoint's identity.
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -14,7 +16,7 @@ import type { EffectivePeerAuthn } from '../controlplane/authz-convert.js';
 import { CONTROL_PLANE_SERVER_NAME } from '../controlplane/server.js';
 import { XdsClient, controlPlaneConnection } from '../xds/client.js';
 import { TYPE_ADDRESS, TYPE_AUTHORIZATION } from '../xds/proto.js';
-import { decodeAddress, spiffeIdOf, type Address, type Workload } from '../xds/resources.js';
+import { decodeAddress, spiffeIdOf, type Address, type Service, type Workload } from '../xds/resources.js';
 import type { Authorization } from '../xds/authorization.js';
 import type { Ip } from '../common/addr.js';
 import { componentLogger } from '../common/log.js';
@@ -22,16 +24,20 @@ import { ProxyState } from '../proxy/state.js';
 import { PolicyStore } from '../proxy/policy-store.js';
 import { buildRoute, resolveServiceName } from '../proxy/route.js';
 import { evaluate, type AuthzDecision, type PolicyTrace } from '../proxy/authz.js';
+import { DEFAULT_ROOT_NAMESPACE } from '../controlplane/authz-convert.js';
+import { explainWaypoint, type RequestSpec, type WaypointStages } from './authz-waypoint.js';
 
 /** Bad flags; main.ts prints the message. (Not main.ts's UsageError: importing main runs the CLI.) */
 class UsageError extends Error {}
 
-const USAGE = `usage: ambit authz explain DIR --from SRC --to DST:PORT
-       ambit authz explain --server HOST:PORT [--state DIR] --from SRC --to DST:PORT
+const USAGE = `usage: ambit authz explain DIR --from SRC --to DST:PORT [REQUEST]
+       ambit authz explain --server HOST:PORT [--state DIR] --from SRC --to DST:PORT [REQUEST]
 
   SRC   a pod (ns/name), a SPIFFE id (spiffe://td/ns/N/sa/S) or an IP
   DST   a service (name.ns, name.ns.svc.cluster.local, or a VIP), a pod (ns/name) or a pod IP
-  --root-namespace NS   the mesh root namespace (offline; default istio-system)`;
+  --root-namespace NS   the mesh root namespace (offline; default istio-system)
+  REQUEST (asked of a waypoint's L7 policies when DST is served by one; default GET /):
+  --method M  --path P  --host H (default DST:PORT as written)  --tcp (a TCP connection instead)`;
 
 /** What explain needs: the proxies' view, plus (offline only) the control plane's notes. */
 interface MeshView {
@@ -40,6 +46,9 @@ interface MeshView {
   statuses?: PolicyStatus[];
   peerAuthn?: (w: Workload) => EffectivePeerAuthn | undefined;
   configErrors?: string[];
+  /** The manifests (offline only): a waypoint's L7 policies are compiled from them. */
+  objects?: KubeResource[];
+  rootNamespace?: string;
   where: string;
 }
 
@@ -56,13 +65,23 @@ export async function authz(args: string[]): Promise<number> {
       state: { type: 'string', default: '.ambit' },
       'root-namespace': { type: 'string' },
       'trust-domain': { type: 'string' },
+      method: { type: 'string' },
+      path: { type: 'string' },
+      host: { type: 'string' },
+      tcp: { type: 'boolean' },
     },
   });
   if (!values.from || !values.to || (!values.server && positionals.length !== 1)) throw new UsageError(USAGE);
   const view = values.server
     ? await onlineView(values.server, values.state)
     : await offlineView(positionals[0]!, values['root-namespace'], values['trust-domain']);
-  const out = explain(view, values.from, values.to);
+  const request: RequestSpec = {
+    ...(values.tcp ? { tcp: true } : {}),
+    ...(values.method ? { method: values.method } : {}),
+    ...(values.path ? { path: values.path } : {}),
+    ...(values.host ? { host: values.host } : {}),
+  };
+  const out = explain(view, values.from, values.to, request);
   process.stdout.write(out.text);
   return 0;
 }
@@ -100,6 +119,8 @@ export async function offlineView(
     statuses: index.policyStatuses(),
     peerAuthn: (w) => index.effectivePeerAuthentication(`${w.namespace}/${w.name}`),
     configErrors: load.errors.map(String),
+    objects: load.objects,
+    rootNamespace: rootNamespace ?? DEFAULT_ROOT_NAMESPACE,
     where: dir,
   };
 }
@@ -184,6 +205,12 @@ function findPod(view: MeshView, ref: string): Workload | undefined {
 interface Target {
   label: string;
   endpoints: { workload: Workload; ip: string; port: number }[];
+  /** The tunnel's target: the address and port as written (a VIP or a pod IP). */
+  ip: string;
+  port: number;
+  service?: Service;
+  /** The waypoint that serves this destination, when one does (buildRoute decides). */
+  waypoint?: Workload;
 }
 
 function resolveTarget(view: MeshView, to: string, src: Source): Target {
@@ -200,9 +227,18 @@ function resolveTarget(view: MeshView, to: string, src: Source): Target {
   const svc = view.state.serviceByAddress(ip);
   const endpoints: Target['endpoints'] = [];
   const candidates = svc ? view.state.endpointsOf(svc) : [undefined];
+  // Through a waypoint? Then the endpoints are where the waypoint sends it (buildRoute skips the
+  // waypoint when the source is the waypoint itself, as on the data path).
+  const first = buildRoute({ host: ip as Ip, port }, view.state, (_s, list) => list[0]!);
+  const waypoint = first.kind === 'hbone' && first.waypoint ? first.endpoint : undefined;
   for (let n = 0; n < candidates.length; n++) {
     // The data path's own routing decides each endpoint's address and target port.
-    const route = buildRoute({ host: ip as Ip, port }, view.state, (_s, list) => list[n % list.length]!);
+    const route = buildRoute(
+      { host: ip as Ip, port },
+      view.state,
+      (_s, list) => list[n % list.length]!,
+      waypoint,
+    );
     if (route.kind === 'hbone') {
       const [h, p] = [
         route.authority.slice(0, route.authority.lastIndexOf(':')),
@@ -219,23 +255,59 @@ function resolveTarget(view: MeshView, to: string, src: Source): Target {
     : pod
       ? `pod ${host} (${ip}:${port})`
       : `${ip}:${port}`;
-  return { label, endpoints };
+  return { label, endpoints, ip, port, ...(svc ? { service: svc } : {}), ...(waypoint ? { waypoint } : {}) };
 }
 
+/**
+ * The explanation of `from` → `to`. `decisions`: each endpoint's L4 decision at its node proxy;
+ * `waypoint`: the waypoint's stages when one serves the destination; `allowed`: the final verdict
+ * per endpoint (every stage allows; undefined where a CUSTOM provider's answer decides).
+ */
 export function explain(
   view: MeshView,
   from: string,
   to: string,
-): { text: string; decisions: AuthzDecision[] } {
+  request: RequestSpec = {},
+): { text: string; decisions: AuthzDecision[]; waypoint?: WaypointStages; allowed: (boolean | undefined)[] } {
   const src = resolveSource(view, from);
   const dst = resolveTarget(view, to, src);
   const lines: string[] = [];
   const decisions: AuthzDecision[] = [];
+  const allowed: (boolean | undefined)[] = [];
   lines.push(`authz explain  (${view.where})`, '');
   lines.push(`  from  ${src.label}`);
   if (src.identity && src.identity !== src.label) lines.push(`        identity ${src.identity}`);
   if (src.ip) lines.push(`        address  ${src.ip}`);
   lines.push(`  to    ${dst.label}`);
+
+  // Through a waypoint, the destinations' node proxies see the waypoint as the source.
+  let stages: WaypointStages | undefined;
+  let l4Source = { identity: src.identity, ip: src.ip };
+  const wp = dst.waypoint;
+  if (wp) {
+    const r = explainWaypoint(
+      {
+        waypoint: wp,
+        policies: view.policies,
+        ...(view.objects ? { objects: view.objects } : {}),
+        rootNamespace: view.rootNamespace ?? DEFAULT_ROOT_NAMESPACE,
+        source: { ...(src.identity ? { identity: src.identity } : {}), ip: src.ip },
+        target: { ip: dst.ip, port: dst.port },
+        ...(dst.service ? { service: dst.service } : {}),
+      },
+      { host: to, ...request },
+    );
+    lines.push(...r.lines);
+    stages = r.stages;
+    l4Source = { identity: spiffeIdOf(wp), ip: wp.addresses[0] ?? '' };
+    lines.push(
+      '',
+      `  3. L4 at each destination, from the waypoint (${l4Source.identity}, ${l4Source.ip})` +
+        (dst.service
+          ? `; the endpoints of ${dst.service.hostname} (routes may pick other backends: each is checked the same way)`
+          : ''),
+    );
+  }
   if (dst.endpoints.length === 0)
     lines.push('', '  no endpoint serves this destination: nothing to authorize');
 
@@ -244,6 +316,7 @@ export function explain(
     lines.push('', `── ${w.namespace}/${w.name}  ${e.ip}:${e.port}  node ${w.node || '?'} ${'─'.repeat(8)}`);
     if (w.tunnelProtocol !== 'HBONE') {
       lines.push('  not in the mesh: traffic is plain TCP and no node proxy enforces policy here');
+      allowed.push(verdict(stages, true));
       continue;
     }
     const pa = view.peerAuthn?.(w);
@@ -251,7 +324,7 @@ export function explain(
     const policies = view.policies.forWorkload(w);
     const d = evaluate(
       policies,
-      { srcIdentity: src.identity, srcIp: src.ip, dstIp: e.ip, dstPort: e.port },
+      { srcIdentity: l4Source.identity, srcIp: l4Source.ip, dstIp: e.ip, dstPort: e.port },
       { explain: true },
     );
     decisions.push(d);
@@ -260,7 +333,15 @@ export function explain(
       `  policies  ${policies.length === 0 ? 'none apply' : `${policies.length} apply (${count('DENY')} DENY, ${count('ALLOW')} ALLOW)`}`,
     );
     for (const t of d.trace ?? []) lines.push(...describeTrace(t, w, view));
-    lines.push('', `  ${d.allow ? '✔ ALLOWED' : '✘ DENIED'}  ${d.reason}`);
+    const final = verdict(stages, d.allow);
+    allowed.push(final);
+    if (!stages) lines.push('', `  ${d.allow ? '✔ ALLOWED' : '✘ DENIED'}  ${d.reason}`);
+    else {
+      lines.push('', `  ${d.allow ? '✔' : '✘'} at the node proxy: ${d.reason}`);
+      lines.push(
+        `  ${final === undefined ? '? DEPENDS' : final ? '✔ ALLOWED' : '✘ DENIED'}  ${finalReason(stages, d)}`,
+      );
+    }
   }
   const warnings = (view.statuses ?? []).filter((s) => s.warnings.length || s.skipped);
   if (warnings.length) {
@@ -276,7 +357,25 @@ export function explain(
   }
   if (!view.statuses)
     lines.push('', '(online: conversion warnings and mTLS modes are logged by the control plane)');
-  return { text: lines.join('\n') + '\n', decisions };
+  return { text: lines.join('\n') + '\n', decisions, allowed, ...(stages ? { waypoint: stages } : {}) };
+}
+
+/** Every stage must allow; a matching CUSTOM policy leaves it to its provider (unknown here). */
+function verdict(stages: WaypointStages | undefined, atDestination: boolean): boolean | undefined {
+  if (!stages) return atDestination;
+  const { inbound, l7, custom } = stages;
+  if (!inbound.allow || (l7 && !l7.allow) || !atDestination) return false;
+  return custom.length ? undefined : true;
+}
+
+function finalReason(stages: WaypointStages, atDestination: AuthzDecision): string {
+  if (!stages.inbound.allow) return `refused at the waypoint's inbound: ${stages.inbound.reason}`;
+  if (stages.l7 && !stages.l7.allow) return `refused by the waypoint (L7): ${stages.l7.reason}`;
+  if (!atDestination.allow)
+    return `the waypoint allows it, the destination's node proxy refuses the waypoint: ${atDestination.reason}`;
+  if (stages.custom.length) return `if the CUSTOM provider allows: every other stage allows`;
+  if (!stages.l7) return "L4 stages allow (the waypoint's L7 policies are not in this view)";
+  return 'the waypoint and the destination both allow';
 }
 
 const SCOPE_WORDS: Record<string, string> = {
