@@ -48,7 +48,10 @@ const ctx: RunContext = {
     return configDir;
   },
   client: clientFor,
-  resolveHost: (host) => host?.replace('{echo-v2.podIP}', firstPod(topo, MESH_NS, 'v2').ip),
+  resolveHost: (host) =>
+    host
+      ?.replace('{echo-v2.podIP}', firstPod(topo, MESH_NS, 'v2').ip)
+      .replace(/\{clusterIP:([^}]+)\}/, (_m, svc: string) => topo.serviceIPs.get(svc) ?? svc),
   log: (line) => {
     if (process.env.AMBIT_CONFORMANCE_VERBOSE) console.log(line);
   },
@@ -132,4 +135,42 @@ describe.sequential('Gateway API mesh conformance (MESH-HTTP, MESH-GRPC), local 
       expect(results.at(-1)?.outcome).toBe('passed');
     }, 90_000);
   }
+});
+
+describe.sequential('beyond the suite, on the same mesh (not counted in the report)', () => {
+  // MeshClusterIPMatching with the address itself: the suite dials names; a client that dials
+  // the cluster IP must get that Service's routes whatever Host it sends (the waypoint routes on
+  // the VIP of the HBONE CONNECT, not on Host).
+  const byAddress: MeshTest = {
+    shortName: 'ClusterIPByAddress',
+    description: "dialling a cluster IP takes that Service's routes whatever the Host header",
+    features: ['Mesh', 'MeshClusterIPMatching', 'HTTPRoute', 'HTTPRouteResponseHeaderModification'],
+    manifests: ['mesh-frontend.yaml'],
+    cases: [
+      {
+        name: "echo-v2's cluster IP with Host echo-v1: the echo-v2 route applies",
+        request: { host: `{clusterIP:${MESH_NS}/echo-v2}`, headers: { Host: 'echo-v1' } },
+        responseHeaders: { 'X-Header-Set': 'set' },
+        backend: 'echo-v2',
+      },
+      {
+        name: "echo-v1's cluster IP with Host echo-v2: no route applies",
+        request: { host: `{clusterIP:${MESH_NS}/echo-v1}`, headers: { Host: 'echo-v2' } },
+        absentResponseHeaders: ['X-Header-Set'],
+        backend: 'echo-v1',
+      },
+    ],
+  };
+  it(
+    byAddress.description,
+    async () => {
+      const remove = await applyManifests(ctx, byAddress);
+      try {
+        for (const c of byAddress.cases) await awaitCase(ctx, c);
+      } finally {
+        await remove();
+      }
+    },
+    30_000,
+  );
 });
