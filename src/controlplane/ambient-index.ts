@@ -11,19 +11,12 @@ import {
   type AuthorizationPolicy,
   type Namespace,
   type ObjectMeta,
-  type PeerAuthentication,
   type Pod,
   type Service as KubeService,
   type EndpointSlice,
-  type ConfigMap,
 } from '../config/types.js';
 import { TYPE_ADDRESS, TYPE_AUTHORIZATION, TYPE_CONFIG_OBJECT } from '../xds/proto.js';
-import {
-  CONFIG_OBJECT_KINDS,
-  configObjectName,
-  encodeConfigObject,
-  type ConfigObject,
-} from '../xds/config-objects.js';
+import { CONFIG_OBJECT_KINDS } from '../xds/config-objects.js';
 import {
   addressAliases,
   DEFAULT_TRUST_DOMAIN,
@@ -35,21 +28,8 @@ import {
   type Workload,
 } from '../xds/resources.js';
 import { authorizationKey, encodeAuthorization, type Authorization } from '../xds/authorization.js';
-import {
-  convertAuthorizationPolicy,
-  convertPeerAuthentication,
-  DEFAULT_ROOT_NAMESPACE,
-  effectivePeerAuthentication,
-  peerAuthenticationKeys,
-  peerAuthnChain,
-  policySelector,
-  selectorPolicyApplies,
-  staticStrictPolicy,
-  type ConvertResult,
-  type EffectivePeerAuthn,
-  type PeerAuthnChain,
-} from './authz-convert.js';
-import { inPrecedenceOrder } from '../config/precedence.js';
+import { DEFAULT_ROOT_NAMESPACE, staticStrictPolicy, type EffectivePeerAuthn } from './authz-convert.js';
+import { PolicyIndex, type PolicyStatus } from './policy-index.js';
 import {
   buildService,
   buildWorkload,
@@ -74,28 +54,11 @@ import {
 import { addTo, indexPairs, keyOf, labelKey, removeFrom } from './index-maps.js';
 import { EnrolledIdentities } from './enrolled-identities.js';
 import { EndpointSliceIndex } from './endpoint-slices.js';
-import {
-  isMeshConfigMap,
-  meshConfigObject,
-  meshSettingsOfConfigMap,
-  MESH_CONFIG_KIND,
-  MESH_CONFIG_OBJECT_NAME,
-} from '../config/mesh-config.js';
+import { isWaypointConfigKind, waypointConfigResource } from './waypoint-config.js';
 import { ResourceStore, noChanges, type Changes, type XdsResource } from './resource-store.js';
 import { WaypointPlanner, type WaypointStatus } from './waypoint-planner.js';
 
-export type { IndexOptions, XdsResource, WaypointStatus };
-
-/** What the node proxies will make of one AuthorizationPolicy (for logs, `authz explain`, `ambit ctl`). */
-export interface PolicyStatus {
-  /** "namespace/name" of the AuthorizationPolicy. */
-  key: string;
-  /** Why nothing is sent to node proxies (targetRefs, AUDIT, CUSTOM). */
-  skipped?: string;
-  warnings: string[];
-  /** Failed validation; in force in its fail-closed form (config/authz-degrade.ts): the effects. */
-  degraded?: string[];
-}
+export type { IndexOptions, XdsResource, WaypointStatus, PolicyStatus };
 
 /** One encoded xDS resource as the server sends it. `version` is a short hash of `bytes`. */
 /** Resources of one type whose encoded content changed (upserted) or that no longer exist. */
@@ -120,15 +83,6 @@ interface ServiceEntry {
   members: Set<string>;
   service?: Service;
 }
-interface PolicyEntry {
-  obj: AuthorizationPolicy;
-  json: string;
-  result: ConvertResult;
-}
-interface PeerAuthnEntry {
-  obj: PeerAuthentication;
-  json: string;
-}
 interface Dirty {
   pods: Set<string>;
   services: Set<string>;
@@ -151,15 +105,10 @@ const INDEXED_KINDS = new Set([
   'Gateway',
   ...CONFIG_OBJECT_KINDS,
 ]);
-/** AuthorizationPolicies with targetRef(s) belong to waypoints (as in Istio); the others to node proxies. */
-const hasTargetRefs = (o: KubeResource) =>
-  o.kind === 'AuthorizationPolicy' && (o.spec.targetRef !== undefined || o.spec.targetRefs !== undefined);
 const objectIdOf = (o: { kind: string; metadata: ObjectMeta }) =>
   o.kind === 'Namespace' || o.kind === 'Node'
     ? `${o.kind}/${o.metadata.name}`
     : `${o.kind}/${keyOf(o.metadata)}`;
-const hasMatchLabels = (o: { spec: Record<string, unknown> }) =>
-  Object.keys(policySelector(o) ?? {}).length > 0;
 export class AmbientIndex extends EventEmitter<{
   update: [IndexUpdate];
   policy: [PolicyStatus];
@@ -179,10 +128,7 @@ export class AmbientIndex extends EventEmitter<{
   // Services without a selector take their members from EndpointSlices (by pod IP).
   private readonly endpoints = new EndpointSliceIndex();
   private readonly enrolled = new EnrolledIdentities();
-  private readonly policies = new Map<string, PolicyEntry>();
-  private readonly policiesByNs = new Map<string, Set<string>>(); // selector-scoped only
-  private readonly peerAuthns = new Map<string, PeerAuthnEntry>();
-  private convertedPeerAuthns = new Set<string>(); // resource names currently published for them
+  private readonly policyIndex: PolicyIndex;
   private readonly store = new ResourceStore([TYPE_ADDRESS, TYPE_AUTHORIZATION, TYPE_CONFIG_OBJECT]);
   private generation = 0;
 
@@ -204,6 +150,11 @@ export class AmbientIndex extends EventEmitter<{
       rootNamespace: opts.rootNamespace ?? DEFAULT_ROOT_NAMESPACE,
     };
     this.waypoints = new WaypointPlanner(opts.waypointPool ?? DEFAULT_WAYPOINT_POOL, this.opts.trustDomain);
+    this.policyIndex = new PolicyIndex(this.opts.rootNamespace, {
+      podsIn: (ns) => this.podsByNs.get(ns) ?? [],
+      namespacesWithPods: () => this.podsByNs.keys(),
+      podsLabelled: (ns, k, v) => this.podsByLabel.get(labelKey(ns, k, v)),
+    });
     // istiod always offers the static STRICT policy; workloads under STRICT reference it.
     this.setAuthorization(
       authorizationKey(staticStrictPolicy(this.opts.rootNamespace)),
@@ -231,8 +182,7 @@ export class AmbientIndex extends EventEmitter<{
         const [namespace, name = ''] = k.split('/');
         deleted.push({ kind: 'EndpointSlice', metadata: { name, namespace } } as EndpointSlice);
       }
-    for (const [k, e] of this.policies) if (!present.has(`AuthorizationPolicy/${k}`)) deleted.push(e.obj);
-    for (const [k, e] of this.peerAuthns) if (!present.has(`PeerAuthentication/${k}`)) deleted.push(e.obj);
+    for (const [id, o] of this.policyIndex.objects()) if (!present.has(id)) deleted.push(o);
     for (const n of this.waypoints.knownNodes())
       if (!present.has(`Node/${n}`)) deleted.push({ kind: 'Node', metadata: { name: n } });
     for (const [id, o] of [...this.waypoints.knownGateways(), ...this.otherObjects])
@@ -260,7 +210,8 @@ export class AmbientIndex extends EventEmitter<{
       else if (d.kind === 'Service') this.removeService(keyOf(d.metadata), dirty);
       else if (d.kind === 'EndpointSlice') this.setSlice(keyOf(d.metadata), undefined, dirty);
       else if (d.kind === 'AuthorizationPolicy') this.setPolicy(keyOf(d.metadata), undefined, dirty);
-      else if (d.kind === 'PeerAuthentication') this.setPeerAuthn(keyOf(d.metadata), undefined, dirty);
+      else if (d.kind === 'PeerAuthentication')
+        this.policyIndex.setPeerAuthn(keyOf(d.metadata), undefined, dirty);
     }
     for (const o of change.upserted) {
       if (o.kind === 'Namespace') this.setNamespace(o.metadata.name, o, dirty);
@@ -268,12 +219,12 @@ export class AmbientIndex extends EventEmitter<{
       else if (o.kind === 'Service') this.upsertService(o, dirty);
       else if (o.kind === 'EndpointSlice') this.setSlice(keyOf(o.metadata), o, dirty);
       else if (o.kind === 'AuthorizationPolicy') this.setPolicy(keyOf(o.metadata), o, dirty);
-      else if (o.kind === 'PeerAuthentication') this.setPeerAuthn(keyOf(o.metadata), o, dirty);
+      else if (o.kind === 'PeerAuthentication') this.policyIndex.setPeerAuthn(keyOf(o.metadata), o, dirty);
     }
     // Policies first: a workload should not name a policy its proxy has not been offered yet.
     const authz: Changes = noChanges();
-    for (const k of dirty.policies) this.refreshPolicy(k, authz);
-    if (dirty.peerAuthn) this.refreshPeerAuthns(authz);
+    for (const k of dirty.policies) this.setAuthorization(k, this.policyIndex.authorizationOf(k), authz);
+    if (dirty.peerAuthn) this.policyIndex.refreshPeerAuthns((k, a) => this.setAuthorization(k, a, authz));
     for (const k of dirty.services) this.refreshService(k, changes);
     for (const k of dirty.pods) this.refreshPod(k, changes);
     const emit = (typeUrl: string, c: Changes) => {
@@ -334,19 +285,12 @@ export class AmbientIndex extends EventEmitter<{
   }
   /** Conversion status of every AuthorizationPolicy (warnings, skipped), for explain and ctl. */
   policyStatuses(): PolicyStatus[] {
-    return [...this.policies.entries()]
-      .map(([key, e]) => ({
-        key,
-        skipped: e.result.skipped,
-        warnings: e.result.warnings,
-        ...(e.result.degraded ? { degraded: e.result.degraded } : {}),
-      }))
-      .sort((a, b) => a.key.localeCompare(b.key));
+    return this.policyIndex.statuses();
   }
   /** The effective PeerAuthentication of a pod ("namespace/name"), for explain and ctl. */
   effectivePeerAuthentication(podKey: string): EffectivePeerAuthn | undefined {
     const e = this.pods.get(podKey);
-    return e && effectivePeerAuthentication(this.peerAuthnChainOf(e.pod));
+    return e && this.policyIndex.effectivePeerAuthentication(e.pod);
   }
   typeUrls(): string[] {
     return this.store.typeUrls();
@@ -391,37 +335,12 @@ export class AmbientIndex extends EventEmitter<{
       if (this.waypoints.trackGateway(id, obj)) dirty.waypoints = true;
       return;
     }
-    if (o.kind === 'ConfigMap') {
-      // Istio's mesh ConfigMap → the MeshConfig object waypoints read (config/mesh-config.ts).
-      if (!isMeshConfigMap(o)) return;
-      if (obj) this.otherObjects.set(id, obj);
-      else this.otherObjects.delete(id);
-      const parsed = obj ? meshSettingsOfConfigMap(obj as ConfigMap) : undefined;
-      // Validated at load; should it still not parse, waypoints keep what they had (never a half one).
-      if (parsed && !parsed.ok) return;
-      const mesh = parsed?.ok ? (meshConfigObject(parsed.settings) as unknown as ConfigObject) : undefined;
-      this.setConfigObject(`${MESH_CONFIG_KIND}/istio-system/${MESH_CONFIG_OBJECT_NAME}`, mesh, config);
-      return;
-    }
-    if (!CONFIG_OBJECT_KINDS.has(o.kind)) return;
+    // The L7 kinds and Istio's mesh ConfigMap: what waypoints are sent (waypoint-config.ts).
+    if (!isWaypointConfigKind(o)) return;
     if (obj) this.otherObjects.set(id, obj);
     else this.otherObjects.delete(id);
-    const forWaypoints = obj && (obj.kind !== 'AuthorizationPolicy' || hasTargetRefs(obj));
-    this.setConfigObject(
-      configObjectName(o),
-      forWaypoints ? (obj as unknown as ConfigObject) : undefined,
-      config,
-    );
-  }
-
-  private setConfigObject(name: string, obj: ConfigObject | undefined, changes: Changes): void {
-    const bytes =
-      obj &&
-      encodeConfigObject({
-        ...obj,
-        metadata: { ...obj.metadata, namespace: obj.metadata.namespace ?? 'default' },
-      });
-    this.store.set(TYPE_CONFIG_OBJECT, name, bytes, changes);
+    const resource = waypointConfigResource(o, obj);
+    if (resource) this.store.set(TYPE_CONFIG_OBJECT, resource.name, resource.bytes, config);
   }
 
   /** Re-plans every waypoint; republishes those that changed and re-binds what asked for them. */
@@ -456,102 +375,11 @@ export class AmbientIndex extends EventEmitter<{
     }
   }
 
+  /** AuthorizationPolicies: recorded and converted by the policy index; warnings reported here. */
   private setPolicy(key: string, obj: AuthorizationPolicy | undefined, dirty: Dirty): void {
-    const prev = this.policies.get(key);
-    const json = obj && JSON.stringify(obj);
-    if (prev?.json === json) return;
-    const ns = key.split('/')[0]!;
-    // The workloads an old or new selector picks must update their policy list.
-    if (prev) this.markSelected(prev.obj, dirty);
-    if (obj) this.markSelected(obj, dirty);
-    if (prev) removeFrom(this.policiesByNs, ns, key);
-    if (obj) {
-      const result = convertAuthorizationPolicy(obj, this.opts.rootNamespace);
-      this.policies.set(key, { obj, json: json!, result });
-      if (policySelector(obj)) addTo(this.policiesByNs, ns, key);
-      if (result.warnings.length || result.skipped)
-        this.emit('policy', { key, skipped: result.skipped, warnings: result.warnings });
-    } else {
-      this.policies.delete(key);
-    }
-    dirty.policies.add(key);
-  }
-
-  private setPeerAuthn(key: string, obj: PeerAuthentication | undefined, dirty: Dirty): void {
-    const prev = this.peerAuthns.get(key);
-    const json = obj && JSON.stringify(obj);
-    if (prev?.json === json) return;
-    if (prev) this.markGoverned(prev.obj, dirty);
-    if (obj) this.markGoverned(obj, dirty);
-    if (obj) this.peerAuthns.set(key, { obj, json: json! });
-    else this.peerAuthns.delete(key);
-    dirty.peerAuthn = true;
-  }
-
-  /** Pods a selector-scoped policy may select (root namespace: across the mesh). */
-  private markSelected(obj: { metadata: ObjectMeta; spec: Record<string, unknown> }, dirty: Dirty): void {
-    const sel = policySelector(obj);
-    if (!sel) return;
-    const ns = obj.metadata.namespace ?? 'default';
-    const namespaces = ns === this.opts.rootNamespace ? [...this.podsByNs.keys()] : [ns];
-    const pairs = Object.entries(sel);
-    for (const n of namespaces) {
-      if (pairs.length === 0) {
-        for (const p of this.podsByNs.get(n) ?? []) dirty.pods.add(p);
-        continue;
-      }
-      let smallest: Set<string> | undefined;
-      for (const [k, v] of pairs) {
-        const set = this.podsByLabel.get(labelKey(n, k, v));
-        if (!smallest || !set || set.size < smallest.size) smallest = set ?? new Set();
-      }
-      for (const p of smallest ?? []) dirty.pods.add(p);
-    }
-  }
-
-  /** Pods whose PeerAuthentication chain a policy takes part in. */
-  private markGoverned(obj: PeerAuthentication, dirty: Dirty): void {
-    if (policySelector(obj) && Object.keys(policySelector(obj)!).length > 0) {
-      if ((obj.metadata.namespace ?? 'default') !== this.opts.rootNamespace) this.markSelected(obj, dirty);
-      return;
-    }
-    const ns = obj.metadata.namespace ?? 'default';
-    const namespaces = ns === this.opts.rootNamespace ? [...this.podsByNs.keys()] : [ns];
-    for (const n of namespaces) for (const p of this.podsByNs.get(n) ?? []) dirty.pods.add(p);
-  }
-
-  private peerAuthnChainOf(pod: Pod) {
-    const ns = pod.metadata.namespace ?? 'default';
-    const candidates = [...this.peerAuthns.values()]
-      .map((e) => e.obj)
-      .filter((pa) => [ns, this.opts.rootNamespace].includes(pa.metadata.namespace ?? 'default'));
-    // peerAuthnChain breaks ties by name; the oldest wins in Istio (config/precedence.ts), so each
-    // level is filled by the first candidate in precedence order that peerAuthnChain places there.
-    const chain: PeerAuthnChain = {};
-    for (const pa of inPrecedenceOrder(candidates)) {
-      const one = peerAuthnChain([pa], pod, this.opts.rootNamespace);
-      chain.mesh ??= one.mesh;
-      chain.namespace ??= one.namespace;
-      chain.workload ??= one.workload;
-    }
-    return chain;
-  }
-
-  /** The policy names a pod's Workload lists: selector policies that select it, then PeerAuthentication. */
-  private policiesOf(pod: Pod): string[] {
-    const ns = pod.metadata.namespace ?? 'default';
-    const out = new Set<string>();
-    for (const n of new Set([ns, this.opts.rootNamespace])) {
-      for (const key of this.policiesByNs.get(n) ?? []) {
-        const e = this.policies.get(key)!;
-        if (e.result.authorization && selectorPolicyApplies(e.obj, pod, this.opts.rootNamespace))
-          out.add(key);
-      }
-    }
-    for (const k of peerAuthenticationKeys(this.peerAuthnChainOf(pod), this.opts.rootNamespace)) {
-      if (this.store.has(TYPE_AUTHORIZATION, k)) out.add(k);
-    }
-    return [...out].sort();
+    const result = this.policyIndex.setPolicy(key, obj, dirty);
+    if (result && (result.warnings.length || result.skipped))
+      this.emit('policy', { key, skipped: result.skipped, warnings: result.warnings });
   }
 
   private upsertPod(pod: Pod, dirty: Dirty): void {
@@ -713,7 +541,7 @@ export class AmbientIndex extends EventEmitter<{
         this.namespaces.get(ns),
         services,
         this.opts,
-        this.policiesOf(entry.pod),
+        this.policyIndex.policiesOf(entry.pod, (k) => this.store.has(TYPE_AUTHORIZATION, k)),
       );
       const waypoint =
         workload?.tunnelProtocol === 'HBONE'
@@ -743,30 +571,6 @@ export class AmbientIndex extends EventEmitter<{
       serviceAccount: pod.spec.serviceAccountName || 'default',
     });
     this.enrolled.set(key, pod.spec.nodeName, id);
-  }
-
-  private refreshPolicy(key: string, changes: Changes): void {
-    const e = this.policies.get(key);
-    this.setAuthorization(key, e?.result.authorization, changes);
-  }
-
-  /** Recompiles every workload PeerAuthentication with port-level mTLS (they are few). */
-  private refreshPeerAuthns(changes: Changes): void {
-    const root = this.opts.rootNamespace;
-    const all = [...this.peerAuthns.values()].map((e) => e.obj);
-    const levelPolicy = (ns: string) =>
-      inPrecedenceOrder(
-        all.filter((pa) => (pa.metadata.namespace ?? 'default') === ns && !hasMatchLabels(pa)),
-      )[0];
-    const next = new Map<string, Authorization>();
-    for (const pa of all) {
-      const ns = pa.metadata.namespace ?? 'default';
-      const converted = convertPeerAuthentication(pa, levelPolicy(ns), levelPolicy(root), root);
-      if (converted) next.set(authorizationKey(converted), converted);
-    }
-    for (const k of this.convertedPeerAuthns) if (!next.has(k)) this.setAuthorization(k, undefined, changes);
-    for (const [k, a] of next) this.setAuthorization(k, a, changes);
-    this.convertedPeerAuthns = new Set(next.keys());
   }
 
   private setAuthorization(name: string, a: Authorization | undefined, changes: Changes): void {
