@@ -229,8 +229,10 @@ class DocumentParser {
     if (result.data.kind === 'AuthorizationPolicy') stripDegradedMark(result.data);
     this.push(result.data, at);
     // The API server's field validation reports these; a typo (`metadata.lables`, `weigth`) would
-    // otherwise be dropped silently.
-    for (const u of unknownObjectFields(kind, value)) {
+    // otherwise be dropped silently. Capped like errors, so a document of junk keys cannot flood
+    // the log or the ctl analyze report.
+    const unknown = unknownObjectFields(kind, value);
+    for (const u of unknown.slice(0, MAX_ISSUES_PER_DOCUMENT)) {
       this.out.warnings.push(
         this.make({
           at: [...at, ...u.path],
@@ -238,6 +240,16 @@ class DocumentParser {
           who,
           code: 'CONFIG_UNKNOWN_FIELD',
           line: this.keyLineOf([...at, ...u.path]),
+        }),
+      );
+    }
+    if (unknown.length > MAX_ISSUES_PER_DOCUMENT) {
+      this.out.warnings.push(
+        this.make({
+          at,
+          message: `${unknown.length - MAX_ISSUES_PER_DOCUMENT} more unknown fields not shown (not in ${kind}'s API; ignored)`,
+          who,
+          code: 'CONFIG_UNKNOWN_FIELD',
         }),
       );
     }

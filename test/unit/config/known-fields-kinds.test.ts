@@ -346,3 +346,20 @@ describe('known-fields-core.gen.ts', () => {
     ).resolves.toBeDefined();
   });
 });
+
+describe('a document full of unknown fields', () => {
+  it('gets at most ten warnings and a count of the rest, so it cannot flood the log', () => {
+    const junk = Array.from({ length: 500 }, (_, i) => `  junk${i}: 1`).join('\n');
+    const text = `apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r, namespace: shop}\nspec:\n  host: r\n${junk}\n`;
+    const r = parseManifests(text, 'dr.yaml');
+    expect(r.objects).toHaveLength(1);
+    expect(r.warnings).toHaveLength(11);
+    expect(r.warnings.every((w) => w.code === 'CONFIG_UNKNOWN_FIELD')).toBe(true);
+    expect(String(r.warnings[0])).toBe(
+      `dr.yaml:6: spec.junk0: unknown field "junk0" (not in DestinationRule's API): ignored`,
+    );
+    expect(r.warnings[10]?.message).toBe(
+      "490 more unknown fields not shown (not in DestinationRule's API; ignored)",
+    );
+  });
+});
