@@ -8,6 +8,7 @@
 //                (ztunnel's inbound policy watcher, istio/ztunnel src/proxy/connection_manager.rs);
 //   record     — through the connection's ConnectionRecord (proxy/connection-record.ts).
 // The caller owns the I/O: what to answer on a denial (401, a reset) and how to cut the sockets.
+import { errorMessage } from '../common/errors.js';
 import type { ConnectionTelemetry, DenialRecord } from '../telemetry/connection-telemetry.js';
 import type { ConnectionRecord } from './connection-record.js';
 import { evaluate, type AuthzConnection, type AuthzDecision, type EvalPolicy } from './authz.js';
@@ -33,6 +34,11 @@ export interface GateEntry {
   dst: { name: string; namespace: string };
   /** Rewrites a denial's reason for the log (e.g. plaintext refused by PeerAuthentication STRICT). */
   explain?: (d: AuthzDecision) => string;
+  /**
+   * A further decision the connection was admitted on after the gate (the waypoint's TCP-path
+   * policy, waypoint/authz-tcp.ts), re-checked with the L4 policies; a throw denies.
+   */
+  recheck?: () => AuthzDecision;
 }
 
 export class InboundGate {
@@ -74,7 +80,12 @@ export class InboundGate {
   /** Re-checks every open connection against the current policies; closes those now denied. */
   reevaluate(): void {
     for (const [e, close] of [...this.open]) {
-      const decision = evaluate(e.policies(), e.conn);
+      // Already recorded (denied on the TCP path, failed): nothing left to close.
+      if (e.record.finished && e.record.outcome !== 'handed-off') {
+        this.open.delete(e);
+        continue;
+      }
+      const decision = decide(e);
       if (decision.allow) continue;
       this.open.delete(e);
       this.counters.closedByPolicyChange++;
@@ -111,5 +122,16 @@ export class InboundGate {
 
   private where(e: GateEntry): Record<string, unknown> {
     return { 'src.ip': e.conn.srcIp, 'dst.port': e.conn.dstPort };
+  }
+}
+
+/** The L4 policies' decision, then the entry's own re-check (fail closed if it throws). */
+function decide(e: GateEntry): AuthzDecision {
+  const d = evaluate(e.policies(), e.conn);
+  if (!d.allow || !e.recheck) return d;
+  try {
+    return e.recheck();
+  } catch (err) {
+    return { allow: false, reason: `policy could not be evaluated: ${errorMessage(err)}` };
   }
 }

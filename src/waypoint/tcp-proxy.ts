@@ -54,7 +54,7 @@ export async function proxyTcp(
   }
   if (!decision.allow) {
     // Envoy's network RBAC flag: this is the waypoint's L7-config policy read at TCP.
-    record.deny(decision, {}, 'RBAC');
+    record.deny(decision, { 'src.ip': ctx.srcIp, 'dst.port': ctx.target.port }, 'RBAC');
     try {
       deps.onDenied?.(decision);
     } catch (err) {
@@ -77,7 +77,14 @@ export async function proxyTcp(
     }
     if (route.kind === 'reject') throw new Error(route.reason);
     if (route.kind === 'hbone') {
-      record.set({ 'upstream.workload': `${route.endpoint.namespace}/${route.endpoint.name}` });
+      // The access line names the endpoint as a node proxy's names the pod it reached.
+      record.set({
+        'dst.workload': route.endpoint.name,
+        'dst.namespace': route.endpoint.namespace,
+        'dst.identity': route.expectedIdentity,
+        'dst.hbone_addr': `${route.hboneAddr.host}:${route.hboneAddr.port}`,
+        'upstream.workload': `${route.endpoint.namespace}/${route.endpoint.name}`,
+      });
       upstream = await deps.connect(route.endpoint, route.authority);
     } else {
       upstream = await connectTcp(route.addr, deps.self);

@@ -36,7 +36,7 @@ import type { ProxyState } from '../proxy/state.js';
 import type { PolicyStore } from '../proxy/policy-store.js';
 import { waypointInboundPolicies } from '../proxy/authz.js';
 import { ProxyStartup } from '../proxy/startup.js';
-import { InboundGate } from '../proxy/inbound-gate.js';
+import { InboundGate, type GateEntry } from '../proxy/inbound-gate.js';
 import { ConnectionRecord, runRecorded } from '../proxy/connection-record.js';
 import { resetStream } from '../proxy/splice.js';
 import { tunnelSourceAddr, tunnelSourceIp } from '../proxy/tunnel-peer.js';
@@ -321,6 +321,7 @@ export class Waypoint {
         workload,
       },
       fields: {
+        direction: 'inbound',
         'src.ip': srcIp,
         'dst.service': service?.hostname,
         trace_id: traceIdOf(t.headers.traceparent),
@@ -350,7 +351,7 @@ export class Waypoint {
     const self = () => this.state.workloadByAddress(this.opts.ip);
     // Only the policies the waypoint's own workload names: a waypoint is not a captured workload,
     // so namespace-wide and root policies are the destination node proxy's (issue 13 #2).
-    const entry = {
+    const entry: GateEntry = {
       record,
       conn: { srcIdentity: ctx.peerIdentity, srcIp: ctx.srcIp, dstIp: target.host, dstPort: target.port },
       policies: () =>
@@ -378,6 +379,8 @@ export class Waypoint {
       record.handOff();
       return protocol === 'http1' ? this.http.serveHttp1(stream, ctx) : this.http.serveHttp2(stream, ctx);
     }
+    // The TCP-path policy is re-checked with the L4 ones when either changes (rebuildEngine).
+    entry.recheck = () => this.authorizeTcp(ctx);
     await proxyTcp(stream, ctx, record, {
       state: this.state,
       self: this.opts.ip,
@@ -461,6 +464,8 @@ export class Waypoint {
       });
       this.engine = compiled.engine;
       this.policySet = compiled.policies;
+      // Open TCP tunnels were admitted on the previous set: close those it no longer allows.
+      this.gate.reevaluate();
       // Each warning is logged once, when it first appears.
       const now = new Set(compiled.warnings);
       for (const w of now) if (!this.warnings.has(w)) this.log.warn({ part: 'l7' }, w);
