@@ -53,6 +53,9 @@ function closest(word: string, known: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestD = 3;
   for (const k of known) {
+    // Lengths more than 2 apart are never within distance 2; skipping them also keeps a hostile
+    // megabyte-long key from costing a quadratic distance table.
+    if (Math.abs(word.length - k.length) > 2) continue;
     const d = distance(word.toLowerCase(), k.toLowerCase());
     if (d < bestD) [best, bestD] = [k, d];
   }

@@ -363,3 +363,14 @@ describe('a document full of unknown fields', () => {
     );
   });
 });
+
+describe('a hostile key', () => {
+  it('a megabyte-long unknown key is reported quickly, without a suggestion', () => {
+    const key = 'x'.repeat(1 << 20);
+    const started = performance.now();
+    const got = unknownObjectFields('VirtualService', { metadata: { name: 'r' }, spec: { [key]: 1 } });
+    expect(got).toHaveLength(1);
+    expect(got[0]?.suggestion).toBeUndefined();
+    expect(performance.now() - started).toBeLessThan(1000);
+  });
+});
