@@ -12,25 +12,27 @@
 //    UnsupportedValue status message.
 // A policy that cannot be understood (a value the schema should have refused) becomes a DENY of
 // every connection to the workloads it selects: never fail open.
-import { isIP } from 'node:net';
 import {
   ANNOTATION_DEGRADED,
   type AuthorizationPolicy,
   type PeerAuthentication,
   type Pod,
 } from '../config/types.js';
-import type { Ip } from '../common/addr.js';
 import { inPrecedenceOrder } from '../config/precedence.js';
-import type {
-  Authorization,
-  AuthzClause,
-  AuthzMatch,
-  AuthzRule,
-  AuthzScope,
-  Cidr,
-  ServiceAccountMatch,
-  StringMatch,
-} from '../xds/authorization.js';
+import type { Authorization, AuthzClause, AuthzMatch, AuthzRule, AuthzScope } from '../xds/authorization.js';
+import {
+  compact,
+  cidrs,
+  DRY_RUN_ANNOTATION,
+  L4_WHEN_KEYS,
+  ports,
+  serviceAccounts,
+  strings,
+  Unconvertible,
+  whenMatch,
+  type AuthzSpec,
+  type Rule,
+} from '../xds/authz-rule-fields.js';
 
 export const DEFAULT_ROOT_NAMESPACE = 'istio-system';
 /** istiod's name; '_' cannot appear in a Kubernetes name, so it never clashes with a user's policy. */
@@ -50,48 +52,6 @@ export interface ConvertResult {
 
 // ---- AuthorizationPolicy ----
 
-export interface Source {
-  principals?: string[];
-  notPrincipals?: string[];
-  requestPrincipals?: string[];
-  notRequestPrincipals?: string[];
-  namespaces?: string[];
-  notNamespaces?: string[];
-  serviceAccounts?: string[];
-  notServiceAccounts?: string[];
-  ipBlocks?: string[];
-  notIpBlocks?: string[];
-  remoteIpBlocks?: string[];
-  notRemoteIpBlocks?: string[];
-}
-export interface Operation {
-  hosts?: string[];
-  notHosts?: string[];
-  ports?: string[];
-  notPorts?: string[];
-  methods?: string[];
-  notMethods?: string[];
-  paths?: string[];
-  notPaths?: string[];
-}
-export interface Condition {
-  key: string;
-  values?: string[];
-  notValues?: string[];
-}
-export interface Rule {
-  from?: { source?: Source }[];
-  to?: { operation?: Operation }[];
-  when?: Condition[];
-}
-export interface AuthzSpec {
-  selector?: { matchLabels?: Record<string, string> };
-  targetRef?: unknown;
-  targetRefs?: unknown[];
-  action?: string;
-  rules?: Rule[];
-}
-
 const HTTP_OPERATION_FIELDS = ['hosts', 'notHosts', 'methods', 'notMethods', 'paths', 'notPaths'] as const;
 const HTTP_SOURCE_FIELDS = [
   'requestPrincipals',
@@ -99,18 +59,6 @@ const HTTP_SOURCE_FIELDS = [
   'remoteIpBlocks',
   'notRemoteIpBlocks',
 ] as const;
-/** The `when` keys ztunnel can evaluate (istiod's l4WhenAttributes). */
-export const L4_WHEN_KEYS = new Set([
-  'source.ip',
-  'source.namespace',
-  'source.principal',
-  'destination.ip',
-  'destination.port',
-]);
-export const DRY_RUN_ANNOTATION = 'istio.io/dry-run';
-
-/** A value the converter refuses; the policy then fails closed. */
-export class Unconvertible extends Error {}
 
 export function authorizationScope(policy: AuthorizationPolicy, rootNamespace: string): AuthzScope {
   const spec = policy.spec as AuthzSpec;
@@ -264,86 +212,6 @@ export function httpStatusMessage(action: 'ALLOW' | 'DENY', found: string[], rul
         ? 'DENY policy with HTTP attributes is enforced without the HTTP rules. This will be more restrictive than requested.'
         : 'After omitting unsupported HTTP attributes, this DENY policy has no enforceable rules at ztunnel and will have no effect. Deploy a waypoint proxy and use a targetRef to enforce this policy.';
   return `ztunnel does not support HTTP attributes (found: ${[...new Set(found)].sort().join(', ')}). In ambient mode you must use a waypoint proxy to enforce HTTP rules. ${ending}`;
-}
-
-export function whenMatch(c: Condition): AuthzMatch {
-  const v = c.values;
-  const nv = c.notValues;
-  switch (c.key) {
-    case 'source.ip':
-      return { sourceIps: cidrs(v), notSourceIps: cidrs(nv) };
-    case 'destination.ip':
-      return { destinationIps: cidrs(v), notDestinationIps: cidrs(nv) };
-    case 'destination.port':
-      return { destinationPorts: ports(v), notDestinationPorts: ports(nv) };
-    case 'source.namespace':
-      return { namespaces: strings(v, c.key), notNamespaces: strings(nv, c.key) };
-    default: // source.principal
-      return { principals: strings(v, c.key), notPrincipals: strings(nv, c.key) };
-  }
-}
-
-/** Istio's `*` rules: "*" = present, "*x" = suffix, "x*" = prefix, else exact. */
-export function stringMatchOf(v: string, field = 'value'): StringMatch {
-  if (v === '') throw new Unconvertible(`${field}: empty value`);
-  if (v === '*') return { presence: true };
-  const inner = v.startsWith('*') ? v.slice(1) : v.endsWith('*') ? v.slice(0, -1) : v;
-  if (inner.includes('*'))
-    throw new Unconvertible(`${field}: "${v}" has a * that is not at the start or end`);
-  if (v.startsWith('*')) return { suffix: inner };
-  if (v.endsWith('*')) return { prefix: inner };
-  return { exact: v };
-}
-
-export function strings(values: string[] | undefined, field: string): StringMatch[] | undefined {
-  return values?.map((v) => stringMatchOf(v, field));
-}
-
-export function ports(values: string[] | undefined): number[] | undefined {
-  return values?.map((v) => {
-    const n = /^\d{1,5}$/.test(v) ? Number(v) : NaN;
-    if (!(n >= 1 && n <= 65535)) throw new Unconvertible(`port "${v}" is not between 1 and 65535`);
-    return n;
-  });
-}
-
-export function parseCidr(v: string): Cidr | undefined {
-  const [addr = '', len, extra] = v.split('/');
-  const family = isIP(addr);
-  if (family === 0 || extra !== undefined) return undefined;
-  const max = family === 4 ? 32 : 128;
-  if (len === undefined) return { address: addr as Ip, length: max };
-  if (!/^\d{1,3}$/.test(len) || Number(len) > max) return undefined;
-  return { address: addr as Ip, length: Number(len) };
-}
-
-export function cidrs(values: string[] | undefined): Cidr[] | undefined {
-  return values?.map((v) => {
-    const c = parseCidr(v);
-    if (!c) throw new Unconvertible(`"${v}" is not an IP address or CIDR block`);
-    return c;
-  });
-}
-
-export function serviceAccounts(
-  values: string[] | undefined,
-  policyNamespace: string,
-): ServiceAccountMatch[] | undefined {
-  return values?.map((v) => {
-    const [a = '', b, extra] = v.split('/');
-    if (!a || b === '' || extra !== undefined || v.includes('*'))
-      throw new Unconvertible(`serviceAccounts: "${v}" is not "namespace/name" or "name"`);
-    return b === undefined
-      ? { namespace: policyNamespace, serviceAccount: a }
-      : { namespace: a, serviceAccount: b };
-  });
-}
-
-export function compact(m: AuthzMatch): AuthzMatch {
-  const out: AuthzMatch = {};
-  for (const [k, v] of Object.entries(m) as [keyof AuthzMatch, unknown[] | undefined][])
-    if (v?.length) (out as Record<string, unknown>)[k] = v;
-  return out;
 }
 
 function isEmpty(m: AuthzMatch): boolean {

@@ -9,7 +9,7 @@
 // selector-based and namespace-wide policies are for node proxies.
 //
 // The L4 parts of a rule (principals, namespaces, serviceAccounts, ipBlocks, ports, and the L4
-// `when` keys) are converted and matched by the node proxy's code (controlplane/authz-convert.ts,
+// `when` keys) are read and matched by the same code as the node proxy's (xds/authz-rule-fields.ts,
 // proxy/authz.ts), so the two layers cannot disagree; this file adds the HTTP attributes.
 import {
   DRY_RUN_ANNOTATION,
@@ -26,7 +26,7 @@ import {
   type Operation,
   type Rule,
   type Source,
-} from '../controlplane/authz-convert.js';
+} from '../xds/authz-rule-fields.js';
 import { matchMismatch, peerOf, stringMatches, type Peer } from '../proxy/authz.js';
 import { decideInOrder, policyKey } from './authz-order.js';
 import { isEmptyMatch, type AuthzMatch } from '../xds/authorization.js';
