@@ -295,7 +295,8 @@ export function explain(
         target: { ip: dst.ip, port: dst.port },
         ...(dst.service ? { service: dst.service } : {}),
       },
-      { host: to, ...request },
+      // Host as a client would send it: the name it dialled, or the address for a pod reference.
+      { host: to.includes('/') ? `${dst.ip}:${dst.port}` : to, ...request },
     );
     lines.push(...r.lines);
     stages = r.stages;
