@@ -1,7 +1,11 @@
 // The conformance harness itself, without a mesh: the comparisons fail on each kind of wrong
 // answer (so a passing conformance run means something), the weight rule is the suite's, the echo
 // format reads back as the suite parses it, and the report counts as the suite's reports.go does.
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import type { MeshCase, MeshTest } from './case-types.js';
 import { CORE_TESTS } from './cases-core.js';
 import { EXTENDED_TESTS } from './cases-extended.js';
@@ -9,7 +13,7 @@ import { GRPC_TESTS } from './cases-grpc.js';
 import { compareAnswer } from './compare.js';
 import type { ClientAnswer } from './echo-client.js';
 import { formatEcho, parseEcho } from './echo-format.js';
-import { buildReport, type TestResult } from './report.js';
+import { buildReport, writeReport, type TestResult } from './report.js';
 import { backendOf, weightError } from './runner.js';
 
 const IMPL = { organization: 'o', project: 'p', url: 'u', version: '0', contact: ['c'] };
@@ -158,5 +162,17 @@ describe('the report counts as the suite does', () => {
     });
     expect(http.core).toMatchObject({ result: 'failure', statistics: { Failed: 1, Passed: 6, Skipped: 0 } });
     expect(r.profiles.find((p) => p.name === 'MESH-GRPC')!.core).toMatchObject({ result: 'failure' });
+  });
+});
+
+describe('the report file', () => {
+  it('quotes the date and the version as the published reports do, and reads back the same', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'ambit-report-')), 'r.yaml');
+    const report = buildReport([], { ...IMPL, version: '1.30' }, new Date('2026-01-02T03:04:05Z'));
+    writeReport(file, report);
+    const text = readFileSync(file, 'utf8');
+    expect(text).toContain('date: "2026-01-02T03:04:05Z"');
+    expect(text).toContain('version: "1.30"');
+    expect(parse(text)).toEqual(report);
   });
 });

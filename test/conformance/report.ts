@@ -8,7 +8,7 @@
 // if any skipped, else success.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { stringify } from 'yaml';
+import { Document, isScalar } from 'yaml';
 import type { Feature, MeshTest } from './case-types.js';
 
 export const GATEWAY_API_VERSION = 'v1.5.1';
@@ -161,5 +161,12 @@ export function reportPath(root: string, version: string): string {
 
 export function writeReport(file: string, report: Record<string, unknown>): void {
   mkdirSync(path.dirname(file), { recursive: true });
-  writeFileSync(file, stringify(report, { sortMapEntries: true }));
+  const doc = new Document(report, { sortMapEntries: true });
+  // Quoted as in the suite's published reports: a YAML 1.1 reader would take an unquoted date for
+  // a timestamp, and a version such as 1.30 for a number.
+  for (const at of [['date'], ['implementation', 'version']]) {
+    const node = doc.getIn(at, true);
+    if (isScalar(node)) node.type = 'QUOTE_DOUBLE';
+  }
+  writeFileSync(file, doc.toString());
 }
