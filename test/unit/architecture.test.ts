@@ -359,8 +359,13 @@ describe('architecture: src/', () => {
 describe('architecture: ARCHITECTURE.md', () => {
   it('shows the same layer table the test enforces', () => {
     const doc = readFileSync(path.join(ROOT, 'ARCHITECTURE.md'), 'utf8');
-    // The table's rows: "| 1 | `common` | …", the folders of a layer in backticks in column 2.
-    const rows = [...doc.matchAll(/^\|\s*(\d+)\s*\|([^|]*)\|/gm)].map((m) => ({
+    // The rows between the layers markers: "| 1 | `src/common/` | …", folders in backticks in column 2.
+    const start = doc.indexOf('<!-- layers');
+    const end = doc.indexOf('<!-- /layers -->');
+    expect(start, 'ARCHITECTURE.md has the <!-- layers --> … <!-- /layers --> markers').toBeGreaterThan(-1);
+    expect(end).toBeGreaterThan(start);
+    const table = doc.slice(start, end);
+    const rows = [...table.matchAll(/^\|\s*(\d+)\s*\|([^|]*)\|/gm)].map((m) => ({
       n: Number(m[1]),
       folders: [...m[2]!.matchAll(/`src\/([a-z]+)\/`/g)].map((f) => f[1]!),
     }));
