@@ -69,7 +69,12 @@ export class Inbound {
     record.count();
     // Authorize on verified facts only: the mTLS identity and the TCP peer address. The
     // `forwarded` header is the source's claim and feeds only the access log.
-    const conn: AuthzConnection = { srcIdentity: peerIdentity, srcIp, dstIp: target.host, dstPort: target.port };
+    const conn: AuthzConnection = {
+      srcIdentity: peerIdentity,
+      srcIp,
+      dstIp: target.host,
+      dstPort: target.port,
+    };
     const entry = {
       record,
       conn,

@@ -6,7 +6,7 @@ import { lookup } from 'node:dns/promises';
 import type { Socket } from 'node:net';
 import type { ClientHttp2Stream } from 'node:http2';
 import type { Logger } from '../common/log.js';
-import { AmbitError, errorMessage, isAmbitError, type ErrorCode } from '../common/errors.js';
+import { AmbitError, isAmbitError, type ErrorCode } from '../common/errors.js';
 import { formatSocketAddr, type HostPort, type Ip } from '../common/addr.js';
 import type { HbonePool } from '../hbone/pool.js';
 import type { TlsIdentity } from '../hbone/tls.js';
@@ -49,7 +49,11 @@ export class Outbound {
   handle(source: Workload, req: SocksRequest): Promise<void> {
     const client = req.socket;
     const record = new ConnectionRecord(this.log, this.deps.telemetry ?? NO_TELEMETRY, {
-      src: { addr: `${client.remoteAddress}:${client.remotePort}`, identity: spiffeIdOf(source), workload: source },
+      src: {
+        addr: `${client.remoteAddress}:${client.remotePort}`,
+        identity: spiffeIdOf(source),
+        workload: source,
+      },
       dst: {},
       fields: { 'dst.target': `${req.target.host}:${req.target.port}` },
       open: { reporter: 'source', source, securityPolicy: 'unknown' },

@@ -141,7 +141,14 @@ export class NodeProxy {
     });
     // One gate for HBONE and plaintext inbound: one set of counters, one re-evaluation.
     this.gate = new InboundGate(this.telemetry.connections);
-    this.inbound = new Inbound(this.state, this.policies, this.log, this.gate, this.telemetry.connections, connect);
+    this.inbound = new Inbound(
+      this.state,
+      this.policies,
+      this.log,
+      this.gate,
+      this.telemetry.connections,
+      connect,
+    );
     if (this.capture) {
       const plaintext = new PlaintextInbound({
         state: this.state,
@@ -175,10 +182,8 @@ export class NodeProxy {
     });
 
     // 5. readiness (before xDS is ready, so probes can see "not ready yet")
-    this.readiness = await this.startup.serveReadiness(
-      o.nodeIp,
-      o.ports?.readiness ?? READINESS_PORT,
-      () => this.isReady(),
+    this.readiness = await this.startup.serveReadiness(o.nodeIp, o.ports?.readiness ?? READINESS_PORT, () =>
+      this.isReady(),
     );
     await this.telemetry.start({ nodeName: o.nodeName, nodeIp: o.nodeIp, proxy: this });
     await this.startup.synced();

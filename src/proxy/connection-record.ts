@@ -49,7 +49,8 @@ export interface RecordDecision {
 }
 
 /** How a connection ended; exactly one of these per record. */
-export type RecordOutcome = 'complete' | 'failed' | 'denied' | 'closed-by-policy' | 'handed-off' | 'unfinished';
+export type RecordOutcome =
+  'complete' | 'failed' | 'denied' | 'closed-by-policy' | 'handed-off' | 'unfinished';
 
 export class ConnectionRecord {
   readonly start: number;
@@ -132,12 +133,7 @@ export class ConnectionRecord {
   }
 
   /** A connection that failed before its splice (unknown host, upstream refused, app refused). */
-  fail(
-    flag: ResponseFlag,
-    msg: string,
-    extra: Record<string, unknown> = {},
-    err?: unknown,
-  ): void {
+  fail(flag: ResponseFlag, msg: string, extra: Record<string, unknown> = {}, err?: unknown): void {
     if (!this.finish('failed', flag)) return;
     this.write('warn', msg, {
       response_flags: flag,

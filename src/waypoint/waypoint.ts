@@ -162,10 +162,8 @@ export class Waypoint {
       },
       'waypoint starting',
     );
-    this.readiness = await this.startup.serveReadiness(
-      o.ip,
-      o.readinessPort ?? READINESS_PORT,
-      () => this.isReady(),
+    this.readiness = await this.startup.serveReadiness(o.ip, o.readinessPort ?? READINESS_PORT, () =>
+      this.isReady(),
     );
     // 1–2. trust root, node token, certificate manager for the waypoint's own identity
     this.notReady = 'waiting for the trust root and node token';
@@ -218,7 +216,11 @@ export class Waypoint {
       // (the waypoint has no access-log switch) and denials are not kept (it has no admin port).
       const l4 = new L4Metrics(this.registry, 'proxy');
       this.telemetry = connectionTelemetry(l4, new AccessLogPolicy(), new DenialLog(0));
-      registerAuthzCounters(this.registry, () => this.gate.counters, () => this.tcpDenied);
+      registerAuthzCounters(
+        this.registry,
+        () => this.gate.counters,
+        () => this.tcpDenied,
+      );
       this.metricsServer = await serveMetrics(this.registry, o.ip, o.metricsPort ?? METRICS_PORT);
     }
     this.hbone = new HboneServer({

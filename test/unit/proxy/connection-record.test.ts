@@ -38,7 +38,8 @@ function harness(reporter: Reporter = 'destination', accessLog = 'full') {
     (await metrics())
       .filter((s) => s.name === name && (flag === undefined || s.labels.response_flags === flag))
       .reduce((a, s) => a + s.value, 0);
-  const accessLines = () => lines.filter((l) => typeof l.msg === 'string' && /^connection /.test(l.msg as string));
+  const accessLines = () =>
+    lines.filter((l) => typeof l.msg === 'string' && /^connection /.test(l.msg as string));
   return { record, lines, accessLines, sum };
 }
 
@@ -92,7 +93,10 @@ describe('connection record', () => {
   it('finishes exactly once: a denial followed by a completion writes one line and closes once', async () => {
     const h = harness();
     await runRecorded(h.record, async () => {
-      h.record.deny({ policy: 'demo/deny-all', ruleIndex: 0, reason: 'DENY policy matched' }, { status: 401 });
+      h.record.deny(
+        { policy: 'demo/deny-all', ruleIndex: 0, reason: 'DENY policy matched' },
+        { status: 401 },
+      );
       h.record.complete();
       h.record.fail('CONNECT', 'connection failed');
     });
