@@ -184,7 +184,9 @@ export class ConnectionRecord {
   /** The guard's finish: whatever a handler left open is recorded as an error (one line, warn). */
   abandon(err: unknown): void {
     const flag = responseFlagFor(err);
-    this.count();
+    // An error escaping the HTTP path after the hand-off is still written (not counted as TCP).
+    if (this.outcomeValue === 'handed-off') this.outcomeValue = undefined;
+    else this.count();
     if (!this.finish('unfinished', flag)) return;
     this.write('warn', 'connection failed', {
       response_flags: flag,

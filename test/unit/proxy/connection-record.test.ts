@@ -141,6 +141,17 @@ describe('connection record', () => {
     expect(await h.sum('istio_tcp_connections_opened_total')).toBe(0);
   });
 
+  it('an error escaping the HTTP path after the hand-off is written once, not counted as TCP', async () => {
+    const h = harness('waypoint');
+    await runRecorded(h.record, async () => {
+      h.record.handOff();
+      throw new Error('http front failed');
+    });
+    expect(h.accessLines()).toHaveLength(1);
+    expect(h.accessLines()[0]).toMatchObject({ msg: 'connection failed', error: 'http front failed' });
+    expect(await h.sum('istio_tcp_connections_opened_total')).toBe(0);
+  });
+
   it('logs bytes from its own point of view: the source reporter sent what the client sent', async () => {
     for (const [reporter, sent, recv] of [
       ['source', 100, 3],
