@@ -144,7 +144,8 @@ function toEndpoint(w: Workload, port: number, service?: Service, ip: Ip = w.add
   return { kind: 'passthrough', addr: { host: ip, port }, endpoint: w, service };
 }
 
-function servesPort(w: Workload, s: Service, port: number): boolean {
+/** Whether endpoint `w` of service `s` serves service port `port` (the node proxy and the waypoint's router). */
+export function servesPort(w: Workload, s: Service, port: number): boolean {
   const key = `${s.namespace}/${s.hostname}`;
   const ports = w.services[key];
   // A service that declares no ports forwards every port as is.
@@ -156,7 +157,7 @@ function servesPort(w: Workload, s: Service, port: number): boolean {
 }
 
 /** The workload's own mapping wins (named target ports resolve per pod), then the service's. */
-function targetPortFor(w: Workload, s: Service, servicePort: number): number {
+export function targetPortFor(w: Workload, s: Service, servicePort: number): number {
   const own = w.services[`${s.namespace}/${s.hostname}`]?.find((p) => p.servicePort === servicePort);
   if (own?.targetPort) return own.targetPort;
   const svc = s.ports.find((p) => p.servicePort === servicePort);

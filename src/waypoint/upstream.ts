@@ -6,6 +6,7 @@
 import { formatSocketAddr, type SocketAddr } from '../common/addr.js';
 import type { Logger } from '../common/log.js';
 import type { ProxyState } from '../proxy/state.js';
+import { servesPort, targetPortFor } from '../proxy/route.js';
 import type { Service, Workload } from '../xds/resources.js';
 import { createDestinationResilience, type DestinationResilience } from './resilience/destination.js';
 import type { LbEndpoint } from './resilience/lb.js';
@@ -121,19 +122,4 @@ export function subsetMatches(w: Workload, subset: Record<string, string> | unde
     return false;
   }
   return true;
-}
-
-function servesPort(w: Workload, s: Service, port: number): boolean {
-  if (s.ports.length === 0) return true;
-  const own = w.services[`${s.namespace}/${s.hostname}`];
-  return (
-    s.ports.some((p) => p.servicePort === port) &&
-    (!own || own.length === 0 || own.some((p) => p.servicePort === port))
-  );
-}
-
-function targetPortFor(w: Workload, s: Service, servicePort: number): number {
-  const own = w.services[`${s.namespace}/${s.hostname}`]?.find((p) => p.servicePort === servicePort);
-  if (own?.targetPort) return own.targetPort;
-  return s.ports.find((p) => p.servicePort === servicePort)?.targetPort || servicePort;
 }

@@ -179,7 +179,7 @@ function checkPorts(name: string, ports: WirePort[]): PortMapping[] {
     if (!(p.servicePort >= 1 && p.servicePort <= 65535))
       throw invalid(name, `service_port ${p.servicePort} out of range`);
     // target_port 0 on a Service means "resolved per workload" (a named targetPort): keep it, the
-    // router reads the workload's own mapping first (node/route.ts targetPortFor).
+    // router reads the workload's own mapping first (proxy/route.ts targetPortFor).
     if (p.targetPort > 65535) throw invalid(name, `target_port ${p.targetPort} out of range`);
     return { servicePort: p.servicePort, targetPort: p.targetPort, appProtocol: p.appProtocol };
   });
