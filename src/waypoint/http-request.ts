@@ -63,6 +63,7 @@ export function toL7Request(
     method,
     path,
     query: new URLSearchParams(q < 0 ? '' : url.slice(q + 1)),
+    rawQuery: q < 0 ? '' : url.slice(q + 1),
     headers,
     authority,
     target: {

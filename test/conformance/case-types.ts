@@ -42,6 +42,8 @@ export interface RedirectExpectation {
   host?: string;
   port?: string;
   path?: string;
+  /** The raw query of the Location, without "?" (ambit's own checks; the suite sets none). */
+  query?: string;
 }
 
 export interface MeshCase {

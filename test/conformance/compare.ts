@@ -74,5 +74,9 @@ function compareRedirect(c: MeshCase, a: ClientAnswer): string | undefined {
   }
   const wantPath = c.redirect!.path ?? (c.request.path ?? '/').split('?')[0];
   if (u.pathname !== wantPath) return `Location ${location}: path ${u.pathname}, want ${wantPath}`;
+  const wantQuery = c.redirect!.query;
+  if (wantQuery !== undefined && u.search.replace(/^\?/, '') !== wantQuery) {
+    return `Location ${location}: query ${u.search}, want ?${wantQuery}`;
+  }
   return undefined;
 }

@@ -166,6 +166,29 @@ describe.sequential('beyond the suite, on the same mesh (not counted in the repo
       },
     ],
   };
+  it('a redirect keeps the query exactly as sent (Envoy RedirectAction.strip_query is false by default)', async () => {
+    const test: MeshTest = {
+      shortName: 'RedirectKeepsQuery',
+      description: '',
+      features: ['Mesh', 'HTTPRoute'],
+      manifests: ['httproute-redirect-host-and-status.yaml'],
+      cases: [
+        {
+          name: '/hostname-redirect?a=b%20c&flag -> the same query',
+          request: { path: '/hostname-redirect?a=b%20c&flag' },
+          status: [302],
+          redirect: { host: 'example.org', path: '/hostname-redirect', query: 'a=b%20c&flag' },
+        },
+      ],
+    };
+    const remove = await applyManifests(ctx, test);
+    try {
+      await awaitCase(ctx, test.cases[0]!);
+    } finally {
+      await remove();
+    }
+  }, 30_000);
+
   it(
     byAddress.description,
     async () => {

@@ -176,3 +176,22 @@ describe('the report file', () => {
     expect(parse(text)).toEqual(report);
   });
 });
+
+describe('the raw query of a redirect', () => {
+  it('is compared byte for byte when a case names it', () => {
+    const r: MeshCase = {
+      name: 'q',
+      request: { path: '/r?a=b%20c' },
+      status: [302],
+      redirect: { query: 'a=b%20c' },
+    };
+    const at = (location: string): ClientAnswer => ({
+      status: 302,
+      responseHeaders: { location },
+      echo: parseEcho(''),
+      body: '',
+    });
+    expect(compareAnswer(r, at('http://echo/r?a=b%20c'))).toBeUndefined();
+    expect(compareAnswer(r, at('http://echo/r?a=b+c'))).toMatch(/query \?a=b\+c/);
+  });
+});

@@ -101,7 +101,7 @@ export function formatLocation(
   req: L7Request,
 ): string {
   const showPort = port !== undefined && port !== defaultPortOf(scheme);
-  const query = req.query.toString();
+  const query = req.rawQuery ?? req.query.toString();
   return `${scheme}://${host}${showPort ? `:${port}` : ''}${path}${query ? `?${query}` : ''}`;
 }
 

@@ -11,6 +11,12 @@ export interface L7Request {
   method: string; // "GET"
   path: string; // path only, no query: "/api/v1"
   query: URLSearchParams;
+  /**
+   * The query exactly as received, without "?" ('' when none). Redirects keep it byte for byte,
+   * as Envoy does (RedirectAction.strip_query defaults to false); `query` re-serialized would
+   * turn "%20" into "+" and "flag" into "flag=".
+   */
+  rawQuery?: string;
   headers: Record<string, string | string[] | undefined>; // lower-case names (node's IncomingHttpHeaders)
   authority: string; // Host / :authority as sent
   /** The service (or pod) the node proxy sent to the waypoint: ":authority" of the HBONE CONNECT. */
