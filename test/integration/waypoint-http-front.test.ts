@@ -1,0 +1,145 @@
+// The waypoint's HTTP front as the pipeline drives it (src/waypoint/pipeline.ts and the two
+// protocol adapters), end to end on 127.0.238.0/24: the rules the pipeline now applies the
+// same way to HTTP/1.1 and HTTP/2. A client that leaves while the waypoint is still deciding
+// (here: a 1 s fault delay) costs no upstream request with either protocol, and leaves one
+// record (status 0, `reset by client`). Before the adapter split only HTTP/2 checked this;
+// HTTP/1.1 went on and sent the request upstream for nobody.
+// client → node proxy (SOCKS) → HBONE → waypoint → HBONE as the waypoint → node proxy → app.
+import http from 'node:http';
+import http2 from 'node:http2';
+import type net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { socksConnect } from '../../src/cli/socks-client.js';
+import { TestMesh, closeServer, listen, type LogRecord } from '../support/mesh.js';
+import { demoService, waypointGateway } from '../support/waypoint-manifests.js';
+
+const O = 238;
+const ip = (n: number) => `127.0.${O}.${n}`;
+const SLEEP = ip(10);
+const WAYPOINT_COMPONENT = 'waypoint/demo/waypoint';
+
+const delayed = (name: string) => `
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ${name}, namespace: demo}
+spec:
+  hosts: [${name}.demo.svc.cluster.local]
+  http:
+    - match: [{uri: {prefix: /delayed}}]
+      fault: {delay: {fixedDelay: 1s, percentage: {value: 100}}}
+      route: [{destination: {host: ${name}.demo.svc.cluster.local}}]
+    - route: [{destination: {host: ${name}.demo.svc.cluster.local}}]
+`;
+
+const EXTRA = [
+  waypointGateway(ip(200)),
+  demoService('front-h1', ip(101), { app: 'echo' }, '[{name: http, port: 8080}]', true),
+  delayed('front-h1'),
+  demoService('front-h2', ip(102), { app: 'echo' }, '[{name: http, port: 9100}]', true),
+  delayed('front-h2'),
+].join('---\n');
+
+const m = new TestMesh({ octet: O, extraManifests: EXTRA });
+const servers: net.Server[] = [];
+/** Every request path the backends received, HTTP/1.1 and h2c alike. */
+const received: string[] = [];
+
+beforeAll(async () => {
+  await m.start();
+  for (const host of [ip(11), ip(12)]) {
+    const h1 = http.createServer((req, res) => {
+      received.push(req.url ?? '');
+      res.end('h1 backend\n');
+    });
+    servers.push(await listen(h1, host, 8080));
+    const h2 = http2.createServer();
+    h2.on('stream', (stream, headers) => {
+      received.push(String(headers[':path']));
+      stream.respond({ ':status': 200 });
+      stream.end('h2 backend\n');
+    });
+    servers.push(await listen(h2 as unknown as net.Server, host, 9100));
+  }
+  await m.waypointReady(20_000);
+}, 60_000);
+
+afterAll(async () => {
+  for (const s of servers) await closeServer(s);
+  await m.stop();
+});
+
+/** The waypoint's `request complete` line for `path`, from log index `from` on. */
+function recordOf(path: string, from: number): Promise<LogRecord> {
+  return m.waitForLog(
+    (l) => l.component === WAYPOINT_COMPONENT && l.rec.msg === 'request complete' && l.rec.path === path,
+    10_000,
+    from,
+  );
+}
+
+/** Waits past the fault delay, so a request the waypoint (wrongly) forwarded would have arrived. */
+const pastTheDelay = () => new Promise((r) => setTimeout(r, 1500));
+
+describe('a client that leaves while the waypoint decides', () => {
+  it('HTTP/1.1: no upstream request, one record with status 0 and reset by client', async () => {
+    // A served request first, so the path to the backend is known to work in this mesh.
+    const ok = await socksConnect({ host: SLEEP, port: 15080 }, 'front-h1.demo', 8080);
+    ok.write('GET /ok-h1 HTTP/1.1\r\nHost: front-h1\r\nConnection: close\r\n\r\n');
+    // The answer ends with the waypoint's half of the connection (Connection: close).
+    const answer = await new Promise<string>((resolve) => {
+      let got = '';
+      ok.on('data', (c: Buffer) => (got += c.toString()));
+      ok.once('end', () => resolve(got));
+      ok.once('close', () => resolve(got));
+    });
+    ok.destroy();
+    expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+    expect(received).toContain('/ok-h1');
+
+    const from = m.logs.length;
+    const s = await socksConnect({ host: SLEEP, port: 15080 }, 'front-h1.demo', 8080);
+    s.on('error', () => {});
+    s.write('GET /delayed/h1 HTTP/1.1\r\nHost: front-h1\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 300)); // the waypoint is in the fault delay now
+    s.destroy();
+    const rec = await recordOf('/delayed/h1', from);
+    expect(rec.rec.status).toBe(0);
+    expect(rec.rec.reason).toBe('reset by client');
+    expect(rec.rec.protocol).toBe('http1');
+    await pastTheDelay();
+    expect(received).not.toContain('/delayed/h1');
+    expect(
+      m.logs.slice(from).filter((l) => l.rec.msg === 'request complete' && l.rec.path === '/delayed/h1'),
+    ).toHaveLength(1);
+  }, 30_000);
+
+  it('HTTP/2: no upstream request, one record with status 0 and reset by client', async () => {
+    const socket = await socksConnect({ host: SLEEP, port: 15080 }, 'front-h2.demo', 9100);
+    const session = http2.connect('http://front-h2:9100', { createConnection: () => socket });
+    session.on('error', () => {});
+    try {
+      const ok = session.request({ ':path': '/ok-h2' });
+      const status = await new Promise<number>((resolve, reject) => {
+        ok.on('response', (h) => resolve(Number(h[':status'])));
+        ok.on('error', reject);
+      });
+      ok.resume();
+      expect(status).toBe(200);
+      expect(received).toContain('/ok-h2');
+
+      const from = m.logs.length;
+      const req = session.request({ ':path': '/delayed/h2' });
+      req.on('error', () => {});
+      await new Promise((r) => setTimeout(r, 300));
+      req.close(http2.constants.NGHTTP2_CANCEL);
+      const rec = await recordOf('/delayed/h2', from);
+      expect(rec.rec.status).toBe(0);
+      expect(rec.rec.reason).toBe('reset by client');
+      expect(rec.rec.protocol).toBe('http2');
+      await pastTheDelay();
+      expect(received).not.toContain('/delayed/h2');
+    } finally {
+      session.destroy();
+    }
+  }, 30_000);
+});
