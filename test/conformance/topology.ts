@@ -152,6 +152,7 @@ function podHash(key: string): string {
   return h.toString(36).padStart(9, 'x').slice(0, 9);
 }
 
+/** A 5-character pod suffix per replica, as a ReplicaSet's generated names have. */
 function suffix(r: number): string {
-  return `r${String.fromCharCode(97 + r)}${'xyz'.slice(0, 3)}`;
+  return `${String.fromCharCode(97 + r)}x7kq`;
 }
