@@ -5,6 +5,7 @@
 // (node/authz.ts) with `explain`. No second implementation of any rule. A destination served by
 // a waypoint is explained in stages (authz-waypoint.ts): the waypoint's L7 policies, then each
 // destination's node proxy, which sees the waypoint's identity.
+import { UsageError } from './usage-error.js';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -26,9 +27,6 @@ import { buildRoute, resolveServiceName } from '../proxy/route.js';
 import { evaluate, type AuthzDecision, type PolicyTrace } from '../proxy/authz.js';
 import { DEFAULT_ROOT_NAMESPACE } from '../controlplane/authz-convert.js';
 import { explainWaypoint, type RequestSpec, type WaypointStages } from './authz-waypoint.js';
-
-/** Bad flags; main.ts prints the message. (Not main.ts's UsageError: importing main runs the CLI.) */
-class UsageError extends Error {}
 
 const USAGE = `usage: ambit authz explain DIR --from SRC --to DST:PORT [REQUEST]
        ambit authz explain --server HOST:PORT [--state DIR] --from SRC --to DST:PORT [REQUEST]
