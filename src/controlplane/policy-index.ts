@@ -192,16 +192,8 @@ export class PolicyIndex {
     const candidates = [...this.peerAuthns.values()]
       .map((e) => e.obj)
       .filter((pa) => [ns, this.rootNamespace].includes(pa.metadata.namespace ?? 'default'));
-    // peerAuthnChain breaks ties by name; the oldest wins in Istio (config/precedence.ts), so each
-    // level is filled by the first candidate in precedence order that peerAuthnChain places there.
-    const chain: PeerAuthnChain = {};
-    for (const pa of inPrecedenceOrder(candidates)) {
-      const one = peerAuthnChain([pa], pod, this.rootNamespace);
-      chain.mesh ??= one.mesh;
-      chain.namespace ??= one.namespace;
-      chain.workload ??= one.workload;
-    }
-    return chain;
+    // peerAuthnChain orders conflicting ones itself (oldest creationTimestamp, then namespace/name).
+    return peerAuthnChain(candidates, pod, this.rootNamespace);
   }
 
   /** Pods a selector-scoped policy may select (root namespace: across the mesh). */
