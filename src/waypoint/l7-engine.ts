@@ -106,7 +106,7 @@ export function buildL7Engine(input: L7EngineInput): CompiledL7 {
         source: { principal: ctx.peerIdentity, ip: ctx.srcIp },
         destination: { service: req.target.service, ip: req.target.ip, port: req.target.port },
         method: req.method,
-        path: req.query.size ? `${req.path}?${req.query.toString()}` : req.path,
+        path: pathWithRawQuery(req),
         host: req.authority,
         headers: req.headers,
         ...(principal?.principal ? { requestPrincipal: principal.principal } : {}),
@@ -119,7 +119,7 @@ export function buildL7Engine(input: L7EngineInput): CompiledL7 {
       if (!hasCustom) return NO_CUSTOM;
       const authzReq = authzRequestOf(req, { identity: ctx.peerIdentity, ip: ctx.srcIp }, authn);
       const match = matchCustom(policies, authzReq);
-      const pathWithQuery = req.query.size ? `${req.path}?${req.query.toString()}` : req.path;
+      const pathWithQuery = pathWithRawQuery(req);
       return decideCustom(
         match,
         mesh.extensionProviders,
@@ -148,4 +148,14 @@ export function buildL7Engine(input: L7EngineInput): CompiledL7 {
 function meshSettingsOf(objects: readonly ConfigObject[]): MeshSettings {
   const o = objects.find((x) => x.kind === MESH_CONFIG_KIND);
   return o ? checkMeshSettings(o.spec) : { extensionProviders: [], warnings: [] };
+}
+
+/**
+ * The path with the query as the client sent it (Envoy's `:path`, which the ext_authz check
+ * request carries unchanged); re-serializing `req.query` would turn "%20" into "+" and "flag"
+ * into "flag=". Falls back to the parsed query for requests built without a raw one.
+ */
+function pathWithRawQuery(req: L7Request): string {
+  if (req.rawQuery !== undefined) return req.rawQuery ? `${req.path}?${req.rawQuery}` : req.path;
+  return req.query.size ? `${req.path}?${req.query.toString()}` : req.path;
 }

@@ -244,6 +244,15 @@ describe('CUSTOM with a gRPC provider outside the mesh (plain TCP)', () => {
       },
     });
   });
+  it('the CheckRequest carries the query exactly as the client sent it (Envoy passes :path unchanged)', async () => {
+    // URLSearchParams would re-serialize "%20" as "+" and "flag" as "flag=": the provider must see
+    // what the client sent, or a provider deciding on the query decides on something else.
+    const r = await get('api-grpc', '/private/a?q=a%20b&flag', { 'x-ext-authz': 'allow' });
+    expect(r.status).toBe(200);
+    expect(grpcChecks.at(-1)).toMatchObject({
+      attributes: { request: { http: { path: '/private/a?q=a%20b&flag' } } },
+    });
+  });
   it('denies with denied_response', async () => {
     const before = backend.length;
     const r = await get('api-grpc', '/private/a');
