@@ -41,6 +41,8 @@ const EXTRA = [
 
 const m = new TestMesh({ octet: O, extraManifests: EXTRA });
 const servers: net.Server[] = [];
+/** The waypoint's pooled sessions to the h2c backends: closed at the end, or server.close() waits 60 s. */
+const backendSessions: http2.ServerHttp2Session[] = [];
 /** Every request path the backends received, HTTP/1.1 and h2c alike. */
 const received: string[] = [];
 
@@ -49,13 +51,15 @@ beforeAll(async () => {
   for (const host of [ip(11), ip(12)]) {
     const h1 = http.createServer((req, res) => {
       received.push(req.url ?? '');
+      if (req.url?.startsWith('/unavailable')) return void res.writeHead(503).end('down\n');
       res.end('h1 backend\n');
     });
     servers.push(await listen(h1, host, 8080));
     const h2 = http2.createServer();
+    h2.on('session', (session) => backendSessions.push(session));
     h2.on('stream', (stream, headers) => {
       received.push(String(headers[':path']));
-      stream.respond({ ':status': 200 });
+      stream.respond({ ':status': String(headers[':path']).startsWith('/unavailable') ? 503 : 200 });
       stream.end('h2 backend\n');
     });
     servers.push(await listen(h2 as unknown as net.Server, host, 9100));
@@ -64,8 +68,9 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  for (const s of servers) await closeServer(s);
   await m.stop();
+  for (const session of backendSessions) session.destroy();
+  for (const s of servers) await closeServer(s);
 });
 
 /** The waypoint's `request complete` line for `path`, from log index `from` on. */
@@ -141,5 +146,47 @@ describe('a client that leaves while the waypoint decides', () => {
     } finally {
       session.destroy();
     }
+  }, 30_000);
+});
+
+describe('one pipeline, the same record for both protocols', () => {
+  it("a backend answering 503 is tried 3 times (Istio's default retry policy) and its last answer relayed", async () => {
+    const from = m.logs.length;
+    const s = await socksConnect({ host: SLEEP, port: 15080 }, 'front-h1.demo', 8080);
+    s.write('GET /unavailable/h1 HTTP/1.1\r\nHost: front-h1\r\nConnection: close\r\n\r\n');
+    const h1Answer = await new Promise<string>((resolve) => {
+      let got = '';
+      s.on('data', (c: Buffer) => (got += c.toString()));
+      s.once('end', () => resolve(got));
+      s.once('close', () => resolve(got));
+    });
+    s.destroy();
+    expect(h1Answer).toMatch(/^HTTP\/1\.1 503 /);
+    expect(h1Answer).toContain('down');
+
+    const socket = await socksConnect({ host: SLEEP, port: 15080 }, 'front-h2.demo', 9100);
+    const session = http2.connect('http://front-h2:9100', { createConnection: () => socket });
+    session.on('error', () => {});
+    try {
+      const req = session.request({ ':path': '/unavailable/h2' });
+      const status = await new Promise<number>((resolve, reject) => {
+        req.on('response', (h) => resolve(Number(h[':status'])));
+        req.on('error', reject);
+      });
+      req.resume();
+      expect(status).toBe(503);
+    } finally {
+      session.destroy();
+    }
+
+    const h1 = (await recordOf('/unavailable/h1', from)).rec;
+    const h2 = (await recordOf('/unavailable/h2', from)).rec;
+    for (const rec of [h1, h2]) {
+      expect(rec.status).toBe(503);
+      expect(rec.attempts).toBe(3);
+      expect(rec['retry.stop']).toBe('attempts-exhausted');
+    }
+    expect(received.filter((p) => p === '/unavailable/h1')).toHaveLength(3);
+    expect(received.filter((p) => p === '/unavailable/h2')).toHaveLength(3);
   }, 30_000);
 });
