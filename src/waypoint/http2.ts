@@ -173,7 +173,10 @@ export class Http2Adapter implements ProtocolAdapter<H2Down, H2Upstream, Upstrea
 
   answer({ stream }: H2Down, x: Exchange, a: LocalAnswer): number {
     if (x.l7.grpc) {
-      answerGrpc(stream, x, a.status, a.body.trim(), {});
+      // The answer's headers (a redirect's Location) stay on the gRPC form too: Envoy's local
+      // reply applies its header edits whether or not it turns the reply into a grpc-status
+      // (source/common/http/filter_manager.cc, sendDirectLocalReply: modify_headers).
+      answerGrpc(stream, x, a.status, a.body.trim(), a.headers);
       return 200; // a gRPC answer is HTTP 200, its grpc-status in the record
     }
     if (!stream.destroyed && !stream.closed) {

@@ -28,6 +28,8 @@ spec:
     - match: [{uri: {prefix: /delayed}}]
       fault: {delay: {fixedDelay: 1s, percentage: {value: 100}}}
       route: [{destination: {host: ${name}.demo.svc.cluster.local}}]
+    - match: [{uri: {prefix: /moved}}]
+      redirect: {uri: /elsewhere}
     - route: [{destination: {host: ${name}.demo.svc.cluster.local}}]
 `;
 
@@ -188,5 +190,34 @@ describe('one pipeline, the same record for both protocols', () => {
     }
     expect(received.filter((p) => p === '/unavailable/h1')).toHaveLength(3);
     expect(received.filter((p) => p === '/unavailable/h2')).toHaveLength(3);
+  }, 30_000);
+});
+
+describe('answers from the waypoint itself', () => {
+  it('a redirect answering a gRPC request is a grpc-status that keeps its Location (Envoy local reply)', async () => {
+    const socket = await socksConnect({ host: SLEEP, port: 15080 }, 'front-h2.demo', 9100);
+    const session = http2.connect('http://front-h2:9100', { createConnection: () => socket });
+    session.on('error', () => {});
+    try {
+      const req = session.request({
+        ':method': 'POST',
+        ':path': '/moved/pkg.Svc/Call',
+        'content-type': 'application/grpc',
+        te: 'trailers',
+      });
+      req.end();
+      const headers = await new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+        req.on('response', resolve);
+        req.on('error', reject);
+      });
+      req.resume();
+      expect(headers[':status']).toBe(200);
+      expect(headers['content-type']).toBe('application/grpc');
+      expect(headers['grpc-status']).toBe('2'); // 301 → UNKNOWN, as Envoy maps an HTTP status
+      expect(String(headers.location)).toMatch(/\/elsewhere$/);
+      expect(received.some((p) => p.startsWith('/moved'))).toBe(false);
+    } finally {
+      session.destroy();
+    }
   }, 30_000);
 });
