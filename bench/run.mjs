@@ -1,5 +1,7 @@
 #!/usr/bin/env node
-// `npm run bench -- [l4|cost|l7|controlplane|all] [--quick] [--out FILE] [--no-peers]`
+// `npm run bench -- [l4|cost|l7|controlplane|all] [--quick] [--out FILE] [--no-peers] [--only a,b]`
+// (--only: l4/cost paths whose names contain one of the parts, e.g. `--only ztunnel`; direct always)
+// AMBIT_ZTUNNEL_BIN=/path/to/ztunnel adds the ztunnel pairs to l4 and cost (bench/lib/ztunnel.mjs).
 // `npm run bench -- soak [--minutes N] [--out FILE]` (bench/soak.mjs; never part of `all`)
 // Benchmarks on loopback; every measurement repeated (median, min–max), every run bounded in
 // time. Results: bench/results/<date>-<suite>.{json,md,png} (or --out FILE for the JSON).
@@ -14,7 +16,15 @@ import { runL4 } from './suites/l4.mjs';
 import { runCost } from './suites/cost.mjs';
 import { runL7, L7_RATES } from './suites/l7.mjs';
 import { startL7Topology } from './lib/l7-topology.mjs';
-import { l4Markdown, costMarkdown, targetsMarkdown, l7Markdown, l7Targets } from './lib/report.mjs';
+import {
+  l4Markdown,
+  costMarkdown,
+  targetsMarkdown,
+  l7Markdown,
+  l7Targets,
+  skippedMarkdown,
+  ztunnelComparisonMarkdown,
+} from './lib/report.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const args = process.argv.slice(2);
@@ -22,7 +32,8 @@ const flag = (f) => args.includes(f);
 const value = (f) => (args.indexOf(f) >= 0 ? args[args.indexOf(f) + 1] : undefined);
 const quick = flag('--quick');
 const outFile = value('--out');
-const suite = args.find((a, i) => !a.startsWith('--') && args[i - 1] !== '--out') ?? 'l4';
+const only = value('--only');
+const suite = args.find((a, i) => !a.startsWith('--') && !['--out', '--only'].includes(args[i - 1])) ?? 'l4';
 const RUNS = 3;
 const timing = quick ? { warmupMs: 200, durationMs: 500 } : { warmupMs: 1000, durationMs: 5000 };
 const SUITES = ['l4', 'cost', 'l7', 'controlplane', 'all', 'soak'];
@@ -65,24 +76,42 @@ const md = [
 ];
 
 if (suite === 'l4' || suite === 'cost' || suite === 'all') {
-  const topo = await startTopology({ withPeers: !flag('--no-peers') });
+  const topo = await startTopology({ withPeers: !flag('--no-peers'), only });
+  // The ztunnel binary measured (its commit and build, from `ztunnel version`), or why none was.
+  result.ztunnel = topo.ztunnel;
+  md.push(
+    topo.ztunnel.line
+      ? `${topo.ztunnel.line}, from \`${topo.ztunnel.bin} version\`.`
+      : `ztunnel: not measured (${topo.ztunnel.skip}).`,
+    '',
+  );
+  if (only) md.push(`Paths restricted with --only ${only}.`, '');
+  result.skipped = [];
   try {
-    if (suite !== 'cost') Object.assign(result, await runL4(topo, { runs: RUNS, timing }));
-    if (suite !== 'l4')
-      Object.assign(
-        result,
-        await runCost(topo, {
-          runs: RUNS,
-          timing: quick ? timing : { warmupMs: 1000, durationMs: 10_000 },
-          quick,
-        }),
-      );
+    if (suite !== 'cost') {
+      const l4 = await runL4(topo, { runs: RUNS, timing });
+      Object.assign(result, { measurements: l4.measurements, latency: l4.latency });
+      result.skipped.push(...l4.skipped.map((x) => ({ ...x, suite: 'l4' })));
+    }
+    if (suite !== 'l4') {
+      const c = await runCost(topo, {
+        runs: RUNS,
+        timing: quick ? timing : { warmupMs: 1000, durationMs: 10_000 },
+        quick,
+      });
+      result.cost = c.cost;
+      result.skipped.push(...c.skipped.map((x) => ({ ...x, suite: 'cost' })));
+    }
   } finally {
     await topo.stop();
   }
   if (result.measurements.length) md.push(l4Markdown(result), '');
   if (result.cost.length) md.push(costMarkdown(result), '');
+  const cmp = ztunnelComparisonMarkdown(result);
+  if (cmp) md.push(cmp, '');
   md.push(targetsMarkdown(result), '');
+  const left = skippedMarkdown(result);
+  if (left) md.push(left, '');
 }
 if (suite === 'l7' || suite === 'all') {
   // In `all` the l7 figures go under result.l7 (result.measurements/latency/cost are l4's and

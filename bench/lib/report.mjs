@@ -31,17 +31,102 @@ export function l4Markdown(r) {
 
 export function costMarkdown(r) {
   const lines = [
-    "Cost per proxy process (a pair's two ends averaged), at a fixed 1 000 req/s (HTTP/1.1, 64-byte responses, 50 connections):",
+    "Cost per proxy role at a fixed 1 000 req/s (HTTP/1.1, 64-byte responses, 50 connections): the pair's proxy processes summed and halved (each path is a client-side and a server-side proxy, whatever number of processes each end runs), normalised to exactly 1 000 req/s achieved. Helpers that are not one of the two ends are listed apart and not charged:",
     '',
-    '| path | vCPU per 1 000 req/s | RSS MB at 1 000 req/s | idle RSS MB | RSS MB with idle tunnels |',
-    '|---|---|---|---|---|',
+    '| path | vCPU per 1 000 req/s per proxy role | RSS MB at 1 000 req/s per role | idle RSS MB per role | RSS MB per role with idle tunnels | helpers (not charged): vCPU per 1 000 req/s, RSS MB |',
+    '|---|---|---|---|---|---|',
   ];
   for (const c of r.cost) {
+    const helpers = c.processes?.filter((x) => x.helper) ?? [];
     lines.push(
-      `| ${c.path} | ${fmt(c.vcpuPer1kRps, 3)} | ${fmt(c.rssMbAt1kRps, 0)} | ${c.idleRssMb.toFixed(0)} | ${c.rssMbWithIdleTunnels !== undefined ? `${c.rssMbWithIdleTunnels.toFixed(0)} (${c.idleTunnels} tunnels)` : '–'} |`,
+      `| ${c.path} | ${fmt(c.vcpuPer1kRps, 3)} | ${fmt(c.rssMbAt1kRps, 0)} | ${c.idleRssMb.toFixed(0)} | ${c.rssMbWithIdleTunnels !== undefined ? `${c.rssMbWithIdleTunnels.toFixed(0)} (${c.idleTunnels} tunnels)` : '–'} | ${helpers.length ? helpers.map((h) => `${h.role}: ${h.vcpuPer1kRps.median.toFixed(3)}, ${h.rssMbAt1kRps.median.toFixed(0)}`).join('; ') : '–'} |`,
     );
   }
+  lines.push(
+    '',
+    'Every process (medians over the runs; vCPU per 1 000 req/s of that process alone):',
+    '',
+    '| path | pid | role | charged to the proxy role | vCPU per 1 000 req/s | RSS MB at 1 000 req/s | idle RSS MB |',
+    '|---|---|---|---|---|---|---|',
+  );
+  for (const c of r.cost)
+    for (const x of c.processes ?? [])
+      lines.push(
+        `| ${c.path} | ${x.pid} | ${x.role} | ${x.helper ? 'no (helper)' : 'yes'} | ${fmt(x.vcpuPer1kRps, 3)} | ${fmt(x.rssMbAt1kRps, 0)} | ${x.idleRssMb.toFixed(0)} |`,
+      );
   return lines.join('\n');
+}
+
+/**
+ * ambit next to each ztunnel pair measured in the same run (issue 15): the figure and ambit ÷ ztunnel
+ * for every L4 test, the added p99 at 1 000 req/s, and the cost per proxy role. No goals: Istio's
+ * own node proxy is the reference, not a threshold. Empty when no ztunnel pair ran.
+ */
+export function ztunnelComparisonMarkdown(r) {
+  const zts = [
+    ...new Set(
+      [...r.measurements.map((m) => m.path), ...r.cost.map((c) => c.path)].filter((p) =>
+        p.startsWith('ztunnel'),
+      ),
+    ),
+  ];
+  if (!zts.length) return '';
+  const rows = [];
+  const tests = [...new Set(r.measurements.filter((m) => !m.test.startsWith('http @')).map((m) => m.test))];
+  for (const t of tests) {
+    const unit = r.measurements.find((m) => m.test === t)?.unit ?? '';
+    rows.push([`${t} (${unit}, higher is better)`, meas(r, 'ambit', t), zts.map((z) => meas(r, z, t))]);
+  }
+  const addedP99 = (p, ref) => {
+    const a = lat(r, p, 'http @ 1000 req/s');
+    const d = lat(r, ref, 'http @ 1000 req/s');
+    return a !== undefined && d !== undefined ? a - d : undefined;
+  };
+  // ztunnel's baseline is direct traffic over the same veth, ambit's over loopback.
+  if (r.latency.length)
+    rows.push([
+      'added p99 at 1 000 req/s over its direct path (ms, lower is better)',
+      addedP99('ambit', 'direct'),
+      zts.map((z) => addedP99(z, 'direct (netns, veth)')),
+    ]);
+  const cost = (p, k) => r.cost.find((c) => c.path === p)?.[k]?.median;
+  if (r.cost.length) {
+    rows.push([
+      'vCPU per 1 000 req/s per proxy role (lower is better)',
+      cost('ambit', 'vcpuPer1kRps'),
+      zts.map((z) => cost(z, 'vcpuPer1kRps')),
+    ]);
+    rows.push([
+      'RSS MB per role at 1 000 req/s (lower is better)',
+      cost('ambit', 'rssMbAt1kRps'),
+      zts.map((z) => cost(z, 'rssMbAt1kRps')),
+    ]);
+  }
+  const v = (x) =>
+    x === undefined
+      ? '–'
+      : Math.abs(x) >= 100
+        ? x.toFixed(0)
+        : Math.abs(x) >= 1
+          ? x.toFixed(2)
+          : x.toFixed(3);
+  const div = (a, b) => (a === undefined || b === undefined || b === 0 ? '–' : `${(a / b).toFixed(2)}×`);
+  return [
+    'ambit next to ztunnel (same run, medians):',
+    '',
+    `| figure | ambit | ${zts.map((z) => `${z} | ambit ÷ ${z.replace('ztunnel pair, ', 'ztunnel ')}`).join(' | ')} |`,
+    `|---|---|${zts.map(() => '---|---').join('|')}|`,
+    ...rows.map(
+      ([name, a, zs]) => `| ${name} | ${v(a)} | ${zs.map((z) => `${v(z)} | ${div(a, z)}`).join(' | ')} |`,
+    ),
+  ].join('\n');
+}
+
+/** Paths left out of a run, each with the reason (a peer that failed to start, nothing got through). */
+export function skippedMarkdown(r) {
+  const s = r.skipped ?? [];
+  if (!s.length) return '';
+  return ['Left out of this run:', '', ...s.map((x) => `- ${x.path}: ${x.reason}`)].join('\n');
 }
 
 const meas = (r, path, test) => r.measurements.find((m) => m.path === path && m.test === test)?.median;
@@ -51,10 +136,17 @@ const lat = (r, path, test) => r.latency.find((l) => l.path === path && l.test =
 export function targets(r) {
   const out = [];
   const ratio = (name, a, b, goal, higherIsBetter = true) => {
+    const lowerIsBetter = !higherIsBetter;
     if (a === undefined || b === undefined || b === 0)
-      return out.push({ name, value: 'n/a', goal, ok: undefined });
+      return out.push({ name, value: 'n/a', goal, ok: undefined, lowerIsBetter });
     const v = a / b;
-    out.push({ name, value: `${v.toFixed(2)}×`, goal, ok: higherIsBetter ? v >= goal : v <= goal });
+    out.push({
+      name,
+      value: `${v.toFixed(2)}×`,
+      goal,
+      ok: higherIsBetter ? v >= goal : v <= goal,
+      lowerIsBetter,
+    });
   };
   if (r.measurements.length) {
     ratio(
@@ -90,6 +182,14 @@ export function targets(r) {
   }
   const c = r.cost.find((x) => x.path === 'ambit');
   if (c) {
+    // Issue 16: per proxy role, against the C proxy doing the same HTTP/2 CONNECT work.
+    ratio(
+      'node proxy vCPU per 1 000 req/s per role vs nghttpx pair',
+      c.vcpuPer1kRps.median,
+      r.cost.find((x) => x.path === 'nghttpx pair')?.vcpuPer1kRps.median,
+      1.3,
+      false,
+    );
     out.push({
       name: 'node proxy vCPU per 1 000 req/s',
       value: c.vcpuPer1kRps.median.toFixed(3),
@@ -113,7 +213,7 @@ export function targetsMarkdown(r, t = targets(r)) {
     '|---|---|---|---|',
     ...t.map(
       (x) =>
-        `| ${x.name} | ${x.value} | ${typeof x.goal === 'number' ? (x.name.includes('added') ? `≤ ${x.goal}×` : `≥ ${x.goal}×`) : x.goal} | ${x.ok === undefined ? 'n/a' : x.ok ? 'met' : '**missed**'} |`,
+        `| ${x.name} | ${x.value} | ${typeof x.goal === 'number' ? (x.lowerIsBetter || x.name.includes('added') ? `≤ ${x.goal}×` : `≥ ${x.goal}×`) : x.goal} | ${x.ok === undefined ? 'n/a' : x.ok ? 'met' : '**missed**'} |`,
     ),
   ].join('\n');
 }

@@ -1,9 +1,10 @@
 // The benchmark topology on loopback 127.0.60.0/24: a backend app on the "server" pod IP and
 // the paths under test that lead to it — direct, ambit (two node proxies, entered by SOCKS5 as
-// the "client" pod), and the C peers when installed (stunnel pair, nghttpx pair).
+// the "client" pod), and the C peers when installed (stunnel pair, nghttpx pair); with
+// AMBIT_ZTUNNEL_BIN, the ztunnel pairs in their own network namespaces (lib/ztunnel.mjs).
 import { fork, spawn } from 'node:child_process';
 import { mkdtemp, mkdir, writeFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { progress } from './stats.mjs';
@@ -27,9 +28,11 @@ const manifests = twoNodeManifests('bench', ADDR);
 /** Runs the load generator in its own process; resolves with its JSON result. */
 export function loadgen(opts) {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [path.join(here, 'loadgen.mjs'), JSON.stringify(opts)], {
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
+    // `netns`: run it inside that network namespace (the ztunnel pair's client side), with
+    // `ip netns exec`, which execs the load generator itself (same pid, no extra process).
+    const argv = [process.execPath, path.join(here, 'loadgen.mjs'), JSON.stringify(opts)];
+    const [cmd, ...args] = opts.netns ? ['ip', 'netns', 'exec', opts.netns, ...argv] : argv;
+    const p = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'inherit'] });
     let out = '';
     p.stdout.on('data', (c) => {
       out += c;
@@ -50,10 +53,28 @@ export function loadgen(opts) {
 }
 
 /**
- * Starts the app, the mesh and every available peer. Returns the list of paths:
- * { name, kind: 'baseline' | 'peer' | 'ambit', target(port) → loadgen options, pids() }.
+ * Whether a path is selected by `--only` (comma-separated, case-insensitive parts of path names;
+ * "direct" baselines always run, as every ratio needs them).
  */
-export async function startTopology({ withPeers = true } = {}) {
+export function selects(only, name) {
+  if (!only) return true;
+  if (name.startsWith('direct')) return true;
+  return only
+    .toLowerCase()
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)
+    .some((x) => name.toLowerCase().includes(x));
+}
+
+/**
+ * Starts the app, the mesh and every available peer. Returns the list of paths:
+ * { name, kind: 'baseline' | 'peer' | 'ambit' | 'ztunnel', target(port) → loadgen options, pids(),
+ *   processes(port) → [{ pid, role, helper }], activate?(), deactivate?() }.
+ * A path with `activate` is started only while it is measured (the ztunnel pairs).
+ * `only`: see selects(); the mesh and the peers are not started when none of theirs is selected.
+ */
+export async function startTopology({ withPeers = true, only } = {}) {
   const { Mesh } = await import(path.join(here, '..', '..', 'dist', 'cli', 'mesh-runner.js'));
   const root = await mkdtemp(path.join(tmpdir(), 'ambit-bench-'));
   await mkdir(path.join(root, 'config'));
@@ -66,36 +87,86 @@ export async function startTopology({ withPeers = true } = {}) {
   );
   await new Promise((r) => app.once('message', r));
   stops.push(async () => app.kill());
-  progress('starting the mesh (control plane + 2 node proxies)');
-  const mesh = await Mesh.start({
-    configDir: path.join(root, 'config'),
-    stateDir: path.join(root, 'state'),
-    controlPlaneAddr: `${ADDR.controlPlane}:15012`,
-    env: { AMBIT_LOG_LEVEL: process.env.AMBIT_LOG_LEVEL ?? 'warn' },
-  });
-  stops.push(() => mesh.stop());
+  const logLevel = process.env.AMBIT_LOG_LEVEL ?? 'warn';
   const paths = [
-    { name: 'direct', kind: 'baseline', target: (port) => ({ host: ADDR.server, port }), pids: () => [] },
-  ];
-  if (withPeers) paths.push(...(await startPeers(root, stops)));
-  paths.push({
-    name: 'ambit',
-    kind: 'ambit',
-    target: (port) => ({ socks: { host: ADDR.client, port: 15080 }, host: ADDR.server, port }),
-    pids: () => [mesh.pid('node/node-1'), mesh.pid('node/node-2')],
-  });
-  return {
-    paths,
-    mesh,
-    async stop() {
-      for (const s of stops.reverse()) await s().catch(() => {});
-      await rm(root, { recursive: true, force: true });
+    {
+      name: 'direct',
+      kind: 'baseline',
+      target: (port) => ({ host: ADDR.server, port }),
+      pids: () => [],
+      processes: () => [],
     },
+  ];
+  const stop = async () => {
+    for (const s of stops.reverse()) await s().catch(() => {});
+    await rm(root, { recursive: true, force: true });
+  };
+  let mesh;
+  try {
+    if (withPeers) paths.push(...(await startPeers(root, stops, (name) => selects(only, name))));
+    if (selects(only, 'ambit')) {
+      progress('starting the mesh (control plane + 2 node proxies)');
+      mesh = await Mesh.start({
+        configDir: path.join(root, 'config'),
+        stateDir: path.join(root, 'state'),
+        controlPlaneAddr: `${ADDR.controlPlane}:15012`,
+        env: { AMBIT_LOG_LEVEL: logLevel },
+      });
+      stops.push(() => mesh.stop());
+      const nodes = () => [mesh.pid('node/node-1'), mesh.pid('node/node-2')];
+      paths.push({
+        name: 'ambit',
+        kind: 'ambit',
+        idleTunnels: true,
+        target: (port) => ({ socks: { host: ADDR.client, port: 15080 }, host: ADDR.server, port }),
+        pids: nodes,
+        processes: () => [
+          { pid: nodes()[0], role: 'node proxy client side (node-1)', helper: false },
+          { pid: nodes()[1], role: 'node proxy server side (node-2)', helper: false },
+        ],
+      });
+    }
+    const zt = await startZtunnelPaths(root, stops, { only, logLevel });
+    paths.push(...zt.paths);
+    return { paths, mesh, ztunnel: zt.info, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/**
+ * The ztunnel pairs (bench/lib/ztunnel.mjs), one worker thread (as ambit's one event loop) and as
+ * many as the machine has cores, when AMBIT_ZTUNNEL_BIN points at a ztunnel; otherwise none, with
+ * the reason in `info.skip`.
+ */
+async function startZtunnelPaths(root, stops, { only, logLevel }) {
+  const threads = [...new Set([1, Math.max(1, cpus().length)])];
+  if (!threads.some((t) => selects(only, `ztunnel pair, ${t} worker thread`)))
+    return { paths: [], info: { skip: 'not selected by --only' } };
+  const z = await import('./ztunnel.mjs');
+  const info = await z.ztunnelAvailability();
+  if (info.skip) {
+    progress(`ztunnel pair: skipped (${info.skip})`);
+    return { paths: [], info };
+  }
+  progress(`ztunnel pair: ${z.ztunnelVersionLine(info.version)}`);
+  const net = await z.startZtunnelNet({
+    root,
+    bin: info.bin,
+    workerThreads: threads.filter((t) => selects(only, `ztunnel pair, ${t} worker thread`)),
+    loadgen,
+    logLevel: z.rustLogLevel(logLevel),
+  });
+  stops.push(() => net.stop());
+  return {
+    paths: net.paths,
+    info: { bin: info.bin, version: info.version, line: z.ztunnelVersionLine(info.version) },
   };
 }
 
 /** The C peers, each skipped with a message when it is not installed (bench/peers/install.sh). */
-async function startPeers(root, stops) {
+async function startPeers(root, stops, wanted) {
   let peers;
   try {
     peers = await import(path.join(here, '..', 'peers', 'peers.mjs'));
@@ -107,6 +178,7 @@ async function startPeers(root, stops) {
   const targets = [PORTS.http, PORTS.source, PORTS.hold];
   // started: port → peer handle; a peer that tunnels CONNECT serves every port with one instance.
   const tryPeer = async (name, startFor) => {
+    if (!wanted(name)) return;
     try {
       const started = new Map();
       const handles = new Set();
@@ -122,6 +194,8 @@ async function startPeers(root, stops) {
         target: (port) => started.get(port).loadgen(ADDR.server, port),
         pids: () => [...handles].flatMap((h) => h.pids),
         pidsFor: (port) => started.get(port).pids,
+        // The processes that carry `port` (the stunnel pair runs one pair per target port).
+        processes: (port) => started.get(port).processes,
       });
       progress(`${name}: started`);
     } catch (err) {

@@ -1,8 +1,10 @@
 // Established C proxies started next to ambit in the same benchmark run (see bench/README.md,
 // "Peers"). Each starter returns
-//   { name, entry: { host, port, connect? }, pids, stop() }
+//   { name, entry: { host, port, connect? }, pids, processes, stop() }
 // where `entry` is where the load generator connects, `pids` are every process of the peer
-// (masters and their worker processes, for CPU/RSS accounting from /proc), and `stop()` ends
+// (masters and their worker processes, for CPU/RSS accounting from /proc), `processes` the same
+// with the role each plays ({ pid, role, helper }: a helper is not one of the pair's two ends,
+// as tinyproxy behind the nghttpx pair), and `stop()` ends
 // them and removes the peer's temporary files. A missing binary throws PeerUnavailable, so a
 // suite can skip that peer with a message (install them with bench/peers/install.sh).
 import { spawn, execFile } from 'node:child_process';
@@ -146,8 +148,8 @@ async function descendants(pid) {
  * Starts one process; its stdout/stderr go to `logFile`-like memory (last 8 KiB) so that a failed
  * start reports why.
  */
-function startProcess(bin, args, { cwd } = {}) {
-  const child = spawn(bin, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+export function startProcess(bin, args, { cwd, env } = {}) {
+  const child = spawn(bin, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   const keep = (c) => {
     log = (log + c.toString()).slice(-8192);
@@ -175,7 +177,7 @@ function startProcess(bin, args, { cwd } = {}) {
   };
 }
 
-async function stopProcesses(procs, extraPids, dirs) {
+export async function stopProcesses(procs, extraPids, dirs) {
   for (const p of procs) if (!p.dead()) p.child.kill('SIGTERM');
   const timeout = (ms) => new Promise((r) => setTimeout(r, ms, 'timeout'));
   for (const p of procs) {
@@ -224,12 +226,25 @@ async function launch(name, entry, steps, ownDirs) {
     throw new Error(`${name} failed to start: ${err.message}`, { cause: err });
   }
   const masters = procs.map((p) => p.child.pid);
-  const workers = (await Promise.all(masters.map(descendants))).flat();
+  const children = await Promise.all(masters.map(descendants));
+  const workers = children.flat();
+  // Every process with the role it plays, so the cost suite can charge the two ends of the pair
+  // and list helpers (tinyproxy) apart (bench/lib/cost-accounting.mjs).
+  const processes = steps.flatMap((s, i) => {
+    const role = s.role ?? path.basename(s.bin);
+    const helper = Boolean(s.helper);
+    if (!children[i].length) return [{ pid: masters[i], role, helper }];
+    return [
+      { pid: masters[i], role: `${role}, master`, helper },
+      ...children[i].map((pid) => ({ pid, role: `${role}, worker`, helper })),
+    ];
+  });
   let stopped;
   return {
     name,
     entry,
     pids: [...masters, ...workers],
+    processes,
     stop: () => (stopped ??= stopProcesses(procs, workers, ownDirs)),
   };
 }
@@ -297,8 +312,8 @@ export async function startStunnelPair(o) {
     'stunnel pair',
     { host: clientAddr.host, port: clientAddr.port },
     [
-      { bin, args: [serverConf], wait: serverAddr },
-      { bin, args: [clientConf], wait: clientAddr },
+      { bin, args: [serverConf], wait: serverAddr, role: 'stunnel server side' },
+      { bin, args: [clientConf], wait: clientAddr, role: 'stunnel client side' },
     ],
     [dir],
   );
@@ -372,7 +387,13 @@ export async function startNghttpxPair(o) {
     { host: clientAddr.host, port: clientAddr.port, connect: true },
     [
       // -d: stay in the foreground (no daemon), log to stderr.
-      { bin: tinyproxy, args: ['-d', '-c', tpConf], wait: finalAddr },
+      {
+        bin: tinyproxy,
+        args: ['-d', '-c', tpConf],
+        wait: finalAddr,
+        role: 'tinyproxy (last CONNECT hop)',
+        helper: true,
+      },
       {
         bin,
         args: [
@@ -387,6 +408,7 @@ export async function startNghttpxPair(o) {
           certs.serverCert,
         ],
         wait: serverAddr,
+        role: 'nghttpx server side',
       },
       {
         bin,
@@ -401,6 +423,7 @@ export async function startNghttpxPair(o) {
           `--pid-file=${path.join(dir, 'nghttpx-1.pid')}`,
         ],
         wait: clientAddr,
+        role: 'nghttpx client side',
       },
     ],
     [dir],

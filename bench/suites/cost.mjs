@@ -1,20 +1,43 @@
 // Suite cost: what a proxy costs, expressed as Istio publishes it (vCPU and MB per 1 000 req/s),
-// plus idle memory and memory with many open idle tunnels.
+// plus idle memory and memory with many open idle tunnels. Per proxy role: the pair's two ends
+// summed and halved, every process listed, helpers apart (lib/cost-accounting.mjs).
 import { loadgen, PORTS } from '../lib/topology.mjs';
+import { accountRun, idlePerRole } from '../lib/cost-accounting.mjs';
 import { cpuSeconds, progress, rssMb, summary } from '../lib/stats.mjs';
 
 export async function runCost(topo, { runs, timing, quick }) {
   const cost = [];
+  const skipped = [];
   const idleTunnels = quick ? 1000 : 10_000;
   for (const p of topo.paths.filter((x) => x.kind !== 'baseline')) {
+    try {
+      await p.activate?.();
+    } catch (err) {
+      progress(`${p.name}: skipped (${err.message})`);
+      skipped.push({ path: p.name, reason: err.message });
+      continue;
+    }
+    try {
+      cost.push(await costOf(p));
+    } catch (err) {
+      // A path that got nothing through has no cost per request: say so instead of a figure.
+      progress(`${p.name}: no cost figures (${err.message})`);
+      skipped.push({ path: p.name, reason: err.message });
+    } finally {
+      await p.deactivate?.();
+    }
+  }
+  return { cost, skipped };
+
+  async function costOf(p) {
     // Only the processes that carry the HTTP target count for this path.
-    const pids = (p.pidsFor ? p.pidsFor(PORTS.http) : p.pids()).filter(Boolean);
-    const idleRss = await Promise.all(pids.map(rssMb));
-    const vcpu = [];
-    const rss = [];
+    const procs = p.processes(PORTS.http).filter((x) => x.pid);
+    const withRss = async () => Promise.all(procs.map(async (x) => ({ ...x, rssMb: await rssMb(x.pid) })));
+    const idle = await withRss();
+    const accounted = [];
     for (let i = 0; i < runs; i++) {
       progress(`${p.name}: cost at 1000 req/s (run ${i + 1}/${runs})`);
-      const before = await Promise.all(pids.map(cpuSeconds));
+      const before = await Promise.all(procs.map((x) => cpuSeconds(x.pid)));
       const t0 = Date.now();
       const r = await loadgen({
         ...timing,
@@ -23,18 +46,23 @@ export async function runCost(topo, { runs, timing, quick }) {
         connections: 50,
         rate: 1000,
       });
-      const secs = (Date.now() - t0) / 1000;
-      const after = await Promise.all(pids.map(cpuSeconds));
-      const perProc = after.map((a, j) => (a - before[j]) / secs);
-      // Per proxy (the two ends of a pair averaged), normalised to exactly 1 000 req/s achieved.
-      const perProxy = perProc.reduce((a, b) => a + b, 0) / pids.length;
-      vcpu.push((perProxy * 1000) / Math.max(1, r.rps));
-      rss.push((await Promise.all(pids.map(rssMb))).reduce((a, b) => a + b, 0) / pids.length);
+      const seconds = (Date.now() - t0) / 1000;
+      const after = await Promise.all(procs.map((x) => cpuSeconds(x.pid)));
+      const rss = await withRss();
+      // Normalised to exactly 1 000 req/s achieved (accountRun refuses a run where nothing got through).
+      accounted.push({
+        achievedRps: r.rps,
+        ...accountRun({
+          processes: rss.map((x, j) => ({ ...x, cpuSec: after[j] - before[j] })),
+          seconds,
+          achievedRps: r.rps,
+        }),
+      });
     }
     let tunnelRss;
-    if (p.kind === 'ambit') {
+    if (p.idleTunnels) {
       progress(`${p.name}: RSS with ${idleTunnels} idle tunnels`);
-      const holdPids = p.pids().filter(Boolean);
+      const holdProcs = p.processes(PORTS.hold).filter((x) => x.pid);
       tunnelRss = await new Promise((resolve, reject) => {
         loadgen({
           ...p.target(PORTS.hold),
@@ -42,21 +70,36 @@ export async function runCost(topo, { runs, timing, quick }) {
           count: idleTunnels,
           onOpen: async (_info, release) => {
             await new Promise((r) => setTimeout(r, 1000));
-            const v = await Promise.all(holdPids.map(rssMb));
+            const v = await Promise.all(holdProcs.map(async (x) => ({ ...x, rssMb: await rssMb(x.pid) })));
             release();
-            resolve(v.reduce((a, b) => a + b, 0) / v.length);
+            resolve(idlePerRole(v).perRole);
           },
         }).catch(reject);
       });
     }
-    cost.push({
+    const idleRole = idlePerRole(idle);
+    return {
       path: p.name,
-      processes: pids.length,
-      vcpuPer1kRps: summary(vcpu),
-      rssMbAt1kRps: summary(rss),
-      idleRssMb: idleRss.reduce((a, b) => a + b, 0) / Math.max(1, idleRss.length),
+      // Per proxy role (pair total ÷ 2, helpers excluded), as Istio quotes ztunnel's cost.
+      vcpuPer1kRps: summary(accounted.map((a) => a.perRole.vcpuPer1kRps)),
+      rssMbAt1kRps: summary(accounted.map((a) => a.perRole.rssMb)),
+      idleRssMb: idleRole.perRole,
+      achievedRps: summary(accounted.map((a) => a.achievedRps)),
+      helpers: {
+        vcpuPer1kRps: summary(accounted.map((a) => a.helpers.vcpuPer1kRps)),
+        rssMbAt1kRps: summary(accounted.map((a) => a.helpers.rssMb)),
+        idleRssMb: idleRole.helpers,
+      },
+      // Every process, with its role and whether it was charged to the proxy role.
+      processes: procs.map((x, j) => ({
+        pid: x.pid,
+        role: x.role,
+        helper: Boolean(x.helper),
+        vcpuPer1kRps: summary(accounted.map((a) => a.processes[j].vcpuPer1kRps)),
+        rssMbAt1kRps: summary(accounted.map((a) => a.processes[j].rssMb)),
+        idleRssMb: idle[j].rssMb,
+      })),
       ...(tunnelRss !== undefined ? { idleTunnels, rssMbWithIdleTunnels: tunnelRss } : {}),
-    });
+    };
   }
-  return { cost };
 }
