@@ -68,7 +68,14 @@ export function socksConnect(
         s.off('data', onData);
         s.off('error', fail);
         const rest = buf.subarray(10);
-        if (rest.length) s.unshift(rest);
+        if (rest.length) {
+          // The server's first bytes came with the reply (a server-first app behind a tunnel that
+          // answers once it is up). unshift() on a flowing socket emits them at once, to nobody:
+          // hold them until the caller, resumed after `await`, has attached its listeners.
+          s.pause();
+          s.unshift(rest);
+          setImmediate(() => s.resume());
+        }
         resolve(s);
       }
     };
