@@ -1,0 +1,485 @@
+// Runs Istio's own node proxy, ztunnel, beside a real ambit mesh (issue 15): ztunnel is a client of
+// ambit's control plane (Delta xDS + CA, authenticated with a node token as `ambit node` is) and an
+// HBONE peer of ambit's node proxy. Nothing of ztunnel lives in the repo: the binary is the one the
+// user points AMBIT_ZTUNNEL_BIN at; without it (or without root) the interop tests skip, saying why.
+//
+// Topology (root; one /24 of 10.240.0.0/16 per test file, `k` = its third octet):
+//
+//   host network namespace                          netns ambit-zt-<name>
+//   ┌──────────────────────────────────────┐        ┌─────────────────────────────────────┐
+//   │ azt<k>h 10.240.k.1  (plaintext client)│ veth  │ azt<k>z 10.240.k.2 = pod demo/zt-pod │
+//   │   .3 ambit node proxy "node-a"        │═══════│ ztunnel (PROXY_MODE=dedicated)       │
+//   │   .5 ambit control plane :15012       │        │   SOCKS5 127.0.0.1:15080, HBONE 15008│
+//   │   .10 pod amb-client  .11 amb-server  │        │ apps on 0.0.0.0:<port>               │
+//   └──────────────────────────────────────┘        └─────────────────────────────────────┘
+//
+// The ambit addresses are /32s on the host end of the veth (the host answers ARP for them), so
+// ztunnel reaches them by plain routing; deleting the namespace deletes the veth and every address.
+// ztunnel's fixed ports (15000/15001/15006/15008/15020/15021/15053/15080) live in its own namespace,
+// so parallel test files never collide. Dedicated mode (one workload, PROXY_WORKLOAD_INFO) rather
+// than shared mode: shared mode takes its pods from the CNI agent over a unix SEQPACKET socket with
+// network-namespace fds (ZDS, ztunnel proto/zds.proto), which Node cannot send; the xDS, CA and HBONE
+// wire is the same in both modes (only the CA request's ImpersonatedIdentity differs, unit-tested).
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Mesh } from '../../src/cli/mesh-runner.js';
+import { SocksError, socksConnect } from '../../src/cli/socks-client.js';
+import { ensureNodeToken } from '../../src/controlplane/node-auth.js';
+import { readAdminToken } from '../../src/common/token.js';
+
+export const ZTUNNEL_BIN_ENV = 'AMBIT_ZTUNNEL_BIN';
+const SOCKS_CLIENT_JS = fileURLToPath(new URL('../../dist/cli/socks-client.js', import.meta.url));
+
+/** Why the interop tests cannot run here (printed when they skip), or undefined. */
+export function ztunnelSkipReason(): string | undefined {
+  const bin = process.env[ZTUNNEL_BIN_ENV];
+  if (!bin) return `${ZTUNNEL_BIN_ENV} is not set (build istio/ztunnel yourself and point it at the binary)`;
+  try {
+    accessSync(bin, constants.X_OK);
+  } catch {
+    return `${ZTUNNEL_BIN_ENV}=${bin} is not an executable file`;
+  }
+  if (process.platform !== 'linux') return 'not Linux (ztunnel runs in its own network namespace)';
+  if (process.getuid?.() !== 0) return 'not root (network namespaces and veth links need root)';
+  if (spawnSync('ip', ['-V']).status !== 0) return 'no `ip` command (iproute2)';
+  try {
+    accessSync(SOCKS_CLIENT_JS);
+  } catch {
+    return 'dist/ is not built (npx tsc -p tsconfig.json)';
+  }
+  return undefined;
+}
+
+/** Where everything of one interop run lives. */
+export interface InteropAddresses {
+  host: string;
+  ztunnelPod: string;
+  node: string;
+  controlPlane: string;
+  ambClient: string;
+  ambServer: string;
+}
+
+export function interopAddresses(k: number): InteropAddresses {
+  const a = (n: number) => `10.240.${k}.${n}`;
+  return { host: a(1), ztunnelPod: a(2), node: a(3), controlPlane: a(5), ambClient: a(10), ambServer: a(11) };
+}
+
+export const ZT_NODE = 'zt-node';
+export const SPIFFE = (sa: string, ns = 'demo') => `spiffe://cluster.local/ns/${ns}/sa/${sa}`;
+
+/** Service accounts of amb-server and zt-pod: the same one lets one policy read alike on both. */
+export interface InteropAccounts {
+  serverSa?: string;
+  ztSa?: string;
+}
+
+/**
+ * The mesh: namespace demo (ambient), ambit's node-a with amb-client (sa `client`) and amb-server,
+ * and zt-pod on zt-node (no Node object, so `Mesh` starts no ambit node proxy for it: ztunnel is
+ * that node). amb-server and zt-pod carry the label role=target; their accounts default to `target`.
+ */
+export function interopManifests(k: number, o: InteropAccounts = {}): string {
+  const ip = interopAddresses(k);
+  const pod = (name: string, node: string, podIp: string, sa: string, labels: string) =>
+    `apiVersion: v1\nkind: Pod\nmetadata: {name: ${name}, namespace: demo, labels: ${labels}}\n` +
+    `spec: {nodeName: ${node}, serviceAccountName: ${sa}}\nstatus: {podIP: ${podIp}}\n`;
+  return [
+    'apiVersion: v1\nkind: Namespace\nmetadata: {name: demo, labels: {istio.io/dataplane-mode: ambient}}\n',
+    'apiVersion: v1\nkind: Namespace\nmetadata: {name: istio-system}\n',
+    `apiVersion: v1\nkind: Node\nmetadata: {name: node-a}\nstatus: {addresses: [{type: InternalIP, address: ${ip.node}}]}\n`,
+    pod('amb-client', 'node-a', ip.ambClient, 'client', '{app: client}'),
+    pod('amb-server', 'node-a', ip.ambServer, o.serverSa ?? 'target', '{role: target, app: amb-server}'),
+    pod('zt-pod', ZT_NODE, ip.ztunnelPod, o.ztSa ?? 'target', '{role: target, app: zt-pod}'),
+  ].join('---\n');
+}
+
+export interface ZtunnelLog {
+  level: string;
+  target: string;
+  msg: string;
+  fields: Record<string, string>;
+}
+
+/** One ztunnel log line ("time\tlevel\ttarget\tmsg\tk=v k="v" …"), or undefined for a continuation line. */
+export function parseZtunnelLog(line: string): ZtunnelLog | undefined {
+  const parts = line.split('\t');
+  if (parts.length < 4 || !/^\d{4}-\d\d-\d\dT/.test(parts[0]!)) return undefined;
+  const fields: Record<string, string> = {};
+  for (const m of (parts.slice(4).join('\t') || '').matchAll(/([\w.]+)=("(?:[^"\\]|\\.)*"|\S+)/g)) {
+    const v = m[2]!;
+    fields[m[1]!] = v.startsWith('"') ? (JSON.parse(v) as string) : v;
+  }
+  return { level: parts[1]!, target: parts[2]!, msg: parts[3]!, fields };
+}
+
+export interface ProbeResult {
+  /** Bytes came back through the tunnel (the app answered). */
+  ok: boolean;
+  data: string;
+  error?: string;
+}
+
+export interface ZtunnelInteropOptions {
+  /** Short name: namespace ambit-zt-<name>. */
+  name: string;
+  /** Third octet in 10.240.0.0/16. */
+  k: number;
+  /** More manifests (policies), written beside the mesh's. */
+  extraManifests?: string;
+  accounts?: InteropAccounts;
+  /** TCP ports the app in ztunnel's namespace and amb-server listen on. */
+  appPorts: number[];
+  /** Redirect plaintext arriving on these ports in ztunnel's namespace to its 15006 (as in-pod capture does). */
+  capturePlaintext?: number[];
+}
+
+/** ambit mesh + ztunnel in its own namespace, started and stopped as one. */
+export class ZtunnelInterop {
+  readonly ip: InteropAddresses;
+  readonly netns: string;
+  readonly ztLogs: ZtunnelLog[] = [];
+  readonly meshLogs: { component: string; rec: Record<string, unknown> }[] = [];
+  mesh?: Mesh;
+  configDir = '';
+  stateDir = '';
+  private root = '';
+  private ztunnel?: ChildProcess;
+  private readonly apps: ChildProcess[] = [];
+  private readonly hostApps: net.Server[] = [];
+  private readonly waiters = new Set<() => void>();
+  private readonly hostIf: string;
+
+  constructor(readonly opts: ZtunnelInteropOptions) {
+    this.ip = interopAddresses(opts.k);
+    this.netns = `ambit-zt-${opts.name}`;
+    this.hostIf = `azt${opts.k}h`;
+  }
+
+  async start(): Promise<this> {
+    this.root = await mkdtemp(path.join(tmpdir(), 'ambit-zt-'));
+    this.configDir = path.join(this.root, 'config');
+    this.stateDir = path.join(this.root, 'state');
+    await mkdir(this.configDir);
+    await mkdir(this.stateDir);
+    this.createNetwork();
+    await writeFile(
+      path.join(this.configDir, 'mesh.yaml'),
+      interopManifests(this.opts.k, this.opts.accounts),
+    );
+    if (this.opts.extraManifests)
+      await writeFile(path.join(this.configDir, 'extra.yaml'), this.opts.extraManifests);
+    // ztunnel's node token, in the state directory like every node's (controlplane/node-auth.ts).
+    // ztunnel sends the file's bytes verbatim after "Bearer ": a copy without the newline.
+    const token = await ensureNodeToken(this.stateDir, ZT_NODE);
+    const tokenFile = path.join(this.root, 'ztunnel.token');
+    await writeFile(tokenFile, token, { mode: 0o600 });
+    this.mesh = await Mesh.start({
+      configDir: this.configDir,
+      stateDir: this.stateDir,
+      controlPlaneAddr: `${this.ip.controlPlane}:15012`,
+      env: { AMBIT_LOG_LEVEL: 'debug' },
+      onLog: (component, line) => {
+        try {
+          this.meshLogs.push({ component, rec: JSON.parse(line) as Record<string, unknown> });
+        } catch {
+          this.meshLogs.push({ component, rec: { msg: line } });
+        }
+        this.wake();
+      },
+    });
+    for (const port of this.opts.appPorts) {
+      this.apps.push(this.spawnInNetns(appScript(port)));
+      this.hostApps.push(await hostEcho(this.ip.ambServer, port, 'amb-server'));
+    }
+    for (const port of this.opts.capturePlaintext ?? []) {
+      this.execInNetns(
+        'iptables',
+        '-t',
+        'nat',
+        '-A',
+        'PREROUTING',
+        '-i',
+        `azt${this.opts.k}z`,
+        '-p',
+        'tcp',
+        '--dport',
+        String(port),
+        '-j',
+        'REDIRECT',
+        '--to-ports',
+        '15006',
+      );
+    }
+    this.startZtunnel(tokenFile);
+    await this.waitFor(
+      () => this.ztLogs.some((l) => l.msg.includes('marking server ready')),
+      20_000,
+      'ztunnel ready',
+    );
+    return this;
+  }
+
+  private createNetwork(): void {
+    const { k } = this.opts;
+    this.deleteNetwork();
+    const run = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
+    run('netns', 'add', this.netns);
+    run('-n', this.netns, 'link', 'set', 'lo', 'up');
+    run('link', 'add', this.hostIf, 'type', 'veth', 'peer', 'name', `azt${k}z`);
+    run('link', 'set', `azt${k}z`, 'netns', this.netns);
+    run('addr', 'add', `${this.ip.host}/24`, 'dev', this.hostIf);
+    for (const a of [this.ip.node, this.ip.controlPlane, this.ip.ambClient, this.ip.ambServer])
+      run('addr', 'add', `${a}/32`, 'dev', this.hostIf);
+    run('link', 'set', this.hostIf, 'up');
+    run('-n', this.netns, 'addr', 'add', `${this.ip.ztunnelPod}/24`, 'dev', `azt${k}z`);
+    run('-n', this.netns, 'link', 'set', `azt${k}z`, 'up');
+  }
+
+  private deleteNetwork(): void {
+    spawnSync('ip', ['netns', 'del', this.netns]);
+    spawnSync('ip', ['link', 'del', this.hostIf]);
+  }
+
+  private startZtunnel(tokenFile: string): void {
+    const rootCa = path.join(this.stateDir, 'ca', 'root-cert.pem');
+    const cp = `https://${this.ip.controlPlane}:15012`;
+    const env: Record<string, string> = {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      XDS_ADDRESS: cp,
+      CA_ADDRESS: cp,
+      XDS_ROOT_CA: rootCa,
+      CA_ROOT_CA: rootCa,
+      // ambit's serving certificate names istiod.istio-system.svc (controlplane/server.ts), as istiod's does.
+      ALT_XDS_HOSTNAME: 'istiod.istio-system.svc',
+      ALT_CA_HOSTNAME: 'istiod.istio-system.svc',
+      AUTH_TOKEN: tokenFile,
+      PROXY_MODE: 'dedicated',
+      PROXY_WORKLOAD_INFO: `demo/zt-pod/${this.opts.accounts?.ztSa ?? 'target'}`,
+      UNSTABLE_ENABLE_SOCKS5: 'true',
+      NODE_NAME: ZT_NODE,
+      INSTANCE_IP: this.ip.ztunnelPod,
+      ZTUNNEL_WORKER_THREADS: '1',
+      // Without in-pod capture the app's answer to a spoofed source would leave the namespace.
+      ENABLE_ORIG_SRC: 'false',
+      RUST_LOG: 'info',
+    };
+    const child = spawn('ip', ['netns', 'exec', this.netns, process.env[ZTUNNEL_BIN_ENV]!], {
+      cwd: this.root,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.ztunnel = child;
+    let buf = '';
+    const onData = (d: Buffer) => {
+      buf += d.toString();
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const rec = parseZtunnelLog(buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+        if (rec) this.ztLogs.push(rec);
+      }
+      this.wake();
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+  }
+
+  private spawnInNetns(script: string): ChildProcess {
+    const child = spawn(
+      'ip',
+      ['netns', 'exec', this.netns, process.execPath, '--input-type=module', '-e', script],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    child.stderr!.on('data', () => {});
+    return child;
+  }
+
+  execInNetns(cmd: string, ...args: string[]): string {
+    return execFileSync('ip', ['netns', 'exec', this.netns, cmd, ...args], { encoding: 'utf8' });
+  }
+
+  /** From the pod behind ztunnel: SOCKS5 to 127.0.0.1:15080 in its namespace, one round trip. */
+  async fromZtunnelPod(host: string, port: number): Promise<ProbeResult> {
+    const script = `
+      const { socksConnect } = await import(${JSON.stringify(SOCKS_CLIENT_JS)});
+      const out = (r) => { process.stdout.write(JSON.stringify(r)); process.exit(0); };
+      setTimeout(() => out({ ok: false, data: '', error: 'timeout' }), 5000);
+      try {
+        const s = await socksConnect({ host: '127.0.0.1', port: 15080 }, ${JSON.stringify(host)}, ${port});
+        let data = '';
+        s.on('data', (d) => (data += d));
+        s.on('error', (e) => out({ ok: false, data, error: e.message }));
+        s.on('close', () => out({ ok: data.includes('ping'), data }));
+        s.end('ping');
+      } catch (e) { out({ ok: false, data: '', error: e.message }); }`;
+    const child = this.spawnInNetns(script);
+    let stdout = '';
+    child.stdout!.on('data', (d) => (stdout += d));
+    await new Promise((r) => child.once('exit', r));
+    return JSON.parse(stdout || '{"ok":false,"data":"","error":"no output"}') as ProbeResult;
+  }
+
+  /** From amb-client through ambit's node proxy (SOCKS5 on the pod's 15080), one round trip. */
+  async fromAmbitPod(host: string, port: number, from = this.ip.ambClient): Promise<ProbeResult> {
+    let s: net.Socket;
+    try {
+      s = await socksConnect({ host: from, port: 15080 }, host, port);
+    } catch (err) {
+      return {
+        ok: false,
+        data: '',
+        error: err instanceof SocksError ? `socks: ${err.message}` : String(err),
+      };
+    }
+    return roundTrip(s);
+  }
+
+  /** Plaintext from outside the mesh (the host's 10.240.k.1), no proxy on the sending side. */
+  async plaintext(host: string, port: number): Promise<ProbeResult> {
+    const s = net.connect({ host, port, localAddress: this.ip.host });
+    return roundTrip(s);
+  }
+
+  /** Writes (or, with undefined, removes) a policy file and waits until ztunnel and node-a hold the result. */
+  async setPolicies(name: string, yaml: string | undefined): Promise<void> {
+    const before = await this.syncz();
+    const file = path.join(this.configDir, `${name}.yaml`);
+    if (yaml === undefined) await rm(file, { force: true });
+    else await writeFile(file, yaml);
+    const sentBefore = (p: string) =>
+      before.find((e) => e.proxy === p)?.types.find((t) => t.type === 'wads')?.sent;
+    let last: unknown;
+    await this.waitFor(
+      async () => {
+        const now = await this.syncz();
+        last = now;
+        const pushed = [ZT_NODE, 'node-a'].every((p) => {
+          const t = now.find((e) => e.proxy === p)?.types.find((x) => x.type === 'wads');
+          return t !== undefined && t.sent !== sentBefore(p);
+        });
+        return pushed && now.length >= 2 && now.every((e) => e.status === 'SYNCED');
+      },
+      10_000,
+      `policies ${name} pushed and ACKed by both proxies`,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; syncz before ${JSON.stringify(before)}, last ${JSON.stringify(last)}`);
+    });
+    // The workloads' policy lists follow the policies on the same push; ACKed means applied.
+    await this.waitFor(async () => (await this.syncz()).every((e) => e.status === 'SYNCED'), 5_000, 'synced');
+  }
+
+  /** The control plane's view of every proxy's xDS state (GET /debug/syncz). */
+  async syncz(): Promise<
+    { proxy: string; status: string; types: { type: string; sent: string; acked: string; nack?: string }[] }[]
+  > {
+    const token = readAdminToken(this.stateDir) ?? '';
+    const res = await fetch(`http://${this.ip.controlPlane}:15014/debug/syncz`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    if (!res.ok) throw new Error(`syncz ${res.status}`);
+    return (await res.json()) as Awaited<ReturnType<ZtunnelInterop['syncz']>>;
+  }
+
+  /** ztunnel's admin config_dump (127.0.0.1:15000 in its namespace). */
+  configDump(): Record<string, unknown> {
+    return JSON.parse(
+      this.execInNetns(
+        'node',
+        '-e',
+        "fetch('http://127.0.0.1:15000/config_dump').then(r=>r.text()).then(t=>process.stdout.write(t))",
+      ),
+    ) as Record<string, unknown>;
+  }
+
+  async waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      if (
+        await Promise.resolve()
+          .then(check)
+          .catch(() => false)
+      )
+        return;
+      if (Date.now() > end) throw new Error(`${what}: not within ${timeoutMs} ms`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(done, 100);
+        this.waiters.add(done);
+        function done() {
+          clearTimeout(t);
+          r();
+        }
+      });
+    }
+  }
+
+  private wake(): void {
+    for (const w of [...this.waiters]) {
+      this.waiters.delete(w);
+      w();
+    }
+  }
+
+  async stop(): Promise<void> {
+    for (const c of [this.ztunnel, ...this.apps]) {
+      if (c?.pid && c.exitCode === null) {
+        c.kill('SIGTERM');
+        await Promise.race([new Promise((r) => c.once('exit', r)), new Promise((r) => setTimeout(r, 3000))]);
+        if (c.exitCode === null) c.kill('SIGKILL');
+      }
+    }
+    await Promise.all(this.hostApps.map((s) => new Promise((r) => s.close(r))));
+    await this.mesh?.stop();
+    this.deleteNetwork();
+    if (this.root) await rm(this.root, { recursive: true, force: true });
+  }
+}
+
+/** The app in ztunnel's namespace: greets with its name and echoes. */
+function appScript(port: number): string {
+  return `
+    import net from 'node:net';
+    net.createServer({ allowHalfOpen: true }, (s) => {
+      s.on('error', () => {});
+      s.write('zt-pod:${port} ');
+      s.pipe(s);
+    }).listen(${port}, '0.0.0.0');`;
+}
+
+function hostEcho(host: string, port: number, name: string): Promise<net.Server> {
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.on('error', () => {});
+    s.write(`${name}:${port} `);
+    s.pipe(s);
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve(server));
+  });
+}
+
+function roundTrip(s: net.Socket): Promise<ProbeResult> {
+  return new Promise((resolve) => {
+    let data = '';
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve({ ok: false, data, error: 'timeout' });
+    }, 5000);
+    const finish = (error?: string) => {
+      clearTimeout(timer);
+      resolve({ ok: data.includes('ping'), data, ...(error ? { error } : {}) });
+    };
+    s.on('data', (d: Buffer) => (data += d.toString()));
+    s.on('error', (e) => finish(e.message));
+    s.on('close', () => finish());
+    s.on('connect', () => s.end('ping'));
+    if (!s.connecting) s.end('ping');
+  });
+}
