@@ -33,16 +33,25 @@ const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.join(here, '..', '..');
 
-export const ZT = {
-  nsClient: 'ambit-bzt-a',
-  nsServer: 'ambit-bzt-b',
-  vethClient: 'bzt-a',
-  vethServer: 'bzt-b',
-  client: '10.248.0.1',
-  server: '10.248.0.2',
-  ca: '10.248.0.3',
-  namespace: 'bench-zt',
-};
+/**
+ * Names and addresses of one ztunnel network: `index` 0 is the benchmark's (namespaces
+ * ambit-bzt-a/-b, 10.248.0.0/24), others are for tests running beside it (ambit-bzt-<i>a/-<i>b,
+ * 10.248.<i>.0/24), so a test never takes the benchmark's namespaces from under it.
+ */
+export function ztLayout(index = 0) {
+  if (!Number.isInteger(index) || index < 0 || index > 255) throw new RangeError(`layout index ${index}`);
+  const tag = index === 0 ? '' : String(index);
+  return {
+    nsClient: `ambit-bzt-${tag}a`,
+    nsServer: `ambit-bzt-${tag}b`,
+    vethClient: `bzt${tag}-a`,
+    vethServer: `bzt${tag}-b`,
+    client: `10.248.${index}.1`,
+    server: `10.248.${index}.2`,
+    ca: `10.248.${index}.3`,
+    namespace: 'bench-zt',
+  };
+}
 const PREFIX = 24;
 // Loopback's MTU is 64 KiB; a 1 500-byte veth would cost ztunnel's bulk figures 40× the segments.
 const VETH_MTU = 65535;
@@ -118,7 +127,7 @@ async function waitListening(ns, filter, timeoutMs, isDead) {
   }
 }
 
-function localXds() {
+function localXds(ZT) {
   // ztunnel's local config format (LOCAL_XDS_PATH; examples/localhost.yaml in istio/ztunnel): the
   // two pods as HBONE workloads, in the trust domain ambit's CA signs for.
   const workload = (name, node, ipAddr) => `- uid: Kubernetes//Pod/${ZT.namespace}/${name}
@@ -135,7 +144,7 @@ function localXds() {
   return `workloads:\n${workload('client', 'zt-a', ZT.client)}${workload('server', 'zt-b', ZT.server)}policies: []\nservices: []\n`;
 }
 
-function caManifests() {
+function caManifests(ZT) {
   const node = (name, addr) =>
     `apiVersion: v1\nkind: Node\nmetadata: {name: ${name}}\nstatus: {addresses: [{type: InternalIP, address: ${addr}}]}\n`;
   const pod = (name, nodeName, addr) =>
@@ -154,9 +163,10 @@ function caManifests() {
  * { paths, stop() }: a "direct (netns, veth)" baseline and one ztunnel pair per entry of
  * `workerThreads`; each pair is started by its `activate()` and stopped by `deactivate()`, so only
  * the pair under test runs.
- * @param {{ root: string, bin: string, workerThreads: number[], loadgen: Function, logLevel: string }} o
+ * @param {{ root: string, bin: string, workerThreads: number[], loadgen: Function, logLevel: string, layout?: number }} o
  */
 export async function startZtunnelNet(o) {
+  const ZT = ztLayout(o.layout ?? 0);
   const dir = path.join(o.root, 'ztunnel');
   await mkdir(path.join(dir, 'config'), { recursive: true });
   const cleanup = [];
@@ -213,7 +223,7 @@ export async function startZtunnelNet(o) {
 
     // The CA: an ambit control plane that knows the two pods and their nodes' tokens.
     const state = path.join(dir, 'state');
-    await writeFile(path.join(dir, 'config', 'zt.yaml'), caManifests());
+    await writeFile(path.join(dir, 'config', 'zt.yaml'), caManifests(ZT));
     const { ensureNodeToken } = await import(path.join(repo, 'dist', 'controlplane', 'node-auth.js'));
     const tokenFiles = {};
     for (const node of ['zt-a', 'zt-b']) {
@@ -242,7 +252,7 @@ export async function startZtunnelNet(o) {
     cleanup.push(() => stopProcesses([ca], [], []));
     await waitListening(ZT.nsServer, ['src', `${ZT.ca}:15012`], 30_000, ca.dead);
     const xdsFile = path.join(dir, 'local-xds.yaml');
-    await writeFile(xdsFile, localXds());
+    await writeFile(xdsFile, localXds(ZT));
 
     const startEnd = (side, threads) => {
       const client = side === 'client';
@@ -331,7 +341,7 @@ export async function startZtunnelNet(o) {
     cleanup.push(async () => {
       for (const p of paths) await p.deactivate?.();
     });
-    return { paths, stop };
+    return { paths, stop, layout: ZT };
   } catch (err) {
     await stop();
     throw err;

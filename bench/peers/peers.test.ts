@@ -20,7 +20,20 @@ import {
 } from './peers.mjs';
 
 type Addr = { host: string; port: number };
-type Peer = { name: string; entry: Addr & { connect?: boolean }; pids: number[]; stop(): Promise<void> };
+type Proc = { pid: number; role: string; helper: boolean };
+type Peer = {
+  name: string;
+  entry: Addr & { connect?: boolean };
+  pids: number[];
+  processes: Proc[];
+  stop(): Promise<void>;
+};
+
+/** `processes` names every pid of `pids` once (the cost suite charges by role; issue 16). */
+function rolesOf(peer: Peer): string[] {
+  expect(peer.processes.map((p) => p.pid).sort()).toEqual([...peer.pids].sort());
+  return peer.processes.map((p) => `${p.role}${p.helper ? ' (helper)' : ''}`).sort();
+}
 
 const ECHO: Addr = { host: '127.0.80.30', port: 18700 };
 const PAYLOAD = randomBytes(48 * 1024);
@@ -130,6 +143,7 @@ describe('bench peers', () => {
     );
     try {
       expect(peer.pids.length).toBeGreaterThanOrEqual(2);
+      expect(rolesOf(peer)).toEqual(['stunnel client side', 'stunnel server side']);
       for (let i = 0; i < 3; i++)
         expect((await roundTrip(await connectPlain(peer.entry))).equals(PAYLOAD)).toBe(true);
       expect(await refusesWithoutClientCert(serverAddr)).toMatch(/ALERT_CERTIFICATE_REQUIRED/);
@@ -147,6 +161,15 @@ describe('bench peers', () => {
     );
     try {
       expect(peer.entry.connect).toBe(true);
+      // Two ends, each an idle master and its worker, and tinyproxy beside them: a helper, which
+      // the cost suite lists apart and does not charge to the proxy role.
+      expect(rolesOf(peer)).toEqual([
+        'nghttpx client side, master',
+        'nghttpx client side, worker',
+        'nghttpx server side, master',
+        'nghttpx server side, worker',
+        'tinyproxy (last CONNECT hop) (helper)',
+      ]);
       // Several tunnels at once: they share the pooled h2 connection between the two nghttpx.
       const results = await Promise.all(
         [0, 1, 2].map(async () => roundTrip(await httpConnect(peer.entry, ECHO))),
