@@ -14,6 +14,7 @@ interface Summary {
 }
 interface Result {
   machine: { cores: number; node: string };
+  ztunnel: { skip?: string; line?: string; version?: { GitRevision?: string } };
   measurements: ({ path: string; test: string; unit: string; runs: number[] } & Summary)[];
   latency: { path: string; test: string; p50: Summary; p99: Summary; p999: Summary }[];
   cost: {
@@ -24,7 +25,21 @@ interface Result {
     rssMbAt1kRps: Summary;
     idleRssMb: number;
     rssMbWithIdleTunnels?: number;
+    processes?: { pid: number; role: string; helper: boolean; vcpuPer1kRps: Summary }[];
   }[];
+}
+
+/** With AMBIT_ZTUNNEL_BIN (and root) the l4 and cost suites add the ztunnel pairs; else they say why not. */
+const ZTUNNEL = Boolean(process.env.AMBIT_ZTUNNEL_BIN) && process.getuid?.() === 0;
+function checkZtunnel(result: Result, names: Set<string>, stdout: string) {
+  if (!ZTUNNEL) {
+    expect(result.ztunnel.skip).toMatch(/AMBIT_ZTUNNEL_BIN|root/);
+    expect(stdout).toMatch(/ztunnel: not measured/);
+    return;
+  }
+  expect(result.ztunnel.version?.GitRevision).toBeTruthy();
+  expect(stdout).toContain(result.ztunnel.line!);
+  expect(names.has('ztunnel pair, 1 worker thread')).toBe(true);
 }
 
 const RUN = path.join(path.dirname(fileURLToPath(import.meta.url)), 'run.mjs');
@@ -57,10 +72,25 @@ describe('bench harness', () => {
       expect(l.p999.median).toBeGreaterThanOrEqual(l.p99.median);
     }
     expect(stdout).toMatch(/\| target \| measured \| goal \|/);
+    checkZtunnel(result, paths, stdout);
   }, 300_000);
 
-  it('runs the cost suite quickly and reports CPU and memory per proxy', async () => {
-    const { result } = await runSuite('cost');
+  it('runs the cost suite quickly and reports CPU and memory per proxy role, every process listed', async () => {
+    const { result, stdout } = await runSuite('cost');
+    for (const c of result.cost) {
+      // Every process with its role; the role's figure comes from the pair's proxy processes.
+      expect(c.processes?.length, c.path).toBeGreaterThanOrEqual(2);
+      expect(c.processes!.filter((x) => !x.helper).length, c.path).toBeGreaterThanOrEqual(2);
+      for (const x of c.processes!) expect(x.role, c.path).toBeTruthy();
+      expect(c.vcpuPer1kRps.median, c.path).toBeGreaterThan(0);
+    }
+    const nghttpx = result.cost.find((c) => c.path === 'nghttpx pair');
+    if (nghttpx)
+      expect(nghttpx.processes!.filter((x) => x.helper).map((x) => x.role)).toEqual([
+        'tinyproxy (last CONNECT hop)',
+      ]);
+    expect(stdout).toMatch(/\| path \| pid \| role \| charged to the proxy role \|/);
+    checkZtunnel(result, new Set(result.cost.map((c) => c.path)), stdout);
     const ambit = result.cost.find((c) => c.path === 'ambit');
     expect(ambit).toBeDefined();
     expect(ambit!.vcpuPer1kRps.median).toBeGreaterThan(0);
