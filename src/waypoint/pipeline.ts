@@ -97,8 +97,19 @@ export class RequestPipeline {
     try {
       const plan = await this.prepare(x);
       if (plan.kind === 'local') return this.record(x, p.answer(down, x, plan));
+      // As for any request: a client gone while the waypoint decided gets no upstream tunnel
+      // (a WebSocket opened for nobody would stay open as long as the backend keeps it).
+      if (p.closed(down)) {
+        x.reason = 'reset by client';
+        return this.record(x, 0);
+      }
       const ep = this.pickOnce(x, plan);
       const tunnel = await this.deps.connect(ep.workload, ep.authority, x.ctx);
+      if (p.closed(down)) {
+        tunnel.destroy();
+        x.reason = 'downstream went away';
+        return this.record(x, 0);
+      }
       this.record(x, await p.upgrade(down, x, plan, tunnel));
     } catch (err) {
       this.fail(p, down, x, toFailure(err));

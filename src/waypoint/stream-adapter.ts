@@ -15,6 +15,11 @@ export interface SocketLike extends Duplex {
   setKeepAlive(enable?: boolean, delay?: number): this;
   ref(): this;
   unref(): this;
+  /**
+   * The peer ended its side of the tunnel (its FIN arrived), read or not yet: an upgrade socket
+   * the HTTP server handed over is not read while the waypoint decides, so its 'end' waits.
+   */
+  remoteEnded: boolean;
 }
 
 /** How long a half-closed tunnel may wait for the peer's end before it is reset. */
@@ -71,7 +76,10 @@ export function socketOf(inner: TunnelLike, allowHalfOpen = true): SocketLike {
     touch();
     if (!d.push(c)) inner.pause();
   });
-  inner.on('end', () => d.push(null));
+  inner.on('end', () => {
+    d.remoteEnded = true;
+    d.push(null);
+  });
   inner.on('error', (e) => d.destroy(e));
   inner.on('close', () => {
     if (idleTimer) clearTimeout(idleTimer);
@@ -86,5 +94,6 @@ export function socketOf(inner: TunnelLike, allowHalfOpen = true): SocketLike {
   d.setKeepAlive = () => d;
   d.ref = () => d;
   d.unref = () => d;
+  d.remoteEnded = false;
   return d;
 }

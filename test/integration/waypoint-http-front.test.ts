@@ -45,6 +45,8 @@ const m = new TestMesh({ octet: O, extraManifests: EXTRA });
 const servers: net.Server[] = [];
 /** The waypoint's pooled sessions to the h2c backends: closed at the end, or server.close() waits 60 s. */
 const backendSessions: http2.ServerHttp2Session[] = [];
+/** Upgraded backend connections, closed at the end. */
+const upgraded: net.Socket[] = [];
 /** Every request path the backends received, HTTP/1.1 and h2c alike. */
 const received: string[] = [];
 
@@ -55,6 +57,14 @@ beforeAll(async () => {
       received.push(req.url ?? '');
       if (req.url?.startsWith('/unavailable')) return void res.writeHead(503).end('down\n');
       res.end('h1 backend\n');
+    });
+    // A WebSocket backend that keeps every upgraded connection open: one opened for a client that
+    // left would stay.
+    h1.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
+      received.push(req.url ?? '');
+      socket.on('error', () => {});
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+      upgraded.push(socket);
     });
     servers.push(await listen(h1, host, 8080));
     const h2 = http2.createServer();
@@ -72,6 +82,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await m.stop();
   for (const session of backendSessions) session.destroy();
+  for (const socket of upgraded) socket.destroy();
   for (const s of servers) await closeServer(s);
 });
 
@@ -118,6 +129,24 @@ describe('a client that leaves while the waypoint decides', () => {
     expect(
       m.logs.slice(from).filter((l) => l.rec.msg === 'request complete' && l.rec.path === '/delayed/h1'),
     ).toHaveLength(1);
+  }, 30_000);
+
+  it('HTTP/1.1 WebSocket upgrade: no upstream tunnel, one record with status 0 and reset by client', async () => {
+    const from = m.logs.length;
+    const s = await socksConnect({ host: SLEEP, port: 15080 }, 'front-h1.demo', 8080);
+    s.on('error', () => {});
+    s.write(
+      'GET /delayed/ws HTTP/1.1\r\nHost: front-h1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
+        'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+    );
+    await new Promise((r) => setTimeout(r, 300)); // the waypoint is in the fault delay now
+    s.destroy();
+    const rec = await recordOf('/delayed/ws', from);
+    expect(rec.rec.status).toBe(0);
+    expect(rec.rec.reason).toBe('reset by client');
+    expect(rec.rec.upgrade).toBe('websocket');
+    await pastTheDelay();
+    expect(received).not.toContain('/delayed/ws');
   }, 30_000);
 
   it('HTTP/2: no upstream request, one record with status 0 and reset by client', async () => {

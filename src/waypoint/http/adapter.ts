@@ -65,8 +65,10 @@ export interface UpstreamRequest {
   whenBuffered(cb: (body: Buffer) => void): void;
 }
 
-/** What every downstream side can do: answer from the waypoint, or fail. */
+/** What every downstream side can do: say whether the client is gone, answer from the waypoint, or fail. */
 export interface DownstreamAdapter<D> {
+  /** True once the client reset the request or closed the connection. */
+  closed(down: D): boolean;
   /** Writes an answer from the waypoint; returns the HTTP status to record (a gRPC answer is 200). */
   answer(down: D, x: Exchange, a: LocalAnswer): number;
   /**
@@ -81,8 +83,6 @@ export interface DownstreamAdapter<D> {
 export interface ProtocolAdapter<D, R extends UpstreamRequest, A> extends DownstreamAdapter<D> {
   /** A signal aborted when the client goes away before its answer is out. */
   watch(down: D): AbortSignal;
-  /** True once the client reset the request or closed the connection. */
-  closed(down: D): boolean;
   /** The upstream head (route edits, rewrite, forwarding headers) and the body, read as the protocol allows. */
   readBody(down: D, x: Exchange, plan: Plan): Promise<R>;
   /** One try to `ep` on the protocol's pool; `limiter` is the destination's limits (none for a pod). */

@@ -13,7 +13,7 @@ import type { TunnelContext } from '../tunnel-context.js';
 import { applyModifier, forwardHeaders, rewrittenPath, stripHopByHop, toL7Request } from '../http-request.js';
 import type { RequestPipeline } from '../pipeline.js';
 import { newExchange, type Exchange } from '../request-record.js';
-import { socketOf } from '../stream-adapter.js';
+import { socketOf, type SocketLike } from '../stream-adapter.js';
 import {
   hasBody,
   localAnswer,
@@ -89,6 +89,16 @@ export class Http1Upgrades implements UpgradeAdapter<UpgradeDown> {
       x,
       new HttpFailure(403, 'upgrade_failed: CONNECT is not enabled on the waypoint', 'CONNECT not allowed'),
     );
+  }
+
+  /**
+   * Gone once the tunnel is torn down or the client's FIN arrived: Envoy's HTTP connection
+   * manager does not half-close downstream connections, a remote close resets the request
+   * ("downstream remote disconnect"). The socket is not read while the waypoint decides, so its
+   * own 'end' has not fired; the adapter under it (stream-adapter.ts) knows.
+   */
+  closed({ socket }: UpgradeDown): boolean {
+    return socket.destroyed || (socket as Partial<SocketLike>).remoteEnded === true;
   }
 
   answer({ socket }: UpgradeDown, _x: Exchange, a: LocalAnswer): number {
