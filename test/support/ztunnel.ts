@@ -348,32 +348,36 @@ export class ZtunnelInterop {
     return roundTrip(s);
   }
 
-  /** Writes (or, with undefined, removes) a policy file and waits until ztunnel and node-a hold the result. */
+  /**
+   * Writes (or, with undefined, removes) a policy file and waits until ztunnel and node-a hold the
+   * result: both got a new response (of either type) and ACKed everything, and nothing more was
+   * sent for 300 ms (one config change is one index update: its Authorization and Address pushes
+   * follow each other within milliseconds). The change must alter what proxies see.
+   */
   async setPolicies(name: string, yaml: string | undefined): Promise<void> {
+    const nonces = (z: Awaited<ReturnType<ZtunnelInterop['syncz']>>, p: string) =>
+      (z.find((e) => e.proxy === p)?.types ?? []).map((t) => `${t.type}=${t.sent}`).join(',');
     const before = await this.syncz();
     const file = path.join(this.configDir, `${name}.yaml`);
     if (yaml === undefined) await rm(file, { force: true });
     else await writeFile(file, yaml);
-    const sentBefore = (p: string) =>
-      before.find((e) => e.proxy === p)?.types.find((t) => t.type === 'wads')?.sent;
-    let last: unknown;
+    let last: Awaited<ReturnType<ZtunnelInterop['syncz']>> = before;
+    let stableSince = 0;
     await this.waitFor(
       async () => {
         const now = await this.syncz();
+        const moved = [ZT_NODE, 'node-a'].every((p) => nonces(now, p) !== nonces(before, p));
+        const same = [ZT_NODE, 'node-a'].every((p) => nonces(now, p) === nonces(last, p));
+        const synced = now.length >= 2 && now.every((e) => e.status === 'SYNCED');
+        if (!(moved && synced && same)) stableSince = Date.now();
         last = now;
-        const pushed = [ZT_NODE, 'node-a'].every((p) => {
-          const t = now.find((e) => e.proxy === p)?.types.find((x) => x.type === 'wads');
-          return t !== undefined && t.sent !== sentBefore(p);
-        });
-        return pushed && now.length >= 2 && now.every((e) => e.status === 'SYNCED');
+        return moved && synced && same && Date.now() - stableSince >= 300;
       },
       10_000,
-      `policies ${name} pushed and ACKed by both proxies`,
+      `policies ${name} pushed to and ACKed by both proxies`,
     ).catch((err: Error) => {
       throw new Error(`${err.message}; syncz before ${JSON.stringify(before)}, last ${JSON.stringify(last)}`);
     });
-    // The workloads' policy lists follow the policies on the same push; ACKed means applied.
-    await this.waitFor(async () => (await this.syncz()).every((e) => e.status === 'SYNCED'), 5_000, 'synced');
   }
 
   /** The control plane's view of every proxy's xDS state (GET /debug/syncz). */
