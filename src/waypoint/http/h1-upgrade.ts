@@ -92,10 +92,11 @@ export class Http1Upgrades implements UpgradeAdapter<UpgradeDown> {
   }
 
   /**
-   * Gone once the tunnel is torn down or the client's FIN arrived: Envoy's HTTP connection
-   * manager does not half-close downstream connections, a remote close resets the request
-   * ("downstream remote disconnect"). The socket is not read while the waypoint decides, so its
-   * own 'end' has not fired; the adapter under it (stream-adapter.ts) knows.
+   * Gone once the tunnel is torn down or the client's FIN arrived: Envoy's downstream connections
+   * run with half-close disabled, where "a remote FIN means the remote intends a full close"
+   * (source/common/network/connection_impl.cc, readDisable and onReadReady), even while reads
+   * are disabled (early close detection). The socket is not read while the waypoint decides, so
+   * its own 'end' has not fired; the adapter under it (stream-adapter.ts) knows.
    */
   closed({ socket }: UpgradeDown): boolean {
     return socket.destroyed || (socket as Partial<SocketLike>).remoteEnded === true;
