@@ -4,7 +4,7 @@
 // AMBIT_ZTUNNEL_BIN, the ztunnel pairs in their own network namespaces (lib/ztunnel.mjs).
 import { fork, spawn } from 'node:child_process';
 import { mkdtemp, mkdir, writeFile, rm } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { progress } from './stats.mjs';
@@ -141,7 +141,10 @@ export async function startTopology({ withPeers = true, only } = {}) {
  * the reason in `info.skip`.
  */
 async function startZtunnelPaths(root, stops, { only, logLevel }) {
-  const threads = [...new Set([1, Math.max(1, cpus().length)])];
+  // One worker thread (as ambit's one event loop), then as many as the cores this process may use
+  // (its CPU affinity): the count ztunnel's chart sets from a CPU limit (ZTUNNEL_RESOURCE_CPU_LIMIT
+  // in istio/ztunnel src/config.rs) on a node proxy given the whole machine.
+  const threads = [...new Set([1, Math.max(1, availableParallelism())])];
   if (!threads.some((t) => selects(only, `ztunnel pair, ${t} worker thread`)))
     return { paths: [], info: { skip: 'not selected by --only' } };
   const z = await import('./ztunnel.mjs');
@@ -151,13 +154,27 @@ async function startZtunnelPaths(root, stops, { only, logLevel }) {
     return { paths: [], info };
   }
   progress(`ztunnel pair: ${z.ztunnelVersionLine(info.version)}`);
-  const net = await z.startZtunnelNet({
-    root,
-    bin: info.bin,
-    workerThreads: threads.filter((t) => selects(only, `ztunnel pair, ${t} worker thread`)),
-    loadgen,
-    logLevel: z.rustLogLevel(logLevel),
-  });
+  let net;
+  try {
+    net = await z.startZtunnelNet({
+      root,
+      bin: info.bin,
+      workerThreads: threads.filter((t) => selects(only, `ztunnel pair, ${t} worker thread`)),
+      loadgen,
+      logLevel: z.rustLogLevel(logLevel),
+    });
+  } catch (err) {
+    // As a peer that fails to start: the other paths still run, and the header says why.
+    progress(`ztunnel pair: skipped (${err.message})`);
+    return {
+      paths: [],
+      info: {
+        bin: info.bin,
+        version: info.version,
+        skip: `setting up its namespaces failed: ${err.message}`,
+      },
+    };
+  }
   stops.push(() => net.stop());
   return {
     paths: net.paths,
