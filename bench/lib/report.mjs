@@ -110,7 +110,9 @@ export function ztunnelComparisonMarkdown(r) {
         : Math.abs(x) >= 1
           ? x.toFixed(2)
           : x.toFixed(3);
-  const div = (a, b) => (a === undefined || b === undefined || b === 0 ? '–' : `${(a / b).toFixed(2)}×`);
+  // An added latency can come out at or below zero in a noisy run: no ratio then.
+  const div = (a, b) =>
+    a === undefined || b === undefined || !(a > 0 && b > 0) ? '–' : `${(a / b).toFixed(2)}×`;
   return [
     'ambit next to ztunnel (same run, medians):',
     '',
