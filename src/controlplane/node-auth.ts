@@ -123,3 +123,26 @@ function bearerToken(metadata: Metadata): string | undefined {
   const m = /^Bearer\s+(\S+)\s*$/i.exec(value);
   return m?.[1];
 }
+
+/** The header ztunnel sends beside its token (ztunnel identity/auth.rs; istiod's `clusterIDMeta`). */
+export const CLUSTER_ID_HEADER = 'clusterid';
+
+/**
+ * Why a caller's `clusterid` header disqualifies it, or undefined. istiod
+ * (security/pkg/server/ca/authenticate/kubeauth/kube_jwt.go, getKubeClient) checks a token against
+ * the cluster the caller names, and refuses a cluster it does not know ("client claims to be in
+ * cluster X, but we only know about local cluster Y"); no header means the local cluster. ambit
+ * knows one cluster, so a token is only ever valid for it: a caller naming another is refused
+ * before its token is looked at. Unlike istiod, more than one value is refused too (istiod reads
+ * them as no header): a caller that sends two cluster names is not one we understand.
+ */
+export function clusterIdRefusal(metadata: Metadata, clusterId: string): string | undefined {
+  const values = metadata.get(CLUSTER_ID_HEADER);
+  if (values.length === 0) return undefined;
+  if (values.length > 1) return `${values.length} ${CLUSTER_ID_HEADER} headers`;
+  const claimed = values[0];
+  if (typeof claimed !== 'string') return `${CLUSTER_ID_HEADER} header is not text`;
+  // istiod reads an empty value as no claim (getKubeClient: `clusterID == ""`).
+  if (claimed === clusterId || claimed === '') return undefined;
+  return `client claims to be in cluster ${JSON.stringify(claimed)}, but this control plane serves cluster ${JSON.stringify(clusterId)}`;
+}

@@ -19,7 +19,8 @@ import { DEFAULT_TRUST_DOMAIN } from '../xds/resources.js';
 import type { KeyAlgorithm } from '../identity/keys.js';
 import { MeshCa } from './ca.js';
 import { createCaHandlers } from './ca-server.js';
-import { LocalNodeAuthenticator } from './node-auth.js';
+import { LocalNodeAuthenticator, clusterIdRefusal } from './node-auth.js';
+import { DEFAULT_CLUSTER_ID } from './workload-builder.js';
 import { AmbientIndex, type WaypointStatus } from './ambient-index.js';
 import { DeltaXdsServer, XDS_SERVER_OPTIONS } from './xds-server.js';
 import { KubeControlPlane, type KubeModeOptions } from './kube-controlplane.js';
@@ -137,7 +138,16 @@ export class ControlPlane {
     await kube?.startControllers(this.ca.rootCertPem);
 
     // 3. gRPC: ADS + CA over TLS
-    const auth = kube ?? new LocalNodeAuthenticator(o.stateDir);
+    const nodeAuth = kube ?? new LocalNodeAuthenticator(o.stateDir);
+    // A caller naming another cluster is refused before its token is read (istiod's kube_jwt.go).
+    const auth = {
+      authenticate: (md: grpc.Metadata) => {
+        const refusal = clusterIdRefusal(md, DEFAULT_CLUSTER_ID);
+        if (refusal === undefined) return nodeAuth.authenticate(md);
+        this.log.warn({ part: 'auth', reason: refusal }, `proxy refused: ${refusal}`);
+        return undefined;
+      },
+    };
     const metrics = new ControlPlaneMetrics(this.registry, {
       connectedProxies: () => this.xds?.connections().length ?? 0,
       rootCertNotAfter: () => this.ca?.rootNotAfter,

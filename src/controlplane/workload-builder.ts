@@ -23,6 +23,8 @@ export interface IndexOptions {
 }
 
 export const DOMAIN_SUFFIX = 'svc.cluster.local';
+/** Istio's default cluster ID (istiod's and ztunnel's `CLUSTER_ID`); the first part of a workload uid. */
+export const DEFAULT_CLUSTER_ID = 'Kubernetes';
 const LABEL_CANONICAL_NAME = ['service.istio.io/canonical-name', 'app.kubernetes.io/name', 'app'];
 const LABEL_CANONICAL_REVISION = [
   'service.istio.io/canonical-revision',

@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
+  CLUSTER_ID_HEADER,
   LocalNodeAuthenticator,
+  clusterIdRefusal,
   ensureNodeToken,
   readNodeToken,
 } from '../../../src/controlplane/node-auth.js';
@@ -80,5 +82,24 @@ describe('LocalNodeAuthenticator', () => {
     expect(auth.authenticate(bearer(`Bearer ${token}`))).toBeUndefined(); // too soon to re-read
     now += 600;
     expect(auth.authenticate(bearer(`Bearer ${token}`))).toBe('late-node');
+  });
+});
+
+describe('clusterid (istiod kube_jwt.go: a caller names its cluster; an unknown one is refused)', () => {
+  const md = (...values: string[]) => {
+    const m = new Metadata();
+    for (const v of values) m.add(CLUSTER_ID_HEADER, v);
+    return m;
+  };
+  it.each([
+    ['no header: the local cluster', md(), undefined],
+    ['this cluster', md('Kubernetes'), undefined],
+    ['another cluster', md('east'), 'client claims to be in cluster "east"'],
+    ['the empty name: no claim, as in istiod', md(''), undefined],
+    ['two values', md('Kubernetes', 'Kubernetes'), '2 clusterid headers'],
+  ])('%s', (_name, metadata, refusal) => {
+    const got = clusterIdRefusal(metadata, 'Kubernetes');
+    if (refusal === undefined) expect(got).toBeUndefined();
+    else expect(got).toContain(refusal);
   });
 });
