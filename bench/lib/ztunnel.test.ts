@@ -61,6 +61,41 @@ describe('ztunnel pair for the benchmarks', () => {
     );
   });
 
+  it('refuses a namespace that already has processes in it, and leaves it and them alone', async (ctx) => {
+    if (process.getuid?.() !== 0) {
+      console.warn('skipped: creating network namespaces needs root');
+      ctx.skip('creating network namespaces needs root');
+    }
+    const layout = ztLayout(3);
+    await run('ip', ['netns', 'add', layout.nsClient]);
+    const { spawn } = await import('node:child_process');
+    const squatter = spawn('ip', ['netns', 'exec', layout.nsClient, 'sleep', '30'], { stdio: 'ignore' });
+    try {
+      for (let i = 0; i < 50 && !(await run('ip', ['netns', 'pids', layout.nsClient])).stdout.trim(); i++)
+        await new Promise((r) => setTimeout(r, 20));
+      const root = await mkdtemp(path.join(tmpdir(), 'ambit-bzt-test-'));
+      await expect(
+        startZtunnelNet({
+          root,
+          bin: '/bin/false',
+          workerThreads: [1],
+          loadgen,
+          logLevel: 'warn',
+          layout: 3,
+        }),
+      ).rejects.toThrow(new RegExp(`${layout.nsClient} exists with processes ${squatter.pid}`));
+      await rm(root, { recursive: true, force: true });
+      expect(alive(squatter.pid!)).toBe(true);
+      expect((await run('ip', ['netns', 'list'])).stdout).toMatch(new RegExp(`^${layout.nsClient}\\b`, 'm'));
+    } finally {
+      squatter.kill();
+      await new Promise((r) =>
+        squatter.exitCode !== null || squatter.signalCode ? r(null) : squatter.once('exit', r),
+      );
+      await run('ip', ['netns', 'del', layout.nsClient]);
+    }
+  });
+
   it('carries HTTP and bulk bytes over mutual-TLS HBONE between two namespaces, and cleans up', async (ctx) => {
     const avail = await ztunnelAvailability();
     if (avail.skip) {
