@@ -163,4 +163,32 @@ describe.skipIf(!!skip)('ztunnel against ambit', () => {
       expect(line.rec['src.identity']).toBe(SPIFFE('zt'));
     });
   });
+
+  describe('a Service ambit publishes, resolved by both proxies', () => {
+    it('ztunnel and ambit both send the VIP’s port 80 to an endpoint’s 7000, and each reaches both endpoints', async () => {
+      const seen = { ztunnel: new Set<string>(), ambit: new Set<string>() };
+      for (let i = 0; i < 12; i++) {
+        for (const [who, r] of [
+          ['ztunnel', await zt.fromZtunnelPod(zt.ip.vip, 80)],
+          ['ambit', await zt.fromAmbitPod(zt.ip.vip, 80)],
+        ] as const) {
+          expect(r, who).toMatchObject({ ok: true });
+          seen[who].add(r.data.split(' ')[0]!);
+        }
+      }
+      // 12 tries each, two endpoints: both seen unless the pick is stuck (chance 2^-11 per proxy).
+      expect([...seen.ztunnel].sort()).toEqual(['amb-server:7000', 'zt-pod:7000']);
+      expect([...seen.ambit].sort()).toEqual(['amb-server:7000', 'zt-pod:7000']);
+      const dump = zt.configDump() as {
+        services: { hostname: string; endpoints: Record<string, unknown> }[];
+      };
+      const svc = dump.services.find((x) => x.hostname === 'target.demo.svc.cluster.local');
+      expect(Object.keys(svc?.endpoints ?? {}).length).toBe(2);
+    });
+  });
+
+  it('ztunnel logged no warning or error about ambit’s config, certificates or streams (its access lines aside)', () => {
+    const complaints = zt.ztLogs.filter((l) => /warn|error/.test(l.level) && l.target !== 'access');
+    expect(complaints).toEqual([]);
+  });
 });

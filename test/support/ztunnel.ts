@@ -63,11 +63,21 @@ export interface InteropAddresses {
   controlPlane: string;
   ambClient: string;
   ambServer: string;
+  /** Service `target`'s VIP. */
+  vip: string;
 }
 
 export function interopAddresses(k: number): InteropAddresses {
   const a = (n: number) => `10.240.${k}.${n}`;
-  return { host: a(1), ztunnelPod: a(2), node: a(3), controlPlane: a(5), ambClient: a(10), ambServer: a(11) };
+  return {
+    host: a(1),
+    ztunnelPod: a(2),
+    node: a(3),
+    controlPlane: a(5),
+    ambClient: a(10),
+    ambServer: a(11),
+    vip: a(100),
+  };
 }
 
 export const ZT_NODE = 'zt-node';
@@ -96,6 +106,9 @@ export function interopManifests(k: number, o: InteropAccounts = {}): string {
     pod('amb-client', 'node-a', ip.ambClient, 'client', '{app: client}'),
     pod('amb-server', 'node-a', ip.ambServer, o.serverSa ?? 'target', '{role: target, app: amb-server}'),
     pod('zt-pod', ZT_NODE, ip.ztunnelPod, o.ztSa ?? 'target', '{role: target, app: zt-pod}'),
+    // Service `target` (VIP 10.240.k.100, port 80 → 7000) with both as endpoints.
+    `apiVersion: v1\nkind: Service\nmetadata: {name: target, namespace: demo}\n` +
+      `spec: {clusterIP: ${ip.vip}, selector: {role: target}, ports: [{name: tcp, port: 80, targetPort: 7000}]}\n`,
   ].join('---\n');
 }
 
