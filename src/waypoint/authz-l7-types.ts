@@ -65,3 +65,6 @@ export interface CustomMatch {
   matched: { policy: string; provider: string; ruleIndex: number }[];
   dryRun: string[];
 }
+
+/** Body Envoy sends with a 403 from its RBAC filter (and a CUSTOM denial without a body); users grep for it. */
+export const RBAC_DENIED_BODY = 'RBAC: access denied';

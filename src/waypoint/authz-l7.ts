@@ -67,8 +67,7 @@ export type {
   WaypointPolicySet,
 };
 
-/** Body Envoy sends with a 403 from its RBAC filter; users grep for it. */
-export const RBAC_DENIED_BODY = 'RBAC: access denied';
+export { RBAC_DENIED_BODY } from './authz-l7-types.js';
 
 /**
  * The AuthorizationPolicies that bind to `waypoint` through targetRef(s): kind Gateway naming it,

@@ -14,7 +14,7 @@ import type { Duplex } from 'node:stream';
 import { formatSocketAddr, type SocketAddr } from '../common/addr.js';
 import type { Service, Workload } from '../xds/resources.js';
 import type { ExtAuthzProvider } from '../config/mesh-config.js';
-import type { CustomMatch } from './authz-l7-types.js';
+import { RBAC_DENIED_BODY, type CustomMatch } from './authz-l7-types.js';
 import type { CheckInput, CheckOutcome } from './ext-authz-check.js';
 import { checkHttp } from './ext-authz-http.js';
 import { checkGrpc } from './ext-authz-grpc.js';
@@ -53,8 +53,6 @@ export type ProviderDial = (
 ) => Promise<
   { ok: true; stream: Duplex; authority: string } | { ok: false; unresolved: boolean; reason: string }
 >;
-
-export const RBAC_DENIED_BODY = 'RBAC: access denied';
 
 const NONE: CustomDecision = {
   allow: true,
