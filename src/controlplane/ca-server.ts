@@ -91,6 +91,8 @@ export function createCaHandlers(opts: CaHandlerOptions): UntypedServiceImplemen
       {
         node,
         identity: issued.spiffeId,
+        // A shared-mode ztunnel asks on its pods' behalf (ImpersonatedIdentity); say so.
+        ...(impersonated !== undefined ? { impersonated: true } : {}),
         'cert.serial': issued.serial,
         'cert.not_after': issued.notAfter.toISOString(),
       },

@@ -136,8 +136,10 @@ describe('CreateCertificate as ztunnel sends it', () => {
   });
 
   it('shared mode: ImpersonatedIdentity equal to the CSR’s SAN, for a pod on the node, is issued', async () => {
+    const from = lines.length;
     const r = await createCertificate(ztunnelHeaders(), ID_A, ID_A);
     expect(r).toMatchObject({ chain: expect.any(Array) as unknown });
+    expect(lines.slice(from).find((l) => l.msg === 'certificate issued')?.impersonated).toBe(true);
   });
 
   it('shared mode: impersonating a pod on another node is refused', async () => {

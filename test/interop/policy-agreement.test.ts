@@ -10,10 +10,19 @@
 // tested in network namespaces: test/e2e/netns-peer-authn-precedence.test.ts), and say so.
 // 10.240.241.0/24; skips, saying why, without AMBIT_ZTUNNEL_BIN or root.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ProbeResult, ZtunnelInterop, ztunnelSkipReason } from '../support/ztunnel.js';
+import {
+  type ProbeResult,
+  ZtunnelInterop,
+  sharedModeSkipReason,
+  ztunnelSkipReason,
+} from '../support/ztunnel.js';
 
 const skip = ztunnelSkipReason();
 if (skip) console.log(`ztunnel policy agreement skipped: ${skip}`);
+// Shared mode is how ambient runs ztunnel; dedicated mode enforces with the same code.
+const sharedSkip = sharedModeSkipReason();
+const MODE = sharedSkip ? 'dedicated' : 'shared';
+if (!skip && sharedSkip) console.log(`ztunnel policy agreement in dedicated mode: ${sharedSkip}`);
 
 const K = 241;
 const CLIENT_IP = `10.240.${K}.10`;
@@ -244,6 +253,7 @@ const CASES: Case[] = [
 const zt = new ZtunnelInterop({
   name: 'agree',
   k: K,
+  mode: MODE,
   appPorts: [7000, 7001],
   capturePlaintext: [7000, 7001],
 });
@@ -256,7 +266,10 @@ describe.skipIf(!!skip)(
       await zt.start();
     }, 60_000);
     afterAll(async () => {
-      if (table.length) console.log(['decision table (ambit | ztunnel | expected):', ...table].join('\n'));
+      if (table.length)
+        console.log(
+          [`decision table, ztunnel in ${MODE} mode (ambit | ztunnel | expected):`, ...table].join('\n'),
+        );
       await zt.stop();
     }, 30_000);
 

@@ -15,11 +15,14 @@
 //
 // The ambit addresses are /32s on the host end of the veth (the host answers ARP for them), so
 // ztunnel reaches them by plain routing; deleting the namespace deletes the veth and every address.
-// ztunnel's fixed ports (15000/15001/15006/15008/15020/15021/15053/15080) live in its own namespace,
-// so parallel test files never collide. Dedicated mode (one workload, PROXY_WORKLOAD_INFO) rather
-// than shared mode: shared mode takes its pods from the CNI agent over a unix SEQPACKET socket with
-// network-namespace fds (ZDS, ztunnel proto/zds.proto), which Node cannot send; the xDS, CA and HBONE
-// wire is the same in both modes (only the CA request's ImpersonatedIdentity differs, unit-tested).
+// ztunnel's fixed ports (15000/15001/15006/15008/15020/15021/15053/15080) live in namespaces of
+// its own, so parallel test files never collide.
+//
+// Two modes (`mode`): dedicated (ztunnel runs in zt-pod's namespace and serves only it,
+// PROXY_WORKLOAD_INFO) and shared, as ambient runs it: ztunnel runs in ambit-zt-<name>-node
+// (10.240.k.4 on a second veth) and is handed zt-pod's namespace by zds-node-agent.py, a stand-in
+// for istio-cni's node agent (ZDS over a unix SEQPACKET socket with the namespace's fd); ztunnel
+// then opens zt-pod's listeners inside the pod's namespace, as in a cluster.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -63,6 +66,8 @@ export interface InteropAddresses {
   controlPlane: string;
   ambClient: string;
   ambServer: string;
+  /** ztunnel's own address in shared mode (its node namespace). */
+  ztunnelNode: string;
   /** Service `target`'s VIP. */
   vip: string;
 }
@@ -73,6 +78,7 @@ export function interopAddresses(k: number): InteropAddresses {
     host: a(1),
     ztunnelPod: a(2),
     node: a(3),
+    ztunnelNode: a(4),
     controlPlane: a(5),
     ambClient: a(10),
     ambServer: a(11),
@@ -148,14 +154,35 @@ export interface ZtunnelInteropOptions {
   accounts?: InteropAccounts;
   /** TCP ports the app in ztunnel's namespace and amb-server listen on. */
   appPorts: number[];
-  /** Redirect plaintext arriving on these ports in ztunnel's namespace to its 15006 (as in-pod capture does). */
+  /** Redirect plaintext arriving on these ports in the pod's namespace to ztunnel's 15006 (as in-pod capture does). */
   capturePlaintext?: number[];
+  /**
+   * dedicated (default): ztunnel runs in zt-pod's namespace and serves only it. shared: as ambient
+   * runs it, ztunnel runs in a node namespace of its own (ambit-zt-<name>-node, 10.240.k.4) and
+   * is handed zt-pod's namespace by a stand-in for istio-cni's node agent (zds-node-agent.py);
+   * its listeners for the pod open inside the pod's namespace.
+   */
+  mode?: 'dedicated' | 'shared';
+}
+
+const ZDS_AGENT = fileURLToPath(new URL('./zds-node-agent.py', import.meta.url));
+
+/** Why shared mode cannot run here (besides ztunnelSkipReason), or undefined. */
+export function sharedModeSkipReason(): string | undefined {
+  const probe = spawnSync('python3', ['-c', 'import socket; socket.send_fds']);
+  if (probe.status !== 0)
+    return 'shared mode needs python3 >= 3.9 (socket.send_fds) for the ZDS node agent stand-in';
+  return undefined;
 }
 
 /** ambit mesh + ztunnel in its own namespace, started and stopped as one. */
 export class ZtunnelInterop {
   readonly ip: InteropAddresses;
+  /** zt-pod's network namespace: its apps, its SOCKS5 entry, its 15008. */
   readonly netns: string;
+  /** Where ztunnel itself runs (its admin, metrics, readiness): the pod's namespace in dedicated mode. */
+  readonly nodeNetns: string;
+  readonly zdsEvents: Record<string, unknown>[] = [];
   readonly ztLogs: ZtunnelLog[] = [];
   readonly meshLogs: { component: string; rec: Record<string, unknown> }[] = [];
   mesh?: Mesh;
@@ -163,6 +190,7 @@ export class ZtunnelInterop {
   stateDir = '';
   private root = '';
   private ztunnel?: ChildProcess;
+  private zdsAgent?: ChildProcess;
   private readonly apps: ChildProcess[] = [];
   private readonly hostApps: net.Server[] = [];
   private readonly waiters = new Set<() => void>();
@@ -171,6 +199,7 @@ export class ZtunnelInterop {
   constructor(readonly opts: ZtunnelInteropOptions) {
     this.ip = interopAddresses(opts.k);
     this.netns = `ambit-zt-${opts.name}`;
+    this.nodeNetns = opts.mode === 'shared' ? `${this.netns}-node` : this.netns;
     this.hostIf = `azt${opts.k}h`;
   }
 
@@ -229,12 +258,19 @@ export class ZtunnelInterop {
         '15006',
       );
     }
+    if (this.opts.mode === 'shared') await this.startZdsAgent();
     this.startZtunnel(tokenFile);
     await this.waitFor(
       () => this.ztLogs.some((l) => l.msg.includes('marking server ready')),
       20_000,
       'ztunnel ready',
     );
+    if (this.opts.mode === 'shared')
+      await this.waitFor(
+        () => this.zdsEvents.some((e) => e.event === 'snapshot-acked'),
+        20_000,
+        'ztunnel took zt-pod from the node agent',
+      );
     return this;
   }
 
@@ -252,11 +288,53 @@ export class ZtunnelInterop {
     run('link', 'set', this.hostIf, 'up');
     run('-n', this.netns, 'addr', 'add', `${this.ip.ztunnelPod}/24`, 'dev', `azt${k}z`);
     run('-n', this.netns, 'link', 'set', `azt${k}z`, 'up');
+    if (this.nodeNetns === this.netns) return;
+    // ztunnel's own namespace: 10.240.k.4 on a second veth, a /32 route to it on the host.
+    run('netns', 'add', this.nodeNetns);
+    run('-n', this.nodeNetns, 'link', 'set', 'lo', 'up');
+    run('link', 'add', `azt${k}n`, 'type', 'veth', 'peer', 'name', `azt${k}m`);
+    run('link', 'set', `azt${k}m`, 'netns', this.nodeNetns);
+    run('link', 'set', `azt${k}n`, 'up');
+    run('route', 'add', `${this.ip.ztunnelNode}/32`, 'dev', `azt${k}n`);
+    run('-n', this.nodeNetns, 'addr', 'add', `${this.ip.ztunnelNode}/32`, 'dev', `azt${k}m`);
+    run('-n', this.nodeNetns, 'link', 'set', `azt${k}m`, 'up');
+    run('-n', this.nodeNetns, 'route', 'add', `10.240.${k}.0/24`, 'dev', `azt${k}m`);
+  }
+
+  private async startZdsAgent(): Promise<void> {
+    const pod = {
+      uid: 'zt-pod-uid',
+      name: 'zt-pod',
+      namespace: 'demo',
+      sa: this.opts.accounts?.ztSa ?? 'target',
+      netns: `/var/run/netns/${this.netns}`,
+    };
+    const child = spawn('python3', [ZDS_AGENT, path.join(this.root, 'ztunnel.sock'), JSON.stringify(pod)], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.zdsAgent = child;
+    let buf = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        this.zdsEvents.push(JSON.parse(buf.slice(0, nl)) as Record<string, unknown>);
+        buf = buf.slice(nl + 1);
+      }
+      this.wake();
+    });
+    child.stderr!.on('data', (d: Buffer) => this.zdsEvents.push({ event: 'stderr', text: d.toString() }));
+    await this.waitFor(
+      () => this.zdsEvents.some((e) => e.event === 'listening'),
+      5000,
+      'ZDS agent listening',
+    );
   }
 
   private deleteNetwork(): void {
-    spawnSync('ip', ['netns', 'del', this.netns]);
+    for (const ns of new Set([this.netns, this.nodeNetns])) spawnSync('ip', ['netns', 'del', ns]);
     spawnSync('ip', ['link', 'del', this.hostIf]);
+    spawnSync('ip', ['link', 'del', `azt${this.opts.k}n`]);
   }
 
   private startZtunnel(tokenFile: string): void {
@@ -272,17 +350,21 @@ export class ZtunnelInterop {
       ALT_XDS_HOSTNAME: 'istiod.istio-system.svc',
       ALT_CA_HOSTNAME: 'istiod.istio-system.svc',
       AUTH_TOKEN: tokenFile,
-      PROXY_MODE: 'dedicated',
-      PROXY_WORKLOAD_INFO: `demo/zt-pod/${this.opts.accounts?.ztSa ?? 'target'}`,
+      ...(this.opts.mode === 'shared'
+        ? { INPOD_UDS: path.join(this.root, 'ztunnel.sock') }
+        : {
+            PROXY_MODE: 'dedicated',
+            PROXY_WORKLOAD_INFO: `demo/zt-pod/${this.opts.accounts?.ztSa ?? 'target'}`,
+          }),
       UNSTABLE_ENABLE_SOCKS5: 'true',
       NODE_NAME: ZT_NODE,
-      INSTANCE_IP: this.ip.ztunnelPod,
+      INSTANCE_IP: this.opts.mode === 'shared' ? this.ip.ztunnelNode : this.ip.ztunnelPod,
       ZTUNNEL_WORKER_THREADS: '1',
       // Without in-pod capture the app's answer to a spoofed source would leave the namespace.
       ENABLE_ORIG_SRC: 'false',
       RUST_LOG: 'info',
     };
-    const child = spawn('ip', ['netns', 'exec', this.netns, process.env[ZTUNNEL_BIN_ENV]!], {
+    const child = spawn('ip', ['netns', 'exec', this.nodeNetns, process.env[ZTUNNEL_BIN_ENV]!], {
       cwd: this.root,
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -407,13 +489,12 @@ export class ZtunnelInterop {
 
   /** ztunnel's admin config_dump (127.0.0.1:15000 in its namespace). */
   configDump(): Record<string, unknown> {
-    return JSON.parse(
-      this.execInNetns(
-        'node',
-        '-e',
-        "fetch('http://127.0.0.1:15000/config_dump').then(r=>r.text()).then(t=>process.stdout.write(t))",
-      ),
-    ) as Record<string, unknown>;
+    const script =
+      "fetch('http://127.0.0.1:15000/config_dump').then(r=>r.text()).then(t=>process.stdout.write(t))";
+    const out = execFileSync('ip', ['netns', 'exec', this.nodeNetns, 'node', '-e', script], {
+      encoding: 'utf8',
+    });
+    return JSON.parse(out) as Record<string, unknown>;
   }
 
   async waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
@@ -445,7 +526,7 @@ export class ZtunnelInterop {
   }
 
   async stop(): Promise<void> {
-    for (const c of [this.ztunnel, ...this.apps]) {
+    for (const c of [this.ztunnel, this.zdsAgent, ...this.apps]) {
       if (c?.pid && c.exitCode === null) {
         c.kill('SIGTERM');
         await Promise.race([new Promise((r) => c.once('exit', r)), new Promise((r) => setTimeout(r, 3000))]);
