@@ -337,7 +337,18 @@ export class ZtunnelInterop {
     spawnSync('ip', ['link', 'del', `azt${this.opts.k}n`]);
   }
 
-  private startZtunnel(tokenFile: string): void {
+  /**
+   * Stops ztunnel and starts it again with another token or more environment (ambit is left
+   * running); resolves once it runs, without waiting for it to be ready (it may never be).
+   */
+  async relaunchZtunnel(o: { token?: string; env?: Record<string, string> }): Promise<void> {
+    await stopChild(this.ztunnel);
+    const tokenFile = path.join(this.root, 'ztunnel.token');
+    if (o.token !== undefined) await writeFile(tokenFile, o.token, { mode: 0o600 });
+    this.startZtunnel(tokenFile, o.env);
+  }
+
+  private startZtunnel(tokenFile: string, extraEnv: Record<string, string> = {}): void {
     const rootCa = path.join(this.stateDir, 'ca', 'root-cert.pem');
     const cp = `https://${this.ip.controlPlane}:15012`;
     const env: Record<string, string> = {
@@ -363,6 +374,7 @@ export class ZtunnelInterop {
       // Without in-pod capture the app's answer to a spoofed source would leave the namespace.
       ENABLE_ORIG_SRC: 'false',
       RUST_LOG: 'info',
+      ...extraEnv,
     };
     const child = spawn('ip', ['netns', 'exec', this.nodeNetns, process.env[ZTUNNEL_BIN_ENV]!], {
       cwd: this.root,
@@ -477,7 +489,7 @@ export class ZtunnelInterop {
 
   /** The control plane's view of every proxy's xDS state (GET /debug/syncz). */
   async syncz(): Promise<
-    { proxy: string; status: string; types: { type: string; sent: string; acked: string; nack?: string }[] }[]
+    { proxy: string; kind: string; status: string; types: { type: string; sent: string; acked: string; nack?: string }[] }[]
   > {
     const token = readAdminToken(this.stateDir) ?? '';
     const res = await fetch(`http://${this.ip.controlPlane}:15014/debug/syncz`, {
@@ -526,17 +538,23 @@ export class ZtunnelInterop {
   }
 
   async stop(): Promise<void> {
-    for (const c of [this.ztunnel, this.zdsAgent, ...this.apps]) {
-      if (c?.pid && c.exitCode === null) {
-        c.kill('SIGTERM');
-        await Promise.race([new Promise((r) => c.once('exit', r)), new Promise((r) => setTimeout(r, 3000))]);
-        if (c.exitCode === null) c.kill('SIGKILL');
-      }
-    }
+    for (const c of [this.ztunnel, this.zdsAgent, ...this.apps]) await stopChild(c);
     await Promise.all(this.hostApps.map((s) => new Promise((r) => s.close(r))));
     await this.mesh?.stop();
     this.deleteNetwork();
     if (this.root) await rm(this.root, { recursive: true, force: true });
+  }
+}
+
+/** SIGTERM, then SIGKILL after 3 s; only the child this helper started. */
+async function stopChild(c: ChildProcess | undefined): Promise<void> {
+  if (!c?.pid || c.exitCode !== null || c.signalCode !== null) return;
+  const exited = new Promise((r) => c.once('exit', r));
+  c.kill('SIGTERM');
+  await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
+  if (c.exitCode === null && c.signalCode === null) {
+    c.kill('SIGKILL');
+    await exited;
   }
 }
 
