@@ -1,8 +1,8 @@
-// Fuzz target: the SOCKS5 request parser (node/socks5.ts parseRequest), RFC 1928 §4. Any bytes
+// Fuzz target: the SOCKS5 request parser (nodeproxy/socks5.ts parseRequest), RFC 1928 §4. Any bytes
 // must give 'incomplete', a refusal with a non-success reply code, or a CONNECT target that is an
 // IP literal or a plain host name on port 1–65535 within the bytes read; a throw is a finding.
 import net from 'node:net';
-import { parseRequest, SOCKS_REPLY } from '../../dist/node/socks5.js';
+import { parseRequest, SOCKS_REPLY } from '../../dist/nodeproxy/socks5.js';
 
 const codes = new Set(Object.values(SOCKS_REPLY));
 

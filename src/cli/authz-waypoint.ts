@@ -9,7 +9,7 @@
 //      istio-waypoint from the root namespace. Selector policies, and those with neither selector
 //      nor targetRefs, never attach to a waypoint (istio pilot/pkg/model/policyattachment.go
 //      `ShouldAttachPolicy`: "waypoints never use selector"). Evaluated as an HTTP request
-//      (waypoint/authz-l7.ts `evaluateL7`) or, with --tcp, as a TCP connection (authz-tcp.ts).
+//      (waypoint/policy/authz-l7.ts `evaluateL7`) or, with --tcp, as a TCP connection (authz-tcp.ts).
 //   3. L4 at each destination: its node proxy applies the workload's policies (selector,
 //      namespace-wide, root) to the connection the waypoint opens — so the source it sees is
 //      the WAYPOINT's identity and address, not the original client's.
@@ -24,9 +24,9 @@ import {
   matchCustom,
   type L7AuthzRequest,
   type WaypointPolicySet,
-} from '../waypoint/authz-l7.js';
-import { evaluateTcp } from '../waypoint/authz-tcp.js';
-import { targetCovers, type PolicyObject, type ServiceRef } from '../waypoint/policy-binding.js';
+} from '../waypoint/policy/authz-l7.js';
+import { evaluateTcp } from '../waypoint/policy/authz-tcp.js';
+import { targetCovers, type PolicyObject, type ServiceRef } from '../waypoint/policy/policy-binding.js';
 
 /** What to ask the waypoint: an HTTP request (the default `GET /`) or a plain TCP connection. */
 export interface RequestSpec {

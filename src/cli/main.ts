@@ -169,7 +169,7 @@ async function node(args: string[]): Promise<number> {
   const alg = values['key-algorithm'];
   if (alg && alg !== 'ECDSA_P256' && alg !== 'RSA_2048')
     throw new UsageError('--key-algorithm must be ECDSA_P256 or RSA_2048');
-  const { NodeProxy } = await import('../node/proxy.js');
+  const { NodeProxy } = await import('../nodeproxy/proxy.js');
   const proxy = new NodeProxy({
     nodeName: values.name,
     nodeIp: values.ip,

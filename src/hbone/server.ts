@@ -1,6 +1,6 @@
 // HBONE server: one per local pod on podIP:15008. Terminates mutual TLS with the pod's own
 // certificate, accepts HTTP/2 CONNECT streams, validates them, and hands each valid tunnel to
-// the caller (node/inbound.ts), which decides policy and connects to the app. Protocol errors
+// the caller (nodeproxy/inbound.ts), which decides policy and connects to the app. Protocol errors
 // are answered here: 400 for a malformed request, and connection close for non-TLS or non-h2.
 import http2 from 'node:http2';
 import type { ServerHttp2Stream, IncomingHttpHeaders, Http2Session, SecureServerOptions } from 'node:http2';

@@ -1,5 +1,5 @@
 // L4 authorization, decided (pure): which policies apply to a destination workload, and whether
-// they allow one connection. The same code decides on the data path (node/inbound.ts), re-checks
+// they allow one connection. The same code decides on the data path (nodeproxy/inbound.ts), re-checks
 // open tunnels after a policy change, and explains decisions (`ambit authz explain`).
 //
 // Istio ambient's order (ztunnel src/state.rs assert_rbac, src/rbac.rs):

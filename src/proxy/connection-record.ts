@@ -41,7 +41,7 @@ export interface RecordAccept {
   start?: number;
 }
 
-/** A policy decision as the denial lines name it (proxy/authz.ts and waypoint/authz-tcp.ts). */
+/** A policy decision as the denial lines name it (proxy/authz.ts and waypoint/policy/authz-tcp.ts). */
 export interface RecordDecision {
   policy?: string | null;
   ruleIndex?: number | null;

@@ -1,5 +1,5 @@
 // The one inbound L4 gate, used by every listener that accepts a connection for a workload or a
-// waypoint: HBONE inbound (node/inbound.ts), plaintext inbound (node/inbound-plaintext.ts) and
+// waypoint: HBONE inbound (nodeproxy/inbound.ts), plaintext inbound (nodeproxy/inbound-plaintext.ts) and
 // the waypoint's own inbound (waypoint/waypoint.ts). Three steps, always in this order:
 //   authorize  — evaluate the policies that govern the destination (proxy/authz.ts) on verified
 //                facts only; a denial is counted, kept for /debug/denials and recorded (one line);
@@ -36,7 +36,7 @@ export interface GateEntry {
   explain?: (d: AuthzDecision) => string;
   /**
    * A further decision the connection was admitted on after the gate (the waypoint's TCP-path
-   * policy, waypoint/authz-tcp.ts), re-checked with the L4 policies; a throw denies.
+   * policy, waypoint/policy/authz-tcp.ts), re-checked with the L4 policies; a throw denies.
    */
   recheck?: () => AuthzDecision;
 }

@@ -1,5 +1,5 @@
-// The last phases of an inbound connection, the same over HBONE (node/inbound.ts) and in
-// plaintext (node/inbound-plaintext.ts): once it is authorized, connected to the app and
+// The last phases of an inbound connection, the same over HBONE (nodeproxy/inbound.ts) and in
+// plaintext (nodeproxy/inbound-plaintext.ts): once it is authorized, connected to the app and
 // answered, splice it to the app and finish its record exactly once — metrics always, the
 // access-log line when it failed or completed connections are logged. A connection a policy
 // change closed was already recorded by the gate (proxy/inbound-gate.ts); its end adds nothing.

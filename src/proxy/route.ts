@@ -1,6 +1,6 @@
 // Decide, then do: the pure outbound routing decision. Given the source workload, a target
 // (IP or name, and port) and the proxy state, return where the connection goes. No I/O here;
-// node/outbound.ts carries the decision out. Order follows ztunnel's build_request: a service
+// nodeproxy/outbound.ts carries the decision out. Order follows ztunnel's build_request: a service
 // VIP whose Service has a waypoint goes to the waypoint (authority = the VIP:port, the waypoint's
 // identity expected); else a healthy endpoint is picked; an endpoint (or a pod IP) whose Workload
 // has a waypoint goes to that waypoint (authority = podIP:port); an endpoint in the mesh (HBONE)

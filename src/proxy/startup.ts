@@ -1,4 +1,4 @@
-// The start-up every proxy shares (node proxy: node/proxy.ts; waypoint: waypoint/waypoint.ts),
+// The start-up every proxy shares (node proxy: nodeproxy/proxy.ts; waypoint: waypoint/waypoint.ts),
 // in its one order:
 //   1. trust root and node token from the state directory (the token is re-read at each use:
 //      in Kubernetes it is a projected token the kubelet rotates);

@@ -1,7 +1,7 @@
 // The node agent's rule keeper (runs inside the node proxy process, ztunnel + istio-cni's role):
 // installs and removes the in-pod redirection rules (iptables.ts) in a pod's network namespace,
 // one pod at a time, each as a whole (all its rules or none), and says what it did. Finding the
-// pods and opening their listeners is node/capture.ts's job; this file only touches rules.
+// pods and opening their listeners is nodeproxy/capture.ts's job; this file only touches rules.
 // It also keeps the node-side probe rules (host-rules.ts) in its own namespace: the base rules
 // (anti-spoof drop, chains) before any pod is captured, and each captured pod's probe SNAT.
 import { access } from 'node:fs/promises';

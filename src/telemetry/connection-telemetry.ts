@@ -103,7 +103,7 @@ export interface AuthzCounterSource {
 
 /**
  * The inbound L4 authorization counters as metrics (bounded: one series per deciding policy). A
- * waypoint also denies on its TCP path (waypoint/authz-tcp.ts): given `tcpDenied`, the denied
+ * waypoint also denies on its TCP path (waypoint/policy/authz-tcp.ts): given `tcpDenied`, the denied
  * counter carries `protocol` — "hbone" for the inbound gate's 401, "tcp" for the TCP path.
  */
 export function registerAuthzCounters(

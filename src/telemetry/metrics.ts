@@ -17,7 +17,7 @@ export type Reporter = 'source' | 'destination' | 'waypoint';
  * ztunnel's response flags: "-" when nothing went wrong. Plus Envoy's UC (upstream connection
  * termination) and DC (downstream connection termination) for a connection cut mid-transfer
  * (proxy/splice.ts), which ztunnel only reports as an error without a flag; and Envoy's RBAC for
- * the waypoint's TCP-path policy denial (waypoint/authz-tcp.ts, Envoy's network RBAC filter).
+ * the waypoint's TCP-path policy denial (waypoint/policy/authz-tcp.ts, Envoy's network RBAC filter).
  */
 export type ResponseFlag = '-' | 'DENY' | 'CONNECT' | 'TLS_FAILURE' | 'IDENTITY_ERROR' | 'UC' | 'DC' | 'RBAC';
 /** ztunnel reports mutual_tls for HBONE and unknown otherwise (it has no "none"). */

@@ -8,7 +8,7 @@
 import type { KubeResource } from '../config/types.js';
 import type { Service } from '../xds/resources.js';
 import type { ConfigObject } from '../xds/config-objects.js';
-import type { L7Engine } from './http-types.js';
+import type { L7Engine } from './http/http-types.js';
 import type { TunnelContext } from './tunnel-context.js';
 import {
   compileRouteTable,
@@ -24,10 +24,10 @@ import {
   evaluateL7,
   matchCustom,
   type WaypointPolicySet,
-} from './authz-l7.js';
+} from './policy/authz-l7.js';
 import { checkMeshSettings, MESH_CONFIG_KIND, type MeshSettings } from '../config/mesh-config.js';
-import { DEFAULT_PATH_NORMALIZATION } from './http-request.js';
-import { decideCustom, type CustomDecision } from './ext-authz.js';
+import { DEFAULT_PATH_NORMALIZATION } from './http/http-request.js';
+import { decideCustom, type CustomDecision } from './policy/ext-authz.js';
 
 const NO_CUSTOM: CustomDecision = {
   allow: true,
@@ -37,7 +37,7 @@ const NO_CUSTOM: CustomDecision = {
   downstream: [],
   reason: 'no CUSTOM policy applies',
 };
-import { authenticateRequest, compileRequestAuthn, jwtRulesFor } from './jwt.js';
+import { authenticateRequest, compileRequestAuthn, jwtRulesFor } from './policy/jwt.js';
 
 export interface L7EngineInput {
   objects: readonly ConfigObject[];

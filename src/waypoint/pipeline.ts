@@ -14,12 +14,12 @@
 import type { Logger } from '../common/log.js';
 import { errorMessage } from '../common/errors.js';
 import { formatSocketAddr } from '../common/addr.js';
-import type { HttpProxyDeps } from './http-types.js';
+import type { HttpProxyDeps } from './http/http-types.js';
 import type { ForwardAction, L7Request } from './routing/types.js';
-import { DEFAULT_PATH_NORMALIZATION, normalizeRequestPath, pickWeighted } from './http-request.js';
-import { serviceDial, type CustomDecision, type ProviderDial } from './ext-authz.js';
-import { RBAC_DENIED_BODY } from './authz-l7.js';
-import { Upstreams, type UpstreamEndpoint } from './upstream.js';
+import { DEFAULT_PATH_NORMALIZATION, normalizeRequestPath, pickWeighted } from './http/http-request.js';
+import { serviceDial, type CustomDecision, type ProviderDial } from './policy/ext-authz.js';
+import { RBAC_DENIED_BODY } from './policy/authz-l7.js';
+import { Upstreams, type UpstreamEndpoint } from './upstream/upstream.js';
 import { runWithRetries, type AttemptResult, type RetryResult } from './resilience/retry.js';
 import { defaultRetryPolicy } from './resilience/types.js';
 import { decideFault, FAULT_ABORT_BODY } from './resilience/fault.js';

@@ -8,7 +8,7 @@ import { spiffeIdOf } from '../xds/resources.js';
 import type { TunnelContext } from './tunnel-context.js';
 import type { RetryStop } from './resilience/retry.js';
 import type { L7Request } from './routing/types.js';
-import type { UpstreamEndpoint } from './upstream.js';
+import type { UpstreamEndpoint } from './upstream/upstream.js';
 
 export type RequestProtocol = 'http1' | 'http2' | 'grpc';
 

@@ -17,7 +17,7 @@ import { splice } from '../proxy/splice.js';
 import type { ConnectionRecord } from '../proxy/connection-record.js';
 import type { TunnelContext } from './tunnel-context.js';
 import { SNIFF_TIMEOUT_MS, type WireProtocol } from './protocol.js';
-import type { TcpDecision } from './authz-tcp.js';
+import type { TcpDecision } from './policy/authz-tcp.js';
 
 export interface TcpProxyDeps {
   state: ProxyState;

@@ -2,7 +2,7 @@
 // Operation, Condition) and their reading as workload API matches (xds/authorization.ts): Istio's
 // `*` string rules, ports, CIDRs, `namespace/name` service accounts, the L4 `when` keys. Pure.
 // Shared by the control plane's L4 conversion (controlplane/authz-convert.ts) and the waypoint's
-// L7 compiler (waypoint/authz-l7.ts), so the two read a rule the same way; it lives here, below
+// L7 compiler (waypoint/policy/authz-l7.ts), so the two read a rule the same way; it lives here, below
 // both, because the waypoint may not import the control plane (issue 14).
 import { isIP } from 'node:net';
 import type { Ip } from '../common/addr.js';

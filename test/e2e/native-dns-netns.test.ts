@@ -6,7 +6,7 @@ import * as dnsPacket from 'dns-packet';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Ip } from '../../src/common/addr.js';
-import { DnsProxy, meshResolver } from '../../src/node/dns.js';
+import { DnsProxy, meshResolver } from '../../src/nodeproxy/dns.js';
 import { DNS_PROXY_PORT } from '../../src/common/ports.js';
 import { ProxyState } from '../../src/proxy/state.js';
 import { listenInNetns, udpSocketInNetns } from '../../src/redirect/native.js';

@@ -1,5 +1,5 @@
 // Properties of policy compile + decide, L4 (controlplane/authz-convert.ts → node/authz.ts) and
-// L7 (waypoint/authz-l7.ts), over random AuthorizationPolicies and connections/requests:
+// L7 (waypoint/policy/authz-l7.ts), over random AuthorizationPolicies and connections/requests:
 //  - a DENY match is never allowed: whenever one enforced DENY policy, alone, denies a request,
 //    the whole set denies it, whatever ALLOW policies sit beside it (Istio's order, ztunnel
 //    rbac.rs / Envoy RBAC: DENY before ALLOW);
@@ -12,8 +12,8 @@ import { convertAuthorizationPolicy } from '../../src/controlplane/authz-convert
 import type { AuthorizationPolicy } from '../../src/config/types.js';
 import { evaluate, type AuthzConnection, type EvalPolicy } from '../../src/proxy/authz.js';
 import { authorizationKey } from '../../src/xds/authorization.js';
-import { compileWaypointPolicies, evaluateL7, type L7AuthzRequest } from '../../src/waypoint/authz-l7.js';
-import type { PolicyObject } from '../../src/waypoint/policy-binding.js';
+import { compileWaypointPolicies, evaluateL7, type L7AuthzRequest } from '../../src/waypoint/policy/authz-l7.js';
+import type { PolicyObject } from '../../src/waypoint/policy/policy-binding.js';
 import { runs } from './runs.js';
 
 const IDS = ['cluster.local/ns/demo/sa/a', 'cluster.local/ns/demo/sa/b', 'cluster.local/ns/other/sa/a'];

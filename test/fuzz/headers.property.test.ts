@@ -4,7 +4,7 @@
 // every other header passes unchanged.
 import { test, fc } from '@fast-check/vitest';
 import { expect } from 'vitest';
-import { HOP_BY_HOP, stripHopByHop } from '../../src/waypoint/http-request.js';
+import { HOP_BY_HOP, stripHopByHop } from '../../src/waypoint/http/http-request.js';
 import { runs } from './runs.js';
 
 const names = fc.oneof(

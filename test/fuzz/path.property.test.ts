@@ -1,4 +1,4 @@
-// Properties of the waypoint's path normalization (src/waypoint/http-request.ts
+// Properties of the waypoint's path normalization (src/waypoint/http/http-request.ts
 // normalizeRequestPath: Istio meshConfig.pathNormalization on Envoy's normalize_path /
 // merge_slashes / path_with_escaped_slashes_action). The path policy matched is the path that is
 // forwarded, so the property that matters is: no spelling of /admin/... normalizes to a path
@@ -8,7 +8,7 @@ import { expect } from 'vitest';
 import {
   DEFAULT_PATH_NORMALIZATION as defaultMode,
   normalizeRequestPath as norm,
-} from '../../src/waypoint/http-request.js';
+} from '../../src/waypoint/http/http-request.js';
 import { runs } from './runs.js';
 
 const segment = fc.stringMatching(/^[A-Za-z0-9._~!$&'()*+,;=:@%-]{0,8}$/);

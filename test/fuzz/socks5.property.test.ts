@@ -1,11 +1,11 @@
-// Properties of the SOCKS5 request parser (src/node/socks5.ts parseRequest), RFC 1928 §4–5:
+// Properties of the SOCKS5 request parser (src/nodeproxy/socks5.ts parseRequest), RFC 1928 §4–5:
 // any bytes give 'incomplete', a coded refusal or a target, never a throw; a target is always a
 // CONNECT to a real IP or a plain host name on a non-zero port, and what a client encodes is read
 // back exactly, whatever follows it on the wire.
 import net from 'node:net';
 import { test, fc } from '@fast-check/vitest';
 import { expect } from 'vitest';
-import { parseRequest, SOCKS_REPLY } from '../../src/node/socks5.js';
+import { parseRequest, SOCKS_REPLY } from '../../src/nodeproxy/socks5.js';
 import { runs } from './runs.js';
 
 const replyCodes = new Set<number>(Object.values(SOCKS_REPLY));

@@ -1,6 +1,6 @@
 // The waypoint's upstream HTTP/1.1 pool over real HTTP/2 CONNECT tunnels on 127.0.49.240-249:
 // pool → h2c CONNECT → a stand-in for the destination node proxy (the real `splice`) → backend.
-// The stand-in behaves as node/inbound.ts does when the app closes an idle keep-alive
+// The stand-in behaves as nodeproxy/inbound.ts does when the app closes an idle keep-alive
 // connection: it ends the tunnel and stops reading it, which is what left the earlier attempt's
 // requests hanging.
 import http from 'node:http';
@@ -10,9 +10,9 @@ import type { Duplex } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { splice } from '../../src/proxy/splice.js';
-import { UpstreamHttp1Pool } from '../../src/waypoint/h1-pool.js';
+import { UpstreamHttp1Pool } from '../../src/waypoint/upstream/h1-pool.js';
 import { ConnectionPoolLimiter } from '../../src/waypoint/resilience/pool.js';
-import type { UpstreamEndpoint } from '../../src/waypoint/upstream.js';
+import type { UpstreamEndpoint } from '../../src/waypoint/upstream/upstream.js';
 import type { Workload } from '../../src/xds/resources.js';
 import type { Ip, SocketAddr } from '../../src/common/addr.js';
 import { closeServer, listen } from '../support/mesh.js';

@@ -14,8 +14,8 @@ import {
   H2_UPSTREAM_MAX_PENDING,
   H2_UPSTREAM_MAX_SESSIONS,
   H2_UPSTREAM_MAX_STREAMS,
-} from '../../src/waypoint/h2-sessions.js';
-import { H2_MAX_STREAMS_IN_FLIGHT } from '../../src/waypoint/http2.js';
+} from '../../src/waypoint/upstream/h2-sessions.js';
+import { H2_MAX_STREAMS_IN_FLIGHT } from '../../src/waypoint/http/http2.js';
 import { TestMesh } from '../support/mesh.js';
 import { demoService, waypointGateway } from '../support/waypoint-manifests.js';
 

@@ -1,8 +1,8 @@
 // A test gRPC ext_authz provider: Envoy's Authorization/Check service (proto/ext-authz.proto, as
-// src/waypoint/ext-authz-grpc.ts speaks it) added to a grpc-js server, with the test's own
+// src/waypoint/policy/ext-authz-grpc.ts speaks it) added to a grpc-js server, with the test's own
 // answer. Shared by the unit test of the gRPC call and the adversarial mesh test.
 import type * as grpc from '@grpc/grpc-js';
-import { CHECK_METHOD_PATH, extAuthzPb } from '../../src/waypoint/ext-authz-grpc.js';
+import { CHECK_METHOD_PATH, extAuthzPb } from '../../src/waypoint/policy/ext-authz-grpc.js';
 
 type Message = Record<string, unknown>;
 

@@ -15,8 +15,8 @@ const ROOT = path.resolve(__dirname, '../..');
 const SRC = path.join(ROOT, 'src');
 const MAX_LINES = 600;
 const PORTS_MODULE = 'src/common/ports.ts';
-/** The node proxy's folder (the lead renames src/node to src/nodeproxy: change it here and in LAYERS). */
-const NODE_PROXY_FOLDER = 'node';
+/** The node proxy's folder (named so it does not read as Node.js). */
+const NODE_PROXY_FOLDER = 'nodeproxy';
 
 /**
  * Layers, lowest first. A folder may import itself and any folder of a LOWER layer; never one of
@@ -32,7 +32,7 @@ export const LAYERS: readonly (readonly string[])[] = [
   ['telemetry'], // metric families, exposition, admin/debug endpoints (given interfaces, never a proxy)
   ['proxy'], // the shared proxy core: state, policy store, L4 decider, routes, splice, gate, record
   ['redirect'], // the node agent: namespaces, veth, iptables, native socket helpers
-  ['controlplane', 'node', 'waypoint'], // the three processes, each built on the layers below
+  ['controlplane', 'nodeproxy', 'waypoint'], // the three processes, each built on the layers below
   ['cli'], // the ambit command: parses flags, starts components, orchestrates `up`
 ];
 

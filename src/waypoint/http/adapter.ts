@@ -11,7 +11,7 @@
 import type { Duplex } from 'node:stream';
 import type { Exchange } from '../request-record.js';
 import type { ForwardAction, WeightedBackend } from '../routing/types.js';
-import type { Destination, UpstreamEndpoint } from '../upstream.js';
+import type { Destination, UpstreamEndpoint } from '../upstream/upstream.js';
 import type { LbContext } from '../resilience/lb.js';
 import type { ConnectionPoolLimiter } from '../resilience/pool.js';
 import type { AttemptResult } from '../resilience/retry.js';

@@ -10,10 +10,10 @@ import { once } from 'node:events';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TunnelContext } from '../tunnel-context.js';
-import { applyModifier, forwardHeaders, rewrittenPath, stripHopByHop, toL7Request } from '../http-request.js';
+import { applyModifier, forwardHeaders, rewrittenPath, stripHopByHop, toL7Request } from './http-request.js';
 import type { RequestPipeline } from '../pipeline.js';
 import { newExchange, type Exchange } from '../request-record.js';
-import { socketOf, type SocketLike } from '../stream-adapter.js';
+import { socketOf, type SocketLike } from './stream-adapter.js';
 import {
   hasBody,
   localAnswer,
@@ -22,7 +22,7 @@ import {
   upgradeKind,
   wantsClose,
   type BodyFraming,
-} from '../http1-upgrade.js';
+} from './http1-upgrade.js';
 import type { LocalAnswer, Plan, UpgradeAdapter } from './adapter.js';
 import { HttpFailure } from './failure.js';
 

@@ -7,14 +7,14 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { compileWaypointPolicies, evaluateL7 } from '../../../src/waypoint/authz-l7.js';
-import type { PolicyObject } from '../../../src/waypoint/policy-binding.js';
+import { compileWaypointPolicies, evaluateL7 } from '../../../src/waypoint/policy/authz-l7.js';
+import type { PolicyObject } from '../../../src/waypoint/policy/policy-binding.js';
 import {
   authenticateRequest,
   compileRequestAuthn,
   jwtRulesFor,
   type JwtRule,
-} from '../../../src/waypoint/jwt.js';
+} from '../../../src/waypoint/policy/jwt.js';
 
 const ROOT = 'istio-system';
 const WAYPOINT = { namespace: 'demo', name: 'waypoint' };

@@ -7,8 +7,8 @@ import {
   evaluateL7,
   normalizePath,
   type L7AuthzRequest,
-} from '../../../src/waypoint/authz-l7.js';
-import type { PolicyObject } from '../../../src/waypoint/policy-binding.js';
+} from '../../../src/waypoint/policy/authz-l7.js';
+import type { PolicyObject } from '../../../src/waypoint/policy/policy-binding.js';
 
 const ROOT = 'istio-system';
 const WAYPOINT = { namespace: 'demo', name: 'waypoint' };

@@ -3,9 +3,9 @@
 // model: HTTP-only fields drop an ALLOW rule, and are dropped from a DENY rule, which widens it).
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { compileWaypointPolicies, evaluateL7 } from '../../../src/waypoint/authz-l7.js';
-import { evaluateTcp, type TcpAuthzConnection } from '../../../src/waypoint/authz-tcp.js';
-import type { PolicyObject } from '../../../src/waypoint/policy-binding.js';
+import { compileWaypointPolicies, evaluateL7 } from '../../../src/waypoint/policy/authz-l7.js';
+import { evaluateTcp, type TcpAuthzConnection } from '../../../src/waypoint/policy/authz-tcp.js';
+import type { PolicyObject } from '../../../src/waypoint/policy/policy-binding.js';
 
 const ROOT = 'istio-system';
 const WAYPOINT = { namespace: 'demo', name: 'waypoint' };

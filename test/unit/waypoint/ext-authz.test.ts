@@ -18,14 +18,14 @@ import {
   encodeConfigObject,
   type ConfigObject,
 } from '../../../src/xds/config-objects.js';
-import { compileWaypointPolicies, matchCustom } from '../../../src/waypoint/authz-l7.js';
+import { compileWaypointPolicies, matchCustom } from '../../../src/waypoint/policy/authz-l7.js';
 import {
   decideCustom,
   providerHostname,
   type CheckInput,
   type CustomDecision,
   type ProviderDial,
-} from '../../../src/waypoint/ext-authz.js';
+} from '../../../src/waypoint/policy/ext-authz.js';
 import type { L7Request } from '../../../src/waypoint/routing/types.js';
 import { FakeApiServer } from '../../support/fake-apiserver.js';
 import { fastKubeSource, untilSnapshot } from '../../support/kube.js';

@@ -5,7 +5,7 @@ import {
   pickWeighted,
   rewrittenPath,
   toL7Request,
-} from '../../../src/waypoint/http-request.js';
+} from '../../../src/waypoint/http/http-request.js';
 import type { TunnelContext } from '../../../src/waypoint/tunnel-context.js';
 import type { ForwardAction, WeightedBackend } from '../../../src/waypoint/routing/types.js';
 import type { Ip } from '../../../src/common/addr.js';

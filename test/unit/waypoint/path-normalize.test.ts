@@ -12,10 +12,10 @@ import {
   rewrittenPath,
   toL7Request,
   type PathNormalization,
-} from '../../../src/waypoint/http-request.js';
-import { compileWaypointPolicies, evaluateL7, normalizePath } from '../../../src/waypoint/authz-l7.js';
+} from '../../../src/waypoint/http/http-request.js';
+import { compileWaypointPolicies, evaluateL7, normalizePath } from '../../../src/waypoint/policy/authz-l7.js';
 import type { TunnelContext } from '../../../src/waypoint/tunnel-context.js';
-import { malformedField } from '../../../src/waypoint/http2.js';
+import { malformedField } from '../../../src/waypoint/http/http2.js';
 
 const ok = (raw: string, mode: PathNormalization = DEFAULT_PATH_NORMALIZATION) => {
   const r = normalizeRequestPath(raw, mode);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { PassThrough, Writable } from 'node:stream';
-import { ReplayBody } from '../../../src/waypoint/replay-body.js';
+import { ReplayBody } from '../../../src/waypoint/http/replay-body.js';
 
 /** A writable that collects what it gets; `hwm` small to exercise backpressure. */
 function sink(hwm = 16 * 1024): Writable & { got: () => Buffer; ended: () => boolean } {

@@ -3,7 +3,7 @@ import { pino } from 'pino';
 import { Writable } from 'node:stream';
 import { ProxyState } from '../../../src/proxy/state.js';
 import { newExchange, recordExchange, type RequestRecord } from '../../../src/waypoint/request-record.js';
-import { toL7Request } from '../../../src/waypoint/http-request.js';
+import { toL7Request } from '../../../src/waypoint/http/http-request.js';
 import type { TunnelContext } from '../../../src/waypoint/tunnel-context.js';
 import type { Ip, SocketAddr } from '../../../src/common/addr.js';
 import { testWorkload } from '../../support/workloads.js';

@@ -26,12 +26,12 @@ import {
   type Operation,
   type Rule,
   type Source,
-} from '../xds/authz-rule-fields.js';
-import { matchMismatch, peerOf, stringMatches, type Peer } from '../proxy/authz.js';
+} from '../../xds/authz-rule-fields.js';
+import { matchMismatch, peerOf, stringMatches, type Peer } from '../../proxy/authz.js';
 import { decideInOrder, policyKey } from './authz-order.js';
-import { isEmptyMatch, type AuthzMatch } from '../xds/authorization.js';
-import type { L7Request } from './routing/types.js';
-import { DEFAULT_PATH_NORMALIZATION, normalizeRequestPath, type PathNormalization } from './http-request.js';
+import { isEmptyMatch, type AuthzMatch } from '../../xds/authorization.js';
+import type { L7Request } from '../routing/types.js';
+import { DEFAULT_PATH_NORMALIZATION, normalizeRequestPath, type PathNormalization } from '../http/http-request.js';
 import {
   policyTarget,
   targetCovers,

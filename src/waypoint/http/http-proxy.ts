@@ -9,13 +9,13 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
-import type { SocketAddr } from '../common/addr.js';
-import type { Workload } from '../xds/resources.js';
+import type { SocketAddr } from '../../common/addr.js';
+import type { Workload } from '../../xds/resources.js';
 import type { HttpProxyDeps } from './http-types.js';
-import type { TunnelContext } from './tunnel-context.js';
+import type { TunnelContext } from '../tunnel-context.js';
 import { socketOf } from './stream-adapter.js';
-import { RequestPipeline } from './pipeline.js';
-import { UpstreamHttp1Pool, UPSTREAM_IDLE_MS, type H1PoolStats } from './h1-pool.js';
+import { RequestPipeline } from '../pipeline.js';
+import { UpstreamHttp1Pool, UPSTREAM_IDLE_MS, type H1PoolStats } from '../upstream/h1-pool.js';
 import { Http1Adapter } from './http1.js';
 import { Http2Adapter } from './http2.js';
 

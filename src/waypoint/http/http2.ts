@@ -10,17 +10,17 @@
 // answers itself gets a trailers-only grpc-status (Envoy's mapping).
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
-import type { Logger } from '../common/log.js';
-import type { TunnelContext } from './tunnel-context.js';
+import type { Logger } from '../../common/log.js';
+import type { TunnelContext } from '../tunnel-context.js';
 import { applyModifier, forwardHeaders, HOP_BY_HOP, rewrittenPath, toL7Request } from './http-request.js';
-import type { RequestPipeline } from './pipeline.js';
-import { newExchange, type Exchange } from './request-record.js';
-import type { AttemptResult } from './resilience/retry.js';
-import type { ConnectionPoolLimiter } from './resilience/pool.js';
+import type { RequestPipeline } from '../pipeline.js';
+import { newExchange, type Exchange } from '../request-record.js';
+import type { AttemptResult } from '../resilience/retry.js';
+import type { ConnectionPoolLimiter } from '../resilience/pool.js';
 import { ReplayBody } from './replay-body.js';
-import { UPSTREAM_IDLE_MS } from './h1-pool.js';
-import { UpstreamH2Sessions } from './h2-sessions.js';
-import type { UpstreamEndpoint } from './upstream.js';
+import { UPSTREAM_IDLE_MS } from '../upstream/h1-pool.js';
+import { UpstreamH2Sessions } from '../upstream/h2-sessions.js';
+import type { UpstreamEndpoint } from '../upstream/upstream.js';
 import {
   RETRY_BUFFER_BYTES,
   type LocalAnswer,
@@ -28,8 +28,8 @@ import {
   type Plan,
   type ProtocolAdapter,
   type UpstreamRequest,
-} from './http/adapter.js';
-import type { HttpFailure } from './http/failure.js';
+} from './adapter.js';
+import type { HttpFailure } from './failure.js';
 
 const NEVER_ABORTED = new AbortController().signal;
 

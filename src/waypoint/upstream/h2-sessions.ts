@@ -14,8 +14,8 @@
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Logger } from '../common/log.js';
-import { socketOf } from './stream-adapter.js';
+import type { Logger } from '../../common/log.js';
+import { socketOf } from '../http/stream-adapter.js';
 import type { UpstreamEndpoint } from './upstream.js';
 
 /** Streams the waypoint opens at most on one upstream session (the peer's limit when lower). */

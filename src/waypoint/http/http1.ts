@@ -6,16 +6,16 @@
 // `http/h1-upgrade.ts`; malformed input is answered 400/431 here with one log line.
 import http from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
-import type { Logger } from '../common/log.js';
-import { isAmbitError } from '../common/errors.js';
-import type { TunnelContext } from './tunnel-context.js';
+import type { Logger } from '../../common/log.js';
+import { isAmbitError } from '../../common/errors.js';
+import type { TunnelContext } from '../tunnel-context.js';
 import { applyModifier, forwardHeaders, rewrittenPath, stripHopByHop, toL7Request } from './http-request.js';
-import type { RequestPipeline } from './pipeline.js';
-import { newExchange, type Exchange } from './request-record.js';
-import type { H1Request, UpstreamHttp1Pool } from './h1-pool.js';
-import type { AttemptResult } from './resilience/retry.js';
-import type { ConnectionPoolLimiter } from './resilience/pool.js';
-import type { UpstreamEndpoint } from './upstream.js';
+import type { RequestPipeline } from '../pipeline.js';
+import { newExchange, type Exchange } from '../request-record.js';
+import type { H1Request, UpstreamHttp1Pool } from '../upstream/h1-pool.js';
+import type { AttemptResult } from '../resilience/retry.js';
+import type { ConnectionPoolLimiter } from '../resilience/pool.js';
+import type { UpstreamEndpoint } from '../upstream/upstream.js';
 import {
   RETRY_BUFFER_BYTES,
   type LocalAnswer,
@@ -23,9 +23,9 @@ import {
   type Plan,
   type ProtocolAdapter,
   type UpstreamRequest,
-} from './http/adapter.js';
-import type { HttpFailure } from './http/failure.js';
-import { Http1Upgrades } from './http/h1-upgrade.js';
+} from './adapter.js';
+import type { HttpFailure } from './failure.js';
+import { Http1Upgrades } from './h1-upgrade.js';
 
 /** One downstream HTTP/1.1 request. */
 interface H1Down {

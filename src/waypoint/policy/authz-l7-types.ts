@@ -1,8 +1,8 @@
 // The waypoint's compiled L7 AuthorizationPolicy, as authz-l7.ts builds it and authz-order.ts,
 // authz-tcp.ts, ext-authz.ts and jwt.ts read it. Types only, below every file that uses them, so
 // none of them imports authz-l7.ts back (those imports were cycles, issue 14).
-import type { AuthzMatch, StringMatch } from '../xds/authorization.js';
-import type { PathNormalization } from './http-request.js';
+import type { AuthzMatch, StringMatch } from '../../xds/authorization.js';
+import type { PathNormalization } from '../http/http-request.js';
 import type { PolicyTarget } from './policy-binding.js';
 
 /** One HTTP attribute test: any value of the attribute matches one of `values`, none `notValues`. */

@@ -17,14 +17,14 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
-import type { ExtAuthzGrpcProvider } from '../config/mesh-config.js';
-import { socketOf } from './stream-adapter.js';
+import type { ExtAuthzGrpcProvider } from '../../config/mesh-config.js';
+import { socketOf } from '../http/stream-adapter.js';
 import type { CheckInput, CheckOutcome } from './ext-authz-check.js';
 
 export const CHECK_METHOD_PATH = '/envoy.service.auth.v3.Authorization/Check';
 const MAX_ANSWER = 64 * 1024;
 
-const PROTO_DIR = fileURLToPath(new URL('../../proto/', import.meta.url));
+const PROTO_DIR = fileURLToPath(new URL('../../../proto/', import.meta.url));
 const root = new protobuf.Root();
 root.resolvePath = (_origin, target) => (target.startsWith('google/') ? target : PROTO_DIR + target);
 root.loadSync(['ext-authz.proto'], { keepCase: false });

@@ -1,7 +1,7 @@
 // What an ext_authz provider is asked (CheckInput) and what it answers (CheckOutcome), shared by
 // the HTTP and gRPC clients (ext-authz-http.ts, ext-authz-grpc.ts) and the CUSTOM step that picks
 // between them (ext-authz.ts). Types only.
-import type { L7Request } from './routing/types.js';
+import type { L7Request } from '../routing/types.js';
 
 /** The provider's own answer (before failOpen / statusOnError are applied). */
 export type CheckOutcome =

@@ -3,15 +3,15 @@
 // detector, pool limiter, rate limit) built from its DestinationRule policy (routing/, W2), and
 // the endpoints in play: healthy, serving the port, in the subset, not ejected. One state per
 // destination, replaced when its policy changes (as Envoy replaces a cluster).
-import { formatSocketAddr, type SocketAddr } from '../common/addr.js';
-import type { Logger } from '../common/log.js';
-import type { ProxyState } from '../proxy/state.js';
-import { servesPort, targetPortFor } from '../proxy/route.js';
-import type { Service, Workload } from '../xds/resources.js';
-import { createDestinationResilience, type DestinationResilience } from './resilience/destination.js';
-import type { LbEndpoint } from './resilience/lb.js';
-import type { DestinationPolicy } from './resilience/types.js';
-import type { ServiceRef, WeightedBackend } from './routing/types.js';
+import { formatSocketAddr, type SocketAddr } from '../../common/addr.js';
+import type { Logger } from '../../common/log.js';
+import type { ProxyState } from '../../proxy/state.js';
+import { servesPort, targetPortFor } from '../../proxy/route.js';
+import type { Service, Workload } from '../../xds/resources.js';
+import { createDestinationResilience, type DestinationResilience } from '../resilience/destination.js';
+import type { LbEndpoint } from '../resilience/lb.js';
+import type { DestinationPolicy } from '../resilience/types.js';
+import type { ServiceRef, WeightedBackend } from '../routing/types.js';
 
 export interface UpstreamEndpoint extends LbEndpoint {
   workload: Workload;

@@ -15,8 +15,8 @@
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { ExtAuthzHttpProvider } from '../config/mesh-config.js';
-import { socketOf } from './stream-adapter.js';
+import type { ExtAuthzHttpProvider } from '../../config/mesh-config.js';
+import { socketOf } from '../http/stream-adapter.js';
 import type { CheckInput, CheckOutcome } from './ext-authz-check.js';
 
 /** An authorization answer larger than this is an error (Envoy buffers it whole too). */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { meshResolver, readResolvConf } from '../../../src/node/dns.js';
+import { meshResolver, readResolvConf } from '../../../src/nodeproxy/dns.js';
 import { ProxyState } from '../../../src/proxy/state.js';
 import type { Address, Service, Workload } from '../../../src/xds/resources.js';
 import type { Ip } from '../../../src/common/addr.js';

@@ -11,7 +11,7 @@ import {
   DnsProxy,
   meshResolver,
   type DnsProxyOptions,
-} from '../../../src/node/dns.js';
+} from '../../../src/nodeproxy/dns.js';
 import { ProxyState } from '../../../src/proxy/state.js';
 import type { Address, Service } from '../../../src/xds/resources.js';
 import { pino } from 'pino';

@@ -4,7 +4,7 @@
 // exercised against real processes in test/adversarial/hbone.test.ts; this pins the rule.
 import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import { NodeProxy } from '../../../src/node/proxy.js';
+import { NodeProxy } from '../../../src/nodeproxy/proxy.js';
 import type { Address } from '../../../src/xds/resources.js';
 import { testWorkload } from '../../support/workloads.js';
 

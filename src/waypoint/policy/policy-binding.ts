@@ -1,8 +1,8 @@
 // Which requests at a waypoint a targetRefs policy governs (AuthorizationPolicy and
 // RequestAuthentication share this): targetRef Gateway (this waypoint), GatewayClass
 // istio-waypoint (root namespace only), Service, ServiceEntry — as Istio binds them.
-import { stringMatches } from '../proxy/authz.js';
-import type { StringMatch } from '../xds/authorization.js';
+import { stringMatches } from '../../proxy/authz.js';
+import type { StringMatch } from '../../xds/authorization.js';
 
 export const GATEWAY_API_GROUP = 'gateway.networking.k8s.io';
 export const WAYPOINT_GATEWAY_CLASS = 'istio-waypoint';

@@ -20,7 +20,7 @@
 // matching ALLOW allows; otherwise deny. Dry-run policies are reported, never enforced; AUDIT
 // never decides. Source principal, namespace, service account, IP and the destination port are
 // L4 facts and are checked exactly as at L7 (proxy/authz.ts `matchMismatch`).
-import { matchMismatch, peerOf, type Peer } from '../proxy/authz.js';
+import { matchMismatch, peerOf, type Peer } from '../../proxy/authz.js';
 import type { L7Match, L7Rule, WaypointPolicySet } from './authz-l7.js';
 import { decideInOrder, policyKey, type OrderedDecision } from './authz-order.js';
 import { targetCovers, type ServiceRef } from './policy-binding.js';

@@ -11,9 +11,9 @@
 // whatever failOpen says; so do several different providers for one request (istiod needs
 // PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS for that, off by default).
 import type { Duplex } from 'node:stream';
-import { formatSocketAddr, type SocketAddr } from '../common/addr.js';
-import type { Service, Workload } from '../xds/resources.js';
-import type { ExtAuthzProvider } from '../config/mesh-config.js';
+import { formatSocketAddr, type SocketAddr } from '../../common/addr.js';
+import type { Service, Workload } from '../../xds/resources.js';
+import type { ExtAuthzProvider } from '../../config/mesh-config.js';
 import { RBAC_DENIED_BODY, type CustomMatch } from './authz-l7-types.js';
 import type { CheckInput, CheckOutcome } from './ext-authz-check.js';
 import { checkHttp } from './ext-authz-http.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseRequest, SOCKS_REPLY } from '../../../src/node/socks5.js';
+import { parseRequest, SOCKS_REPLY } from '../../../src/nodeproxy/socks5.js';
 
 const req = (...bytes: number[]) => Buffer.from(bytes);
 const domain = (name: string, port: number) =>

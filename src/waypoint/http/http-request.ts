@@ -3,10 +3,10 @@
 // path rewrites, weighted backend choice, and hop-by-hop filtering.
 import type http from 'node:http';
 import { randomFillSync, randomUUID } from 'node:crypto';
-import type { TunnelContext } from './tunnel-context.js';
-import { rewritePath } from './routing/index.js';
-import type { ForwardAction, HeaderModifier, L7Request, WeightedBackend } from './routing/types.js';
-import type { PathNormalization } from '../config/mesh-config.js';
+import type { TunnelContext } from '../tunnel-context.js';
+import { rewritePath } from '../routing/index.js';
+import type { ForwardAction, HeaderModifier, L7Request, WeightedBackend } from '../routing/types.js';
+import type { PathNormalization } from '../../config/mesh-config.js';
 
 export const HOP_BY_HOP = new Set([
   'connection',

@@ -4,17 +4,17 @@
 // them. They lived in http-proxy.ts, which imports the pipeline and the protocol handlers that
 // imported them back (an import cycle, issue 14); here they sit below all of those.
 import type { Duplex } from 'node:stream';
-import type { Logger } from '../common/log.js';
-import type { SocketAddr } from '../common/addr.js';
-import type { Workload } from '../xds/resources.js';
-import type { ProxyState } from '../proxy/state.js';
-import type { L7Request, RouteAction } from './routing/types.js';
-import type { PolicyLookup } from './upstream.js';
-import type { AuthnResult } from './jwt.js';
+import type { Logger } from '../../common/log.js';
+import type { SocketAddr } from '../../common/addr.js';
+import type { Workload } from '../../xds/resources.js';
+import type { ProxyState } from '../../proxy/state.js';
+import type { L7Request, RouteAction } from '../routing/types.js';
+import type { PolicyLookup } from '../upstream/upstream.js';
+import type { AuthnResult } from '../policy/jwt.js';
 import type { PathNormalization } from './http-request.js';
-import type { CustomDecision, ProviderDial } from './ext-authz.js';
-import type { RequestRecord } from './request-record.js';
-import type { TunnelContext } from './tunnel-context.js';
+import type { CustomDecision, ProviderDial } from '../policy/ext-authz.js';
+import type { RequestRecord } from '../request-record.js';
+import type { TunnelContext } from '../tunnel-context.js';
 
 export interface L7Decision {
   allow: boolean;

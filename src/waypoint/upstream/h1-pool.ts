@@ -14,9 +14,9 @@
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Logger } from '../common/log.js';
-import { ConnectionPoolLimiter, type PoolOverflowReason } from './resilience/pool.js';
-import { socketOf, type SocketLike } from './stream-adapter.js';
+import type { Logger } from '../../common/log.js';
+import { ConnectionPoolLimiter, type PoolOverflowReason } from '../resilience/pool.js';
+import { socketOf, type SocketLike } from '../http/stream-adapter.js';
 import type { UpstreamEndpoint } from './upstream.js';
 
 /**
