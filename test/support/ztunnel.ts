@@ -24,8 +24,8 @@
 // for istio-cni's node agent (ZDS over a unix SEQPACKET socket with the namespace's fd); ztunnel
 // then opens zt-pod's listeners inside the pod's namespace, as in a cluster.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -34,115 +34,26 @@ import { Mesh } from '../../src/cli/mesh-runner.js';
 import { SocksError, socksConnect } from '../../src/cli/socks-client.js';
 import { ensureNodeToken } from '../../src/controlplane/node-auth.js';
 import { readAdminToken } from '../../src/common/token.js';
+import {
+  type InteropAccounts,
+  type InteropAddresses,
+  type ProbeResult,
+  type ZtunnelLog,
+  SOCKS_CLIENT_JS_PATH as SOCKS_CLIENT_JS,
+  ZTUNNEL_BIN_ENV,
+  ZT_NODE,
+  appScript,
+  hostEcho,
+  httpAppScript,
+  interopAddresses,
+  interopManifests,
+  parseZtunnelLog,
+  roundTrip,
+  sendVerb,
+  stopChild,
+} from './ztunnel-parts.js';
 
-export const ZTUNNEL_BIN_ENV = 'AMBIT_ZTUNNEL_BIN';
-const SOCKS_CLIENT_JS = fileURLToPath(new URL('../../dist/cli/socks-client.js', import.meta.url));
-
-/** Why the interop tests cannot run here (printed when they skip), or undefined. */
-export function ztunnelSkipReason(): string | undefined {
-  const bin = process.env[ZTUNNEL_BIN_ENV];
-  if (!bin) return `${ZTUNNEL_BIN_ENV} is not set (build istio/ztunnel yourself and point it at the binary)`;
-  try {
-    accessSync(bin, constants.X_OK);
-  } catch {
-    return `${ZTUNNEL_BIN_ENV}=${bin} is not an executable file`;
-  }
-  if (process.platform !== 'linux') return 'not Linux (ztunnel runs in its own network namespace)';
-  if (process.getuid?.() !== 0) return 'not root (network namespaces and veth links need root)';
-  if (spawnSync('ip', ['-V']).status !== 0) return 'no `ip` command (iproute2)';
-  try {
-    accessSync(SOCKS_CLIENT_JS);
-  } catch {
-    return 'dist/ is not built (npx tsc -p tsconfig.json)';
-  }
-  return undefined;
-}
-
-/** Where everything of one interop run lives. */
-export interface InteropAddresses {
-  host: string;
-  ztunnelPod: string;
-  node: string;
-  controlPlane: string;
-  ambClient: string;
-  ambServer: string;
-  /** ztunnel's own address in shared mode (its node namespace). */
-  ztunnelNode: string;
-  /** Service `target`'s VIP. */
-  vip: string;
-}
-
-export function interopAddresses(k: number): InteropAddresses {
-  const a = (n: number) => `10.240.${k}.${n}`;
-  return {
-    host: a(1),
-    ztunnelPod: a(2),
-    node: a(3),
-    ztunnelNode: a(4),
-    controlPlane: a(5),
-    ambClient: a(10),
-    ambServer: a(11),
-    vip: a(100),
-  };
-}
-
-export const ZT_NODE = 'zt-node';
-export const SPIFFE = (sa: string, ns = 'demo') => `spiffe://cluster.local/ns/${ns}/sa/${sa}`;
-
-/** Service accounts of amb-server and zt-pod: the same one lets one policy read alike on both. */
-export interface InteropAccounts {
-  serverSa?: string;
-  ztSa?: string;
-}
-
-/**
- * The mesh: namespace demo (ambient), ambit's node-a with amb-client (sa `client`) and amb-server,
- * and zt-pod on zt-node (no Node object, so `Mesh` starts no ambit node proxy for it: ztunnel is
- * that node). amb-server and zt-pod carry the label role=target; their accounts default to `target`.
- */
-export function interopManifests(k: number, o: InteropAccounts = {}): string {
-  const ip = interopAddresses(k);
-  const pod = (name: string, node: string, podIp: string, sa: string, labels: string) =>
-    `apiVersion: v1\nkind: Pod\nmetadata: {name: ${name}, namespace: demo, labels: ${labels}}\n` +
-    `spec: {nodeName: ${node}, serviceAccountName: ${sa}}\nstatus: {podIP: ${podIp}}\n`;
-  return [
-    'apiVersion: v1\nkind: Namespace\nmetadata: {name: demo, labels: {istio.io/dataplane-mode: ambient}}\n',
-    'apiVersion: v1\nkind: Namespace\nmetadata: {name: istio-system}\n',
-    `apiVersion: v1\nkind: Node\nmetadata: {name: node-a}\nstatus: {addresses: [{type: InternalIP, address: ${ip.node}}]}\n`,
-    pod('amb-client', 'node-a', ip.ambClient, 'client', '{app: client}'),
-    pod('amb-server', 'node-a', ip.ambServer, o.serverSa ?? 'target', '{role: target, app: amb-server}'),
-    pod('zt-pod', ZT_NODE, ip.ztunnelPod, o.ztSa ?? 'target', '{role: target, app: zt-pod}'),
-    // Service `target` (VIP 10.240.k.100, port 80 → 7000) with both as endpoints.
-    `apiVersion: v1\nkind: Service\nmetadata: {name: target, namespace: demo}\n` +
-      `spec: {clusterIP: ${ip.vip}, selector: {role: target}, ports: [{name: tcp, port: 80, targetPort: 7000}]}\n`,
-  ].join('---\n');
-}
-
-export interface ZtunnelLog {
-  level: string;
-  target: string;
-  msg: string;
-  fields: Record<string, string>;
-}
-
-/** One ztunnel log line ("time\tlevel\ttarget\tmsg\tk=v k="v" …"), or undefined for a continuation line. */
-export function parseZtunnelLog(line: string): ZtunnelLog | undefined {
-  const parts = line.split('\t');
-  if (parts.length < 4 || !/^\d{4}-\d\d-\d\dT/.test(parts[0]!)) return undefined;
-  const fields: Record<string, string> = {};
-  for (const m of (parts.slice(4).join('\t') || '').matchAll(/([\w.]+)=("(?:[^"\\]|\\.)*"|\S+)/g)) {
-    const v = m[2]!;
-    fields[m[1]!] = v.startsWith('"') ? (JSON.parse(v) as string) : v;
-  }
-  return { level: parts[1]!, target: parts[2]!, msg: parts[3]!, fields };
-}
-
-export interface ProbeResult {
-  /** Bytes came back through the tunnel (the app answered). */
-  ok: boolean;
-  data: string;
-  error?: string;
-}
+export * from './ztunnel-parts.js';
 
 export interface ZtunnelInteropOptions {
   /** Short name: namespace ambit-zt-<name>. */
@@ -154,6 +65,10 @@ export interface ZtunnelInteropOptions {
   accounts?: InteropAccounts;
   /** TCP ports the app in ztunnel's namespace and amb-server listen on. */
   appPorts: number[];
+  /** HTTP ports zt-pod's app and amb-server serve (answering 200 with "<pod>:<port>"). */
+  httpPorts?: number[];
+  /** More ambit addresses on the host end (a waypoint's `spec.addresses`). */
+  hostAddresses?: string[];
   /** Redirect plaintext arriving on these ports in the pod's namespace to ztunnel's 15006 (as in-pod capture does). */
   capturePlaintext?: number[];
   /**
@@ -166,14 +81,6 @@ export interface ZtunnelInteropOptions {
 }
 
 const ZDS_AGENT = fileURLToPath(new URL('./zds-node-agent.py', import.meta.url));
-
-/** Why shared mode cannot run here (besides ztunnelSkipReason), or undefined. */
-export function sharedModeSkipReason(): string | undefined {
-  const probe = spawnSync('python3', ['-c', 'import socket; socket.send_fds']);
-  if (probe.status !== 0)
-    return 'shared mode needs python3 >= 3.9 (socket.send_fds) for the ZDS node agent stand-in';
-  return undefined;
-}
 
 /** ambit mesh + ztunnel in its own namespace, started and stopped as one. */
 export class ZtunnelInterop {
@@ -239,6 +146,15 @@ export class ZtunnelInterop {
       this.apps.push(this.spawnInNetns(appScript(port)));
       this.hostApps.push(await hostEcho(this.ip.ambServer, port, 'amb-server'));
     }
+    for (const port of this.opts.httpPorts ?? []) {
+      this.apps.push(this.spawnInNetns(httpAppScript(port, 'zt-pod')));
+      const server = http.createServer((_req, res) => res.end(`amb-server:${port}`));
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, this.ip.ambServer, resolve);
+      });
+      this.hostApps.push(server);
+    }
     for (const port of this.opts.capturePlaintext ?? []) {
       this.execInNetns(
         'iptables',
@@ -283,7 +199,13 @@ export class ZtunnelInterop {
     run('link', 'add', this.hostIf, 'type', 'veth', 'peer', 'name', `azt${k}z`);
     run('link', 'set', `azt${k}z`, 'netns', this.netns);
     run('addr', 'add', `${this.ip.host}/24`, 'dev', this.hostIf);
-    for (const a of [this.ip.node, this.ip.controlPlane, this.ip.ambClient, this.ip.ambServer])
+    for (const a of [
+      this.ip.node,
+      this.ip.controlPlane,
+      this.ip.ambClient,
+      this.ip.ambServer,
+      ...(this.opts.hostAddresses ?? []),
+    ])
       run('addr', 'add', `${a}/32`, 'dev', this.hostIf);
     run('link', 'set', this.hostIf, 'up');
     run('-n', this.netns, 'addr', 'add', `${this.ip.ztunnelPod}/24`, 'dev', `azt${k}z`);
@@ -414,7 +336,7 @@ export class ZtunnelInterop {
   }
 
   /** From the pod behind ztunnel: SOCKS5 to 127.0.0.1:15080 in its namespace, one round trip. */
-  async fromZtunnelPod(host: string, port: number): Promise<ProbeResult> {
+  async fromZtunnelPod(host: string, port: number, payload = 'ping'): Promise<ProbeResult> {
     const script = `
       const { socksConnect } = await import(${JSON.stringify(SOCKS_CLIENT_JS)});
       const out = (r) => { process.stdout.write(JSON.stringify(r)); process.exit(0); };
@@ -424,8 +346,9 @@ export class ZtunnelInterop {
         let data = '';
         s.on('data', (d) => (data += d));
         s.on('error', (e) => out({ ok: false, data, error: e.message }));
-        s.on('close', () => out({ ok: data.includes('ping'), data }));
-        s.end('ping');
+        s.on('end', () => s.end()); // half-open socket: close once the peer has ended too
+        s.on('close', () => out({ ok: data.includes(${JSON.stringify(payload)}), data }));
+        s.${sendVerb(payload)}(${JSON.stringify(payload)});
       } catch (e) { out({ ok: false, data: '', error: e.message }); }`;
     const child = this.spawnInNetns(script);
     let stdout = '';
@@ -435,7 +358,12 @@ export class ZtunnelInterop {
   }
 
   /** From amb-client through ambit's node proxy (SOCKS5 on the pod's 15080), one round trip. */
-  async fromAmbitPod(host: string, port: number, from = this.ip.ambClient): Promise<ProbeResult> {
+  async fromAmbitPod(
+    host: string,
+    port: number,
+    payload = 'ping',
+    from = this.ip.ambClient,
+  ): Promise<ProbeResult> {
     let s: net.Socket;
     try {
       s = await socksConnect({ host: from, port: 15080 }, host, port);
@@ -446,7 +374,7 @@ export class ZtunnelInterop {
         error: err instanceof SocksError ? `socks: ${err.message}` : String(err),
       };
     }
-    return roundTrip(s);
+    return roundTrip(s, payload);
   }
 
   /** Plaintext from outside the mesh (the host's 10.240.k.1), no proxy on the sending side. */
@@ -489,7 +417,12 @@ export class ZtunnelInterop {
 
   /** The control plane's view of every proxy's xDS state (GET /debug/syncz). */
   async syncz(): Promise<
-    { proxy: string; kind: string; status: string; types: { type: string; sent: string; acked: string; nack?: string }[] }[]
+    {
+      proxy: string;
+      kind: string;
+      status: string;
+      types: { type: string; sent: string; acked: string; nack?: string }[];
+    }[]
   > {
     const token = readAdminToken(this.stateDir) ?? '';
     const res = await fetch(`http://${this.ip.controlPlane}:15014/debug/syncz`, {
@@ -539,63 +472,20 @@ export class ZtunnelInterop {
 
   async stop(): Promise<void> {
     for (const c of [this.ztunnel, this.zdsAgent, ...this.apps]) await stopChild(c);
+    // AMBIT_INTEROP_LOGS=<dir>: every line of the run, ambit's and ztunnel's, for a failure's post-mortem.
+    const logDir = process.env.AMBIT_INTEROP_LOGS;
+    if (logDir) {
+      const lines = [
+        ...this.meshLogs.map((l) => `${l.component} ${JSON.stringify(l.rec)}`),
+        ...this.ztLogs.map((l) => `ztunnel ${JSON.stringify(l)}`),
+        ...this.zdsEvents.map((e) => `zds-agent ${JSON.stringify(e)}`),
+      ];
+      await mkdir(logDir, { recursive: true });
+      await writeFile(path.join(logDir, `${this.opts.name}.log`), lines.join('\n') + '\n');
+    }
     await Promise.all(this.hostApps.map((s) => new Promise((r) => s.close(r))));
     await this.mesh?.stop();
     this.deleteNetwork();
     if (this.root) await rm(this.root, { recursive: true, force: true });
   }
-}
-
-/** SIGTERM, then SIGKILL after 3 s; only the child this helper started. */
-async function stopChild(c: ChildProcess | undefined): Promise<void> {
-  if (!c?.pid || c.exitCode !== null || c.signalCode !== null) return;
-  const exited = new Promise((r) => c.once('exit', r));
-  c.kill('SIGTERM');
-  await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
-  if (c.exitCode === null && c.signalCode === null) {
-    c.kill('SIGKILL');
-    await exited;
-  }
-}
-
-/** The app in ztunnel's namespace: greets with its name and echoes. */
-function appScript(port: number): string {
-  return `
-    import net from 'node:net';
-    net.createServer({ allowHalfOpen: true }, (s) => {
-      s.on('error', () => {});
-      s.write('zt-pod:${port} ');
-      s.pipe(s);
-    }).listen(${port}, '0.0.0.0');`;
-}
-
-function hostEcho(host: string, port: number, name: string): Promise<net.Server> {
-  const server = net.createServer({ allowHalfOpen: true }, (s) => {
-    s.on('error', () => {});
-    s.write(`${name}:${port} `);
-    s.pipe(s);
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve(server));
-  });
-}
-
-function roundTrip(s: net.Socket): Promise<ProbeResult> {
-  return new Promise((resolve) => {
-    let data = '';
-    const timer = setTimeout(() => {
-      s.destroy();
-      resolve({ ok: false, data, error: 'timeout' });
-    }, 5000);
-    const finish = (error?: string) => {
-      clearTimeout(timer);
-      resolve({ ok: data.includes('ping'), data, ...(error ? { error } : {}) });
-    };
-    s.on('data', (d: Buffer) => (data += d.toString()));
-    s.on('error', (e) => finish(e.message));
-    s.on('close', () => finish());
-    s.on('connect', () => s.end('ping'));
-    if (!s.connecting) s.end('ping');
-  });
 }
