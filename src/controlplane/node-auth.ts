@@ -27,8 +27,10 @@ export async function ensureNodeToken(stateDir: string, nodeName: string): Promi
   await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   const token = randomBytes(32).toString('hex');
   try {
-    // 'wx': if two starters race, the first token written wins and both return it.
-    await writeFile(file, token + '\n', { mode: 0o600, flag: 'wx' });
+    // 'wx': if two starters race, the first token written wins and both return it. No trailing
+    // newline, as a Kubernetes token file: ztunnel sends AUTH_TOKEN's bytes verbatim after
+    // "Bearer " (its identity/auth.rs), and a newline is not allowed in a header value.
+    await writeFile(file, token, { mode: 0o600, flag: 'wx' });
     return token;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;

@@ -123,11 +123,10 @@ export class ZtunnelInterop {
     );
     if (this.opts.extraManifests)
       await writeFile(path.join(this.configDir, 'extra.yaml'), this.opts.extraManifests);
-    // ztunnel's node token, in the state directory like every node's (controlplane/node-auth.ts).
-    // ztunnel sends the file's bytes verbatim after "Bearer ": a copy without the newline.
-    const token = await ensureNodeToken(this.stateDir, ZT_NODE);
-    const tokenFile = path.join(this.root, 'ztunnel.token');
-    await writeFile(tokenFile, token, { mode: 0o600 });
+    // ztunnel's AUTH_TOKEN is ambit's own node token file for zt-node, as is (controlplane/node-auth.ts
+    // writes it without a newline: ztunnel sends the file's bytes verbatim after "Bearer ").
+    await ensureNodeToken(this.stateDir, ZT_NODE);
+    const tokenFile = this.nodeTokenFile();
     this.mesh = await Mesh.start({
       configDir: this.configDir,
       stateDir: this.stateDir,
@@ -265,9 +264,16 @@ export class ZtunnelInterop {
    */
   async relaunchZtunnel(o: { token?: string; env?: Record<string, string> }): Promise<void> {
     await stopChild(this.ztunnel);
-    const tokenFile = path.join(this.root, 'ztunnel.token');
-    if (o.token !== undefined) await writeFile(tokenFile, o.token, { mode: 0o600 });
+    let tokenFile = this.nodeTokenFile();
+    if (o.token !== undefined) {
+      tokenFile = path.join(this.root, 'ztunnel.token');
+      await writeFile(tokenFile, o.token, { mode: 0o600 });
+    }
     this.startZtunnel(tokenFile, o.env);
+  }
+
+  private nodeTokenFile(): string {
+    return path.join(this.stateDir, 'nodes', `${ZT_NODE}.token`);
   }
 
   private startZtunnel(tokenFile: string, extraEnv: Record<string, string> = {}): void {

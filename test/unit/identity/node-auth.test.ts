@@ -32,7 +32,8 @@ describe('node tokens', () => {
     expect(token).toMatch(/^[0-9a-f]{64}$/);
     const file = path.join(stateDir, 'nodes', 'node-a.token');
     expect((await stat(file)).mode & 0o777).toBe(0o600);
-    expect((await readFile(file, 'utf8')).trim()).toBe(token);
+    // Byte for byte, no newline: usable as ztunnel's AUTH_TOKEN file (sent verbatim as a header).
+    expect(await readFile(file, 'utf8')).toBe(token);
     expect(await ensureNodeToken(stateDir, 'node-a')).toBe(token);
     expect(await readNodeToken(stateDir, 'node-a')).toBe(token);
     expect(await readNodeToken(stateDir, 'node-b')).toBeUndefined();
