@@ -31,7 +31,11 @@ import { matchMismatch, peerOf, stringMatches, type Peer } from '../../proxy/aut
 import { decideInOrder, policyKey } from './authz-order.js';
 import { isEmptyMatch, type AuthzMatch } from '../../xds/authorization.js';
 import type { L7Request } from '../routing/types.js';
-import { DEFAULT_PATH_NORMALIZATION, normalizeRequestPath, type PathNormalization } from '../http/http-request.js';
+import {
+  DEFAULT_PATH_NORMALIZATION,
+  normalizeRequestPath,
+  type PathNormalization,
+} from '../http/http-request.js';
 import {
   policyTarget,
   targetCovers,
@@ -55,17 +59,7 @@ import type {
 
 // The compiled policy types live in authz-l7-types.ts (authz-order.ts, ext-authz.ts and jwt.ts
 // read them; importing them from here made import cycles, issue 14). Re-exported for callers.
-export type {
-  CompileOptions,
-  CustomMatch,
-  HttpAttr,
-  HttpCheck,
-  L7Match,
-  L7Policy,
-  L7Rule,
-  ValueMatch,
-  WaypointPolicySet,
-};
+export type * from './authz-l7-types.js';
 
 export { RBAC_DENIED_BODY } from './authz-l7-types.js';
 
