@@ -12,7 +12,11 @@ import { convertAuthorizationPolicy } from '../../src/controlplane/authz-convert
 import type { AuthorizationPolicy } from '../../src/config/types.js';
 import { evaluate, type AuthzConnection, type EvalPolicy } from '../../src/proxy/authz.js';
 import { authorizationKey } from '../../src/xds/authorization.js';
-import { compileWaypointPolicies, evaluateL7, type L7AuthzRequest } from '../../src/waypoint/policy/authz-l7.js';
+import {
+  compileWaypointPolicies,
+  evaluateL7,
+  type L7AuthzRequest,
+} from '../../src/waypoint/policy/authz-l7.js';
 import type { PolicyObject } from '../../src/waypoint/policy/policy-binding.js';
 import { runs } from './runs.js';
 
