@@ -42,7 +42,7 @@ export async function findBinary(names) {
   return undefined;
 }
 
-async function need(peer, names, pkg) {
+export async function need(peer, names, pkg) {
   const bin = await findBinary(names);
   if (!bin) throw new PeerUnavailable(peer, `${names.join(' or ')} not found (Debian package ${pkg})`);
   return bin;
@@ -213,7 +213,7 @@ export async function stopProcesses(procs, extraPids, dirs) {
 }
 
 /** Starts processes in order, each waited for at its port; returns the peer handle. */
-async function launch(name, entry, steps, ownDirs) {
+export async function launch(name, entry, steps, ownDirs) {
   const procs = [];
   try {
     for (const { bin, args, wait } of steps) {
@@ -249,7 +249,7 @@ async function launch(name, entry, steps, ownDirs) {
   };
 }
 
-const addr = (a, what) => {
+export const addr = (a, what) => {
   if (!a?.host || !a?.port) throw new Error(`${what} must be { host, port }`);
   return a;
 };
