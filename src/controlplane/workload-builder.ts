@@ -87,18 +87,49 @@ export function selects(svc: KubeService, pod: Pod): boolean {
   return entries.length > 0 && entries.every(([k, v]) => pod.metadata.labels?.[k] === v);
 }
 
-/** Istio's protocol selection: appProtocol first, then the port name's prefix before '-'. */
+/** Ports istiod takes as TCP when their name says nothing it knows (SMTP, DNS, MySQL, MongoDB). */
+const WELL_KNOWN_TCP_PORTS = new Set([25, 53, 3306, 27017]);
+
+/**
+ * A Service port's protocol as istiod puts it in the workload API: its protocol selection
+ * (pkg/config/kube/conversion.go ConvertProtocol: UDP is not ours; appProtocol, when set, replaces
+ * the name, with Kubernetes' kubernetes.io/h2c, ws and wss; `grpc-web` before the prefix cut;
+ * then the name's prefix before '-'; a prefix it does not know on a well-known port is TCP),
+ * folded into AppProtocol (pilot/pkg/serviceregistry/ambient/workloads.go
+ * toAppProtocolFromProtocol: HTTP, HTTP2, gRPC, TLS and HTTPS as TLS, TCP; anything else,
+ * gRPC-Web, Mongo, Redis, MySQL, UDP included, is UNKNOWN, here undefined).
+ */
 export function appProtocolOf(port: ServicePort): AppProtocol | undefined {
-  const explicit = port.appProtocol ? port.appProtocol.toLowerCase() : undefined;
-  const byName = port.name?.toLowerCase().split('-')[0];
-  for (const p of [explicit, byName]) {
-    if (p === 'http') return 'HTTP11';
-    if (p === 'http2' || p === 'kubernetes.io/h2c') return 'HTTP2';
-    if (p === 'grpc') return 'GRPC';
-    if (explicit !== undefined) return undefined; // an explicit appProtocol we don't know wins over the name
+  if (port.protocol?.toUpperCase() === 'UDP') return undefined;
+  let name = port.name ?? '';
+  if (port.appProtocol !== undefined) {
+    name = port.appProtocol;
+    if (name === 'kubernetes.io/h2c') return 'HTTP2';
+    if (name === 'kubernetes.io/ws') return 'HTTP11';
+    if (name === 'kubernetes.io/wss') return 'TLS';
   }
-  return undefined;
+  if (name.slice(0, 8).toLowerCase() === 'grpc-web') return undefined;
+  const dash = name.indexOf('-');
+  const prefix = (dash >= 0 ? name.slice(0, dash) : name).toLowerCase();
+  const known = ISTIO_PROTOCOLS[prefix];
+  if (known !== undefined) return known ?? undefined;
+  return WELL_KNOWN_TCP_PORTS.has(port.port) ? 'TCP' : undefined;
 }
+
+/** istiod's protocol.Parse names → AppProtocol; null: a protocol istiod knows that has no AppProtocol. */
+const ISTIO_PROTOCOLS: Record<string, AppProtocol | null> = {
+  http: 'HTTP11',
+  http2: 'HTTP2',
+  grpc: 'GRPC',
+  tcp: 'TCP',
+  tls: 'TLS',
+  https: 'TLS',
+  udp: null,
+  http_proxy: null,
+  mongo: null,
+  redis: null,
+  mysql: null,
+};
 
 /** A numeric targetPort, undefined for a named one; an absent targetPort means the service port. */
 function numericTargetPort(port: ServicePort): number | undefined {

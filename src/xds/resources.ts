@@ -7,7 +7,8 @@ import { ipFromBytes, ipToBytes, type Ip } from '../common/addr.js';
 import { decodeMessage, encodeMessage, pb } from './proto.js';
 
 export type TunnelProtocol = 'NONE' | 'HBONE';
-export type AppProtocol = 'UNKNOWN' | 'HTTP11' | 'HTTP2' | 'GRPC';
+/** Istio's workload API AppProtocol; TCP and TLS as istiod sends them for `tcp-*` / `tls-*`, `https-*` ports. */
+export type AppProtocol = 'UNKNOWN' | 'HTTP11' | 'HTTP2' | 'GRPC' | 'TCP' | 'TLS';
 
 /**
  * Where a service's or workload's waypoint listens (Istio's GatewayAddress, address form): the

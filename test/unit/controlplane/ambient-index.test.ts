@@ -170,13 +170,24 @@ describe('services', () => {
     [{ port: 80, name: 'http-web' }, 'HTTP11'],
     [{ port: 80, name: 'http2-x' }, 'HTTP2'],
     [{ port: 80, name: 'grpc' }, 'GRPC'],
-    [{ port: 80, name: 'grpc-web' }, 'GRPC'],
-    [{ port: 80, name: 'tcp' }, undefined],
+    // istiod (pkg/config/kube/conversion.go ConvertProtocol + ambient toAppProtocolFromProtocol):
+    [{ port: 80, name: 'grpc-web' }, undefined], // GRPCWeb has no AppProtocol: UNKNOWN
+    [{ port: 80, name: 'grpc-web-x' }, undefined],
+    [{ port: 80, name: 'tcp' }, 'TCP'],
+    [{ port: 80, name: 'tcp-db' }, 'TCP'],
+    [{ port: 443, name: 'https' }, 'TLS'],
+    [{ port: 443, name: 'tls-x' }, 'TLS'],
     [{ port: 80, name: 'httpx' }, undefined],
+    [{ port: 3306, name: 'db' }, 'TCP'], // a well-known port with an unknown name
+    [{ port: 3306, name: 'mysql' }, undefined], // MySQL is known, and has no AppProtocol
+    [{ port: 80, name: 'http', protocol: 'UDP' }, undefined],
     [{ port: 80, appProtocol: 'http' }, 'HTTP11'],
     [{ port: 80, appProtocol: 'kubernetes.io/h2c', name: 'tcp' }, 'HTTP2'],
+    [{ port: 80, appProtocol: 'kubernetes.io/ws' }, 'HTTP11'],
+    [{ port: 80, appProtocol: 'kubernetes.io/wss' }, 'TLS'],
     [{ port: 80, appProtocol: 'GRPC' }, 'GRPC'],
     [{ port: 80, appProtocol: 'mysql', name: 'http' }, undefined],
+    [{ port: 80, appProtocol: '', name: 'http' }, undefined], // set, even empty, it replaces the name
   ])('port %j → appProtocol %s', (port, expected) => {
     expect(appProtocolOf(port)).toBe(expected);
   });
