@@ -25,6 +25,10 @@ Usage:
              admin asks for the token in <state>/admin.token (Authorization: Bearer)
              [--capture socks|netns [--netns-prefix P] [--disable-capture]]   (SIGUSR2 toggles netns capture;
              without --netns-prefix a pod's namespace is found by its IP, as on Kubernetes)
+             [--workers N|auto]   (or AMBIT_NODE_WORKERS) processes serving traffic, default 1; auto = the
+             usable cores, at most 8. Needs the native addon (SO_REUSEPORT listeners) and socks capture:
+             without either it runs 1 worker and logs why. Control plane, certificates, admin, metrics
+             and readiness stay in one primary process.
   ambit ctl workloads|services|policies|certs|status|config-dump --node N|analyze DIR [-o json] [--controlplane HOST:${CONTROL_PLANE_DEBUG_PORT}] [--state DIR]
   ambit dashboard [--controlplane HOST:${CONTROL_PLANE_DEBUG_PORT}] [--state DIR] [--open]   the live service graph's URL (with the admin token)
   ambit waypoint --name NS/NAME --ip IP --state DIR --controlplane HOST:PORT [--node NODE] [--cert-ttl SECONDS]
@@ -156,9 +160,24 @@ async function node(args: string[]): Promise<number> {
       'netns-prefix': { type: 'string' },
       'disable-capture': { type: 'boolean' },
       'admin-bind': { type: 'string' },
+      workers: { type: 'string' },
     },
   });
   if (!values.name || !values.ip) throw new UsageError('node needs --name NODE and --ip IP');
+  const { chooseWorkers, WorkersError } = await import('../nodeproxy/workers.js');
+  let workers: ReturnType<typeof chooseWorkers>;
+  try {
+    workers = chooseWorkers(values.workers ?? process.env.AMBIT_NODE_WORKERS, {
+      netnsCapture: values.capture === 'netns',
+    });
+  } catch (err) {
+    if (err instanceof WorkersError) throw new UsageError(err.message);
+    throw err;
+  }
+  if (workers.reason)
+    (await import('../common/log.js'))
+      .componentLogger('node', { node: values.name })
+      .warn({ 'workers.asked': values.workers ?? process.env.AMBIT_NODE_WORKERS, reason: workers.reason }, 'running 1 worker');
   if (
     values['admin-bind'] !== undefined &&
     !(await import('../common/addr.js')).isIpLiteral(values['admin-bind'])
@@ -170,7 +189,7 @@ async function node(args: string[]): Promise<number> {
   if (alg && alg !== 'ECDSA_P256' && alg !== 'RSA_2048')
     throw new UsageError('--key-algorithm must be ECDSA_P256 or RSA_2048');
   const { NodeProxy } = await import('../nodeproxy/proxy.js');
-  const proxy = new NodeProxy({
+  const proxyOptions: import('../nodeproxy/proxy.js').NodeProxyOptions = {
     nodeName: values.name,
     nodeIp: values.ip,
     controlPlane: values.controlplane,
@@ -193,11 +212,17 @@ async function node(args: string[]): Promise<number> {
             enabled: !values['disable-capture'],
           }
         : undefined,
-  });
+  };
+  const proxy =
+    workers.count > 1
+      ? new (await import('../nodeproxy/primary.js')).NodeProxyPrimary(proxyOptions, workers.count)
+      : new NodeProxy(proxyOptions);
   await proxy.start();
   // Kill switch at run time: SIGUSR2 turns transparent capture off, the next one on again.
   if (values.capture === 'netns')
-    process.on('SIGUSR2', () => void proxy.setCaptureEnabled(!proxy.captureEnabled()));
+    process.on('SIGUSR2', () => {
+      if (proxy instanceof NodeProxy) void proxy.setCaptureEnabled(!proxy.captureEnabled());
+    });
   process.send?.({ type: 'ready' });
   await untilSignal();
   await proxy.stop();

@@ -18,7 +18,7 @@ import { HbonePool } from '../hbone/pool.js';
 import { HboneServer } from '../hbone/server.js';
 import { HBONE_PORT, READINESS_PORT, SOCKS5_PORT } from '../common/ports.js';
 import type { TlsIdentity } from '../hbone/tls.js';
-import type { CertificateManager, WorkloadCert } from '../identity/cert-manager.js';
+import type { WorkloadCert } from '../identity/cert-manager.js';
 import type { KeyAlgorithm } from '../identity/keys.js';
 import type { XdsTypeStatus } from '../xds/client.js';
 import { spiffeIdOf, DEFAULT_TRUST_DOMAIN, type Workload } from '../xds/resources.js';
@@ -33,6 +33,7 @@ import { NetnsCapture, type NetnsCaptureOptions } from './capture.js';
 import { PlaintextInbound } from './inbound-plaintext.js';
 import { roundRobin } from '../proxy/route.js';
 import { NodeTelemetry, nodeAdminDefaults, type NodeTelemetryOptions } from '../telemetry/node-telemetry.js';
+import type { WorkerFeed, CertSource } from './worker-feed.js';
 
 export interface NodeProxyOptions {
   nodeName: string;
@@ -55,6 +56,13 @@ export interface NodeProxyOptions {
    * SOCKS5 on podIP:15080 (local mode).
    */
   netnsCapture?: Omit<NetnsCaptureOptions, 'logger'>;
+  /**
+   * Set in a worker of `ambit node --workers N` (workers.ts): state, policies and certificates
+   * come from the primary over IPC instead of the control plane; pod listeners are SO_REUSEPORT
+   * sockets shared with the other workers; no readiness, admin or metrics listeners (the
+   * primary's). Unset: the single-process proxy, exactly as before.
+   */
+  feed?: WorkerFeed;
 }
 
 interface PodListeners {
@@ -73,7 +81,7 @@ export class NodeProxy {
   private gate!: InboundGate;
   private readonly pods = new Map<string, PodListeners>();
   private readonly failed = new Map<string, string>();
-  private certs!: CertificateManager;
+  private certs!: CertSource;
   private pool!: HbonePool;
   private outbound!: Outbound;
   private inbound!: Inbound;
@@ -123,7 +131,7 @@ export class NodeProxy {
       'node proxy starting',
     );
     // 1–2. trust root, node token, certificates
-    this.certs = await this.startup.connect(o.nodeName);
+    this.certs = o.feed ?? (await this.startup.connect(o.nodeName));
     this.certs.on('rotated', (cert: WorkloadCert) => this.onRotated(cert));
 
     // 3. data path parts (in netns mode their sockets are opened inside the pods), then xDS
@@ -176,17 +184,23 @@ export class NodeProxy {
       this.gate.reevaluate();
     });
 
-    this.startup.startXds({
-      id: `ambit~${o.nodeIp}~${o.nodeName}~${this.trustDomain}`,
-      metadata: { NODE_NAME: o.nodeName },
-    });
+    if (o.feed) {
+      // A worker: the primary's xDS updates arrive over IPC; it serves readiness and telemetry.
+      o.feed.attach(this.state, this.policies);
+      await o.feed.synced();
+    } else {
+      this.startup.startXds({
+        id: `ambit~${o.nodeIp}~${o.nodeName}~${this.trustDomain}`,
+        metadata: { NODE_NAME: o.nodeName },
+      });
 
-    // 5. readiness (before xDS is ready, so probes can see "not ready yet")
-    this.readiness = await this.startup.serveReadiness(o.nodeIp, o.ports?.readiness ?? READINESS_PORT, () =>
-      this.isReady(),
-    );
-    await this.telemetry.start({ nodeName: o.nodeName, nodeIp: o.nodeIp, proxy: this });
-    await this.startup.synced();
+      // 5. readiness (before xDS is ready, so probes can see "not ready yet")
+      this.readiness = await this.startup.serveReadiness(o.nodeIp, o.ports?.readiness ?? READINESS_PORT, () =>
+        this.isReady(),
+      );
+      await this.telemetry.start({ nodeName: o.nodeName, nodeIp: o.nodeIp, proxy: this });
+      await this.startup.synced();
+    }
     this.xdsReady = true;
     await this.reconcileNow();
     this.log.info(
@@ -220,18 +234,7 @@ export class NodeProxy {
 
   /** The local ambient pods this node proxy must serve, by uid. */
   private desiredPods(): Map<string, Workload> {
-    const desired = new Map<string, Workload>();
-    for (const w of this.state.allWorkloads()) {
-      // Waypoints (nativeTunnel) terminate HBONE themselves: no listeners for them here.
-      if (
-        w.node === this.opts.nodeName &&
-        w.tunnelProtocol === 'HBONE' &&
-        !w.nativeTunnel &&
-        w.addresses.length > 0
-      )
-        desired.set(w.uid, w);
-    }
-    return desired;
+    return localAmbientPods(this.state, this.opts.nodeName);
   }
 
   localPods(): { uid: string; name: string; namespace: string; ip: string; identity: string }[] {
@@ -356,7 +359,9 @@ export class NodeProxy {
         trustDomain: this.trustDomain,
         logger: this.log.child({ pod }),
         onTunnel: (t) => void this.inbound.handle(t, this.state.workload(w.uid) ?? w),
-        listenFd: captured?.hboneListenFd(ports.hbone ?? HBONE_PORT),
+        listenFd:
+          captured?.hboneListenFd(ports.hbone ?? HBONE_PORT) ??
+          this.opts.feed?.listenFd(ip, ports.hbone ?? HBONE_PORT),
       });
       const entry =
         captured ??
@@ -366,6 +371,7 @@ export class NodeProxy {
           (req) => {
             void this.outbound.handle(this.state.workload(w.uid) ?? w, req);
           },
+          this.opts.feed?.listenFd(ip, ports.socks5 ?? SOCKS5_PORT),
         );
       try {
         await hbone.start();
@@ -386,4 +392,15 @@ export class NodeProxy {
       this.log.error({ pod, ip, err: errorMessage(err) }, 'could not set up pod listeners; will retry');
     }
   }
+}
+
+/** The local ambient pods a node proxy serves, by uid (also the primary's view: primary.ts). */
+export function localAmbientPods(state: ProxyState, nodeName: string): Map<string, Workload> {
+  const desired = new Map<string, Workload>();
+  for (const w of state.allWorkloads()) {
+    // Waypoints (nativeTunnel) terminate HBONE themselves: no listeners for them here.
+    if (w.node === nodeName && w.tunnelProtocol === 'HBONE' && !w.nativeTunnel && w.addresses.length > 0)
+      desired.set(w.uid, w);
+  }
+  return desired;
 }

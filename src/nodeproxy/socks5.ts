@@ -43,6 +43,8 @@ export class Socks5Listener {
     private readonly addr: HostPort,
     logger: Logger,
     private readonly onRequest: (req: SocksRequest) => void,
+    /** A ready listening fd (a multi-worker node proxy's SO_REUSEPORT socket), else bind addr. */
+    private readonly listenFd?: () => number,
   ) {
     this.log = logger.child({ listener: 'socks5', addr: `${addr.host}:${addr.port}` });
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: 256 * 1024 }, (s) =>
@@ -53,7 +55,9 @@ export class Socks5Listener {
   async start(): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen({ host: this.addr.host, port: this.addr.port, backlog: 1024 }, () => {
+      const fd = this.listenFd?.();
+      const at = fd === undefined ? { host: this.addr.host, port: this.addr.port } : { fd };
+      this.server.listen({ ...at, backlog: 1024 }, () => {
         this.server.off('error', reject);
         this.server.on('error', (err) => this.log.error({ err: err.message }, 'socks5: server error'));
         resolve();

@@ -40,6 +40,18 @@ export class PolicyStore extends EventEmitter<{ change: [] }> {
     this.queueChange();
   }
 
+  /**
+   * Replaces everything with the primary's set (a worker of a multi-worker node proxy,
+   * proxy/fan-out.ts): good policies and the rejected names that deny fail-closed.
+   */
+  mirror(policies: ReadonlyMap<string, Authorization>, rejected: ReadonlyMap<string, string>): void {
+    this.policies.clear();
+    this.rejected.clear();
+    for (const [name, a] of policies) this.policies.set(name, a);
+    for (const [name, why] of rejected) this.rejected.set(name, why);
+    this.queueChange();
+  }
+
   /** The policies that govern connections to `w`, including fail-closed stand-ins for rejected ones. */
   forWorkload(w: Pick<Workload, 'namespace' | 'authorizationPolicies'>): EvalPolicy[] {
     if (this.rejected.size === 0) return applicablePolicies(w, this.policies);

@@ -74,7 +74,12 @@ export class ProxyStartup {
   startXds(
     node: { id: string; metadata?: Record<string, string> },
     // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each handler has its own T
-    more: { types?: XdsTypeHandler<any>[]; onAddresses?: () => void } = {},
+    more: {
+      types?: XdsTypeHandler<any>[];
+      onAddresses?: () => void;
+      /** Each address update as applied (a multi-worker primary forwards it: proxy/fan-out.ts). */
+      onAddressDelta?: (upserted: Map<string, Address>, removed: string[]) => void;
+    } = {},
   ): XdsClient {
     if (!this.connection) throw new Error('ProxyStartup.startXds before connect()');
     this.xdsClient = new XdsClient({
@@ -86,6 +91,7 @@ export class ProxyStartup {
           decode: (name: string, bytes: Uint8Array) => decodeAddress(name, bytes),
           apply: (upserted: Map<string, Address>, removed: string[]) => {
             this.state.applyAddresses(upserted, removed);
+            more.onAddressDelta?.(upserted, removed);
             more.onAddresses?.();
           },
         },
