@@ -24,6 +24,7 @@ import {
   l7Targets,
   skippedMarkdown,
   ztunnelComparisonMarkdown,
+  peerComparisonMarkdown,
 } from './lib/report.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -107,6 +108,8 @@ if (suite === 'l4' || suite === 'cost' || suite === 'all') {
   }
   if (result.measurements.length) md.push(l4Markdown(result), '');
   if (result.cost.length) md.push(costMarkdown(result), '');
+  const peersCmp = peerComparisonMarkdown(result);
+  if (peersCmp) md.push(peersCmp, '');
   const cmp = ztunnelComparisonMarkdown(result);
   if (cmp) md.push(cmp, '');
   md.push(targetsMarkdown(result), '');

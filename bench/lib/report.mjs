@@ -124,6 +124,54 @@ export function ztunnelComparisonMarkdown(r) {
   ].join('\n');
 }
 
+/** The C tunnel pairs of the l4 and cost suites, in the order their columns appear. */
+export const C_PAIRS = ['stunnel pair', 'nghttpx pair', 'haproxy pair'];
+
+/**
+ * ambit ÷ each C pair measured in the same run (issue 16: the haproxy pair joined stunnel and
+ * nghttpx): every L4 test, the added p99 at 1 000 req/s over direct, and the cost per proxy role.
+ * Above 1× is better for ambit on a "higher is better" row and worse on a "lower is better" one.
+ * Empty when no C pair ran.
+ */
+export function peerComparisonMarkdown(r) {
+  const present = new Set([...r.measurements.map((m) => m.path), ...r.cost.map((c) => c.path)]);
+  const pairs = C_PAIRS.filter((p) => present.has(p));
+  if (!pairs.length) return '';
+  const rows = [];
+  for (const t of [...new Set(r.measurements.filter((m) => !m.test.startsWith('http @')).map((m) => m.test))]) {
+    const unit = r.measurements.find((m) => m.test === t)?.unit ?? '';
+    rows.push([`${t} (${unit}, higher is better)`, (p) => meas(r, p, t)]);
+  }
+  if (r.latency.length)
+    rows.push([
+      'added p99 at 1 000 req/s over direct (ms, lower is better)',
+      (p) => {
+        const a = lat(r, p, 'http @ 1000 req/s');
+        const d = lat(r, 'direct', 'http @ 1000 req/s');
+        return a !== undefined && d !== undefined ? a - d : undefined;
+      },
+    ]);
+  const cost = (p, k) => r.cost.find((c) => c.path === p)?.[k]?.median;
+  if (r.cost.length) {
+    rows.push(['vCPU per 1 000 req/s per proxy role (lower is better)', (p) => cost(p, 'vcpuPer1kRps')]);
+    rows.push(['RSS MB per role at 1 000 req/s (lower is better)', (p) => cost(p, 'rssMbAt1kRps')]);
+  }
+  const v = (x) =>
+    x === undefined ? '–' : Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 1 ? x.toFixed(2) : x.toFixed(3);
+  // No ratio for a figure at or below zero (an added latency can be, in a noisy run).
+  const div = (a, b) => (a === undefined || b === undefined || !(a > 0 && b > 0) ? '–' : `${(a / b).toFixed(2)}×`);
+  return [
+    'ambit next to the C tunnel pairs (same run, medians):',
+    '',
+    `| figure | ambit | ${pairs.map((p) => `${p} | ambit ÷ ${p.replace(' pair', '')}`).join(' | ')} |`,
+    `|---|---|${pairs.map(() => '---|---').join('|')}|`,
+    ...rows.map(([name, get]) => {
+      const a = get('ambit');
+      return `| ${name} | ${v(a)} | ${pairs.map((p) => `${v(get(p))} | ${div(a, get(p))}`).join(' | ')} |`;
+    }),
+  ].join('\n');
+}
+
 /** Paths left out of a run, each with the reason (a peer that failed to start, nothing got through). */
 export function skippedMarkdown(r) {
   const s = r.skipped ?? [];

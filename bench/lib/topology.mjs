@@ -1,7 +1,7 @@
 // The benchmark topology on loopback 127.0.60.0/24: a backend app on the "server" pod IP and
 // the paths under test that lead to it — direct, ambit (two node proxies, entered by SOCKS5 as
-// the "client" pod), and the C peers when installed (stunnel pair, nghttpx pair); with
-// AMBIT_ZTUNNEL_BIN, the ztunnel pairs in their own network namespaces (lib/ztunnel.mjs).
+// the "client" pod), and the C peers when installed (stunnel pair, nghttpx pair, haproxy pair);
+// with AMBIT_ZTUNNEL_BIN, the ztunnel pairs in their own network namespaces (lib/ztunnel.mjs).
 import { fork, spawn } from 'node:child_process';
 import { mkdtemp, mkdir, writeFile, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -245,6 +245,21 @@ async function startPeers(root, stops, wanted) {
         port: tport,
       }),
     };
+  });
+  // One haproxy per end (TCP mode, mutual TLS, one thread; bench/peers/haproxy-pair.mjs) with a
+  // `listen` section per target port, so the pair's two processes carry every port.
+  await tryPeer('haproxy pair', async (_i, _port, existing) => {
+    if (existing) return existing;
+    const { startHaproxyPair } = await import(path.join(here, '..', 'peers', 'haproxy-pair.mjs'));
+    const p = await startHaproxyPair({
+      tunnels: targets.map((tport, j) => ({
+        clientAddr: { host: ADDR.peerClient, port: 7200 + j },
+        serverAddr: { host: ADDR.peerServer, port: 7700 + j },
+        target: { host: ADDR.server, port: tport },
+      })),
+      certDir: path.join(root, 'peer-certs'),
+    });
+    return { ...p, loadgen: (_host, tport) => ({ ...p.entries[targets.indexOf(tport)] }) };
   });
   return out;
 }
