@@ -72,6 +72,9 @@ describe('bench harness', () => {
       expect(l.p999.median).toBeGreaterThanOrEqual(l.p99.median);
     }
     expect(stdout).toMatch(/\| target \| measured \| goal \|/);
+    // Each C pair that ran has its ambit ÷ pair column (the haproxy pair among them; issue 16).
+    for (const pair of ['stunnel pair', 'nghttpx pair', 'haproxy pair'])
+      if (paths.has(pair)) expect(stdout, pair).toContain(`| ambit ÷ ${pair.replace(' pair', '')} |`);
     checkZtunnel(result, paths, stdout);
   }, 300_000);
 
@@ -88,6 +91,13 @@ describe('bench harness', () => {
     if (nghttpx)
       expect(nghttpx.processes!.filter((x) => x.helper).map((x) => x.role)).toEqual([
         'tinyproxy (last CONNECT hop)',
+      ]);
+    // The haproxy pair runs in plain mode, one thread: exactly its two ends, no master, no helper.
+    const haproxy = result.cost.find((c) => c.path === 'haproxy pair');
+    if (haproxy)
+      expect(haproxy.processes!.map((x) => `${x.role}${x.helper ? ' (helper)' : ''}`).sort()).toEqual([
+        'haproxy client side',
+        'haproxy server side',
       ]);
     expect(stdout).toMatch(/\| path \| pid \| role \| charged to the proxy role \|/);
     checkZtunnel(result, new Set(result.cost.map((c) => c.path)), stdout);
