@@ -27,10 +27,17 @@ export const SNIFF_TIMEOUT_MS = 300;
 /** Past this many bytes, a start that still looks like HTTP is HTTP (the parser answers 431/400); bounds the sniff buffer. */
 export const SNIFF_MAX_LINE = 8 * 1024;
 
-/** Protocol family declared for a port: 'http' (HTTP/1.1 or h2c), 'http2' (HTTP/2, gRPC), or undefined. */
-export function declaredProtocol(app: AppProtocol | undefined): 'http' | 'http2' | undefined {
+/**
+ * Protocol family declared for a port: 'http' (HTTP/1.1 or h2c), 'http2' (HTTP/2, gRPC), 'tcp'
+ * (`tcp-*`, `tls-*`, `https-*`: istiod sends TCP or TLS, and Istio's waypoint proxies those ports
+ * as opaque TCP without sniffing — a server-first protocol gets its greeting at once), or
+ * undefined (sniffed). Declaring TCP cannot open anything: the TCP path reads every bound
+ * policy with Envoy's network RBAC meaning (authz-tcp.ts).
+ */
+export function declaredProtocol(app: AppProtocol | undefined): 'http' | 'http2' | 'tcp' | undefined {
   if (app === 'HTTP11') return 'http';
   if (app === 'HTTP2' || app === 'GRPC') return 'http2';
+  if (app === 'TCP' || app === 'TLS') return 'tcp';
   return undefined;
 }
 
@@ -91,13 +98,14 @@ function requestLine(b: Buffer): 'http1' | 'tcp' | 'more' {
   return rest.length === HTTP_SLASH.length ? 'http1' : 'more';
 }
 
-/** The decision for a tunnel: a declared HTTP port is HTTP (h2 if the preface says so), else sniffed. */
+/** The decision for a tunnel: a declared TCP/TLS port is TCP, a declared HTTP port is HTTP (h2 if the preface says so), else sniffed. */
 export function detectProtocol(
   app: AppProtocol | undefined,
   first: Buffer,
   complete = false,
 ): WireProtocol | undefined {
   const declared = declaredProtocol(app);
+  if (declared === 'tcp') return 'tcp';
   const sniffed = sniffProtocol(first, complete);
   if (!declared) return sniffed;
   if (sniffed === undefined) return undefined;

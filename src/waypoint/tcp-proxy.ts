@@ -125,6 +125,10 @@ export function sniff(
       if (p) finish(p);
     };
     const onEnd = () => finish(decide(buf, true) ?? 'tcp');
+    // A port declared opaque (tcp-*, tls-*) is decided before any byte: no waiting for a client
+    // that may never speak first.
+    const upfront = decide(buf, false);
+    if (upfront) return resolve(upfront);
     const timer = setTimeout(() => finish(decide(buf, true) ?? 'tcp'), SNIFF_TIMEOUT_MS);
     stream.on('data', onData);
     stream.once('end', onEnd);

@@ -253,6 +253,18 @@ describe('the waypoint records L4 connections as a node proxy does', () => {
   );
 
   it(
+    'a port declared tcp-* is opaque TCP at the waypoint: an HTTP request line on it is carried as bytes, not parsed (istiod sends TCP; Envoy does not sniff it)',
+    { timeout: 20_000 },
+    async () => {
+      // Sniffed, these bytes would be an HTTP request, and the echoed request line would reach
+      // the waypoint's HTTP client as a malformed response (a 503 instead of the bytes).
+      const request = Buffer.from('GET / HTTP/1.1\r\nHost: raw.demo\r\n\r\n');
+      const s = await roundTrip(RAW_VIP, 7100, request);
+      s.end();
+    },
+  );
+
+  it(
     'closes an open TCP tunnel through the waypoint when a policy change no longer allows it, logged and counted',
     { timeout: 20_000 },
     async () => {

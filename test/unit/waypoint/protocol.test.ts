@@ -85,6 +85,10 @@ describe('protocol detection', () => {
     ['declared GRPC', 'GRPC', H2_PREFACE, 'http2'],
     ['undeclared, sniffed h1', undefined, b('GET / HTTP/1.1\r\n'), 'http1'],
     ['undeclared, not HTTP → TCP', 'UNKNOWN', b('hello\n'), 'tcp'],
+    // istiod: tcp-* → TCP, tls-*/https-* → TLS; Envoy proxies them as TCP, never sniffed
+    ['declared TCP with HTTP bytes is still TCP', 'TCP', b('GET / HTTP/1.1\r\n'), 'tcp'],
+    ['declared TCP before any byte (server-first) is TCP at once', 'TCP', Buffer.alloc(0), 'tcp'],
+    ['declared TLS (a ClientHello) is TCP', 'TLS', Buffer.from([0x16, 0x03, 0x01]), 'tcp'],
   ])('%s', (_n, app, bytes, want) => {
     expect(detectProtocol(app, bytes)).toBe(want);
   });
