@@ -138,7 +138,9 @@ export function peerComparisonMarkdown(r) {
   const pairs = C_PAIRS.filter((p) => present.has(p));
   if (!pairs.length) return '';
   const rows = [];
-  for (const t of [...new Set(r.measurements.filter((m) => !m.test.startsWith('http @')).map((m) => m.test))]) {
+  for (const t of [
+    ...new Set(r.measurements.filter((m) => !m.test.startsWith('http @')).map((m) => m.test)),
+  ]) {
     const unit = r.measurements.find((m) => m.test === t)?.unit ?? '';
     rows.push([`${t} (${unit}, higher is better)`, (p) => meas(r, p, t)]);
   }
@@ -157,9 +159,16 @@ export function peerComparisonMarkdown(r) {
     rows.push(['RSS MB per role at 1 000 req/s (lower is better)', (p) => cost(p, 'rssMbAt1kRps')]);
   }
   const v = (x) =>
-    x === undefined ? '–' : Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 1 ? x.toFixed(2) : x.toFixed(3);
+    x === undefined
+      ? '–'
+      : Math.abs(x) >= 100
+        ? x.toFixed(0)
+        : Math.abs(x) >= 1
+          ? x.toFixed(2)
+          : x.toFixed(3);
   // No ratio for a figure at or below zero (an added latency can be, in a noisy run).
-  const div = (a, b) => (a === undefined || b === undefined || !(a > 0 && b > 0) ? '–' : `${(a / b).toFixed(2)}×`);
+  const div = (a, b) =>
+    a === undefined || b === undefined || !(a > 0 && b > 0) ? '–' : `${(a / b).toFixed(2)}×`;
   return [
     'ambit next to the C tunnel pairs (same run, medians):',
     '',

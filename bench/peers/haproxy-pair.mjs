@@ -45,13 +45,13 @@ import { addr, ensureCerts, launch, need } from './peers.mjs';
  */
 export async function startHaproxyPair(o) {
   const bin = await need('haproxy pair', ['haproxy'], 'haproxy');
-  const tunnels = (o.tunnels ?? [{ clientAddr: o.clientAddr, serverAddr: o.serverAddr, target: o.target }]).map(
-    (t, i) => ({
-      clientAddr: addr(t.clientAddr, `tunnels[${i}].clientAddr`),
-      serverAddr: addr(t.serverAddr, `tunnels[${i}].serverAddr`),
-      target: addr(t.target, `tunnels[${i}].target`),
-    }),
-  );
+  const tunnels = (
+    o.tunnels ?? [{ clientAddr: o.clientAddr, serverAddr: o.serverAddr, target: o.target }]
+  ).map((t, i) => ({
+    clientAddr: addr(t.clientAddr, `tunnels[${i}].clientAddr`),
+    serverAddr: addr(t.serverAddr, `tunnels[${i}].serverAddr`),
+    target: addr(t.target, `tunnels[${i}].target`),
+  }));
   if (!tunnels.length) throw new Error('haproxy pair needs at least one tunnel');
   const serverHosts = new Set(tunnels.map((t) => t.serverAddr.host));
   if (serverHosts.size !== 1)

@@ -170,7 +170,10 @@ describe('haproxy pair (TCP mode, mutual TLS)', () => {
       });
       expect(ours).toBe('got data');
     } finally {
-      await stopAndCheck(peer, tunnels.flatMap((t) => [t.clientAddr, t.serverAddr]));
+      await stopAndCheck(
+        peer,
+        tunnels.flatMap((t) => [t.clientAddr, t.serverAddr]),
+      );
     }
   });
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the C peers the benchmarks compare ambit with, from Debian: stunnel (mTLS tunnel pair),
-# nghttpx + tinyproxy (HTTP/2 CONNECT pair; tinyproxy is its last CONNECT hop), haproxy (L7),
-# nginx (backend), and the load/measurement tools wrk, h2load (nghttp2-client) and iperf3.
+# nghttpx + tinyproxy (HTTP/2 CONNECT pair; tinyproxy is its last CONNECT hop), haproxy (L7, and
+# the TCP-mode mutual-TLS pair), nginx (backend), and the load/measurement tools wrk, h2load
+# (nghttp2-client) and iperf3.
 # Idempotent: installs only what is missing, runs `apt-get update` once, and only as root.
 # Without root or apt-get it prints what is missing and exits 0: the suites skip those peers.
 set -euo pipefail

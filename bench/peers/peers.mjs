@@ -7,6 +7,8 @@
 // as tinyproxy behind the nghttpx pair), and `stop()` ends
 // them and removes the peer's temporary files. A missing binary throws PeerUnavailable, so a
 // suite can skip that peer with a message (install them with bench/peers/install.sh).
+// The haproxy TCP-mode mutual-TLS pair lives in haproxy-pair.mjs, built on launch(), need() and
+// addr() exported from here.
 import { spawn, execFile } from 'node:child_process';
 import { access, constants, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
