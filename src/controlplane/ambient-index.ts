@@ -33,6 +33,7 @@ import { PolicyIndex, type PolicyStatus } from './policy-index.js';
 import {
   buildService,
   buildWorkload,
+  DEFAULT_CLUSTER_ID,
   DOMAIN_SUFFIX,
   isAmbientEnrolled,
   isTerminal,
@@ -145,7 +146,7 @@ export class AmbientIndex extends EventEmitter<{
     super();
     this.opts = {
       trustDomain: opts.trustDomain ?? DEFAULT_TRUST_DOMAIN,
-      clusterId: opts.clusterId ?? 'Kubernetes',
+      clusterId: opts.clusterId ?? DEFAULT_CLUSTER_ID,
       network: opts.network ?? '',
       rootNamespace: opts.rootNamespace ?? DEFAULT_ROOT_NAMESPACE,
     };
