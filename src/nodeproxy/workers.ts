@@ -11,7 +11,11 @@ import type { Logger } from '../common/log.js';
 import { nativeStatus } from '../redirect/native.js';
 import type { FromWorker, ToWorker, WorkerStatus } from '../proxy/fan-out.js';
 
-/** Above this, another worker buys little on a node proxy (its load is spread over many nodes); ztunnel defaults to 2 threads. */
+/**
+ * "auto" stops here: each worker holds its own HBONE connections to every peer it talks to and
+ * ~50 MB of its own heap and code, so past 8 the memory and connection count grow faster than a
+ * node proxy's share of a node's traffic needs (ztunnel's default is 2 threads).
+ */
 export const MAX_AUTO_WORKERS = 8;
 export const MAX_WORKERS = 64;
 
@@ -35,9 +39,9 @@ export interface WorkerInit {
  */
 export function chooseWorkers(
   requested: string | undefined,
-  ctx: { netnsCapture: boolean },
+  ctx: { netnsCapture: boolean; cpuLimit?: string },
 ): { count: number; reason?: string } {
-  const auto = Math.min(availableParallelism(), MAX_AUTO_WORKERS);
+  const auto = Math.min(usableCores(ctx.cpuLimit), MAX_AUTO_WORKERS);
   const asked =
     requested === undefined || requested === '' ? 1 : requested === 'auto' ? auto : Number(requested);
   if (!Number.isInteger(asked) || asked < 1 || asked > MAX_WORKERS)
@@ -55,6 +59,18 @@ export function chooseWorkers(
       reason: `several workers need SO_REUSEPORT listeners from the native addon: ${native.reason}`,
     };
   return { count: asked };
+}
+
+/**
+ * The cores the process may use: AMBIT_CPU_LIMIT when set (the container's `limits.cpu` through
+ * the downward API, rounded up to whole cores by `divisor: 1`; without a limit Kubernetes gives
+ * the node's allocatable CPU), as ztunnel reads ZTUNNEL_CPU_LIMIT (istio/ztunnel src/config.rs
+ * get_cpu_count); else what Node says this process may run on (affinity-aware).
+ */
+export function usableCores(cpuLimit: string | undefined = process.env.AMBIT_CPU_LIMIT): number {
+  const n = Number(cpuLimit);
+  if (cpuLimit !== undefined && cpuLimit !== '' && Number.isInteger(n) && n >= 1) return n;
+  return availableParallelism();
 }
 
 export class WorkersError extends Error {
