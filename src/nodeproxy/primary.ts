@@ -5,6 +5,7 @@
 // them (proxy/fan-out.ts), certificates are handed out on request and pushed on rotation.
 // Readiness is 200 once xDS synced and every worker reports its pods' listeners bound.
 import type http from 'node:http';
+import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Logger } from '../common/log.js';
 import { componentLogger } from '../common/log.js';
 import { errorMessage } from '../common/errors.js';
@@ -118,6 +119,7 @@ export class NodeProxyPrimary {
     this.readiness = await this.startup.serveReadiness(o.nodeIp, o.ports?.readiness ?? READINESS_PORT, () =>
       this.isReady(),
     );
+    this.sumWorkerMetrics();
     await this.telemetry.start({ nodeName: o.nodeName, nodeIp: o.nodeIp, proxy: this });
     await this.startup.synced();
     this.xdsReady = true;
@@ -127,6 +129,29 @@ export class NodeProxyPrimary {
       { pods: this.localPods().map((p) => `${p.namespace}/${p.name}`), workers: this.workers.pids() },
       'node proxy ready',
     );
+  }
+
+  /**
+   * 15020 shows the node proxy as one: at each scrape the workers' metrics are fetched and summed
+   * with the primary's own (authorization counters, build info) by prom-client's aggregator
+   * (counters and histograms summed per label set). Summed, not labelled per worker: ztunnel's
+   * metrics are per process, a node has one node proxy, and dashboards and Istio's queries then
+   * read the same series whatever the worker count. Per-worker shares are in the access records
+   * (`worker` field). A worker that restarted starts its counts again at 0, which Prometheus sees
+   * as a counter reset (rate() handles it). The registry is read per scrape (telemetry/
+   * metrics-server.ts), so wrapping its metrics() here keeps telemetry/ unchanged.
+   */
+  private sumWorkerMetrics(): void {
+    const reg = this.telemetry.registry;
+    reg.metrics = async () => {
+      const own = await reg.getMetricsAsJSON();
+      const workers = (await this.workers.collectMetrics()) as MetricObjectWithValues<
+        MetricValue<string>
+      >[][];
+      // istio_build is a fact about the binary (value 1), not a count: one series, not N + 1.
+      for (const m of [own, ...workers].flat()) if (m.name === 'istio_build') m.aggregator = 'max';
+      return AggregatorRegistry.aggregate([own, ...workers]).metrics();
+    };
   }
 
   /** Ready: xDS synced, and every worker is up and has its pods' listeners bound. */

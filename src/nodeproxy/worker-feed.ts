@@ -46,6 +46,8 @@ export class WorkerFeed extends EventEmitter implements CertSource {
     private readonly log: Logger,
     /** Called with the primary's stop request. */
     private readonly onStop: (graceMs: number) => void,
+    /** This worker's metrics, as prom-client's getMetricsAsJSON() gives them (the primary sums them). */
+    private readonly metrics: () => Promise<unknown[]> = () => Promise.resolve([]),
   ) {
     super();
     ipc.on('message', (m) => this.onMessage(m as ToWorker));
@@ -123,6 +125,15 @@ export class WorkerFeed extends EventEmitter implements CertSource {
           return;
         case 'stop':
           this.onStop(m.graceMs);
+          return;
+        case 'metrics?':
+          this.metrics().then(
+            (metrics) => this.send({ t: 'metrics', id: m.id, metrics }),
+            (err: unknown) => {
+              this.log.warn({ err: errorMessage(err) }, 'worker: metrics not collected');
+              this.send({ t: 'metrics', id: m.id, metrics: [] });
+            },
+          );
           return;
         default:
           throw new Error(`unknown message type ${String((m as { t: unknown }).t)}`);

@@ -26,7 +26,7 @@ async function main(): Promise<void> {
     log.warn('worker: primary gone; exiting');
     stop(0);
   });
-  const feed = new WorkerFeed(process, log, stop);
+  const feed = new WorkerFeed(process, log, stop, () => proxy!.telemetry.registry.getMetricsAsJSON());
   proxy = new NodeProxy({
     nodeName: init.nodeName,
     nodeIp: init.nodeIp,

@@ -102,6 +102,7 @@ const ENTRY = path.join(path.dirname(fileURLToPath(import.meta.url)), 'worker-ma
 export class NodeWorkers {
   private readonly slots: Slot[];
   private stopping = false;
+  private nextMetricsId = 1;
 
   constructor(private readonly opts: NodeWorkersOptions) {
     this.slots = Array.from({ length: opts.count }, (_, index) => ({ index, restarts: 0, startedAt: 0 }));
@@ -117,6 +118,37 @@ export class NodeWorkers {
 
   pids(): (number | undefined)[] {
     return this.slots.map((s) => s.proc?.pid);
+  }
+
+  /**
+   * Every live worker's metrics (getMetricsAsJSON), asked at scrape time; a worker that does not
+   * answer within `timeoutMs` (busy, or restarting) is left out of this scrape.
+   */
+  async collectMetrics(timeoutMs = 1000): Promise<unknown[][]> {
+    const asks = this.slots.map((s) => {
+      const p = s.proc;
+      if (!p?.connected) return Promise.resolve(undefined);
+      const id = this.nextMetricsId++;
+      return new Promise<unknown[] | undefined>((resolve) => {
+        const timer = setTimeout(() => done(undefined), timeoutMs);
+        const onMsg = (m: unknown) => {
+          const msg = m as FromWorker;
+          if (msg?.t === 'metrics' && msg.id === id)
+            done(Array.isArray(msg.metrics) ? msg.metrics : undefined);
+        };
+        const done = (v: unknown[] | undefined) => {
+          clearTimeout(timer);
+          p.off('message', onMsg);
+          p.off('exit', onExit);
+          resolve(v);
+        };
+        const onExit = () => done(undefined);
+        p.on('message', onMsg);
+        p.once('exit', onExit);
+        this.send(s, { t: 'metrics?', id });
+      });
+    });
+    return (await Promise.all(asks)).filter((m): m is unknown[] => m !== undefined);
   }
 
   broadcast(msg: ToWorker): void {
@@ -158,6 +190,7 @@ export class NodeWorkers {
         this.opts.logger.warn({ worker: s.index }, 'worker: message without a type ignored');
         return;
       }
+      if (msg.t === 'metrics') return; // answered in collectMetrics
       if (msg.t === 'status') {
         s.status = msg.status;
         this.opts.onStatus();

@@ -19,7 +19,8 @@ export type ToWorker =
   | { t: 'synced' }
   | { t: 'cert'; id: number; cert?: WorkloadCert; error?: string }
   | { t: 'rotated'; cert: WorkloadCert }
-  | { t: 'stop'; graceMs: number };
+  | { t: 'stop'; graceMs: number }
+  | { t: 'metrics?'; id: number };
 
 /** Per-worker counters the primary shows (readiness, admin, metrics). */
 export interface WorkerStatus {
@@ -36,7 +37,9 @@ export interface WorkerStatus {
 
 /** Worker → primary. */
 export type FromWorker =
-  { t: 'cert?'; id: number; identity: Identity } | { t: 'status'; status: WorkerStatus } | { t: 'listening' };
+  | { t: 'cert?'; id: number; identity: Identity }
+  | { t: 'status'; status: WorkerStatus }
+  | { t: 'metrics'; id: number; metrics: unknown[] };
 
 /** The primary's copy of every address resource it applied, by resource name. */
 export class AddressMirror {

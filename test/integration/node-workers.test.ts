@@ -102,6 +102,15 @@ describe.skipIf(!native.ok)('node proxy with 2 workers', () => {
       expect((out.get(0) ?? 0) + (out.get(1) ?? 0)).toBe(40);
       expect(inb.get(0) ?? 0).toBeGreaterThan(0);
       expect(inb.get(1) ?? 0).toBeGreaterThan(0);
+      // 15020 (the primary) sums the workers' counters: every connection of this test is in the
+      // node's total, whichever worker carried it; istio_build stays one series of value 1.
+      const text = await (await fetch(`http://${ip(1)}:15020/metrics`)).text();
+      const opened = text
+        .split('\n')
+        .filter((l) => l.startsWith('istio_tcp_connections_opened_total{') && l.includes('reporter="source"'))
+        .reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0);
+      expect(opened).toBeGreaterThanOrEqual(40);
+      expect(text).toMatch(/^istio_build\{[^}]*\} 1$/m);
     },
   );
 
