@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { progress } from './stats.mjs';
 import { twoNodeManifests } from './manifests.mjs';
+import { ambitWorkersPath } from './ambit-workers.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const O = 60;
@@ -125,6 +126,12 @@ export async function startTopology({ withPeers = true, only } = {}) {
           { pid: nodes()[1], role: 'node proxy server side (node-2)', helper: false },
         ],
       });
+    }
+    // Two workers per node proxy (issue 16 item 1), its own mesh, up only while measured.
+    if (selects(only, 'ambit, 2 workers')) {
+      const p = ambitWorkersPath({ Mesh, root, ports: PORTS, logLevel });
+      paths.push(p);
+      stops.push(() => p.deactivate());
     }
     const zt = await startZtunnelPaths(root, stops, { only, logLevel });
     paths.push(...zt.paths);
