@@ -19,7 +19,8 @@ import { ProxyStartup } from '../proxy/startup.js';
 import { AddressMirror, policySnapshot, type ToWorker } from '../proxy/fan-out.js';
 import type { AuthzCounters } from '../proxy/inbound-gate.js';
 import { NodeTelemetry, nodeAdminDefaults } from '../telemetry/node-telemetry.js';
-import { localAmbientPods, type NodeProxyOptions } from './proxy.js';
+import type { NodeProxyOptions } from './proxy.js';
+import { localAmbientPods } from './local-pods.js';
 import { NodeWorkers } from './workers.js';
 
 export class NodeProxyPrimary {

@@ -32,6 +32,7 @@ import { Socks5Listener } from './socks5.js';
 import { NetnsCapture, type NetnsCaptureOptions } from './capture.js';
 import { PlaintextInbound } from './inbound-plaintext.js';
 import { roundRobin } from '../proxy/route.js';
+import { localAmbientPods } from './local-pods.js';
 import { NodeTelemetry, nodeAdminDefaults, type NodeTelemetryOptions } from '../telemetry/node-telemetry.js';
 import type { WorkerFeed, CertSource } from './worker-feed.js';
 
@@ -392,15 +393,4 @@ export class NodeProxy {
       this.log.error({ pod, ip, err: errorMessage(err) }, 'could not set up pod listeners; will retry');
     }
   }
-}
-
-/** The local ambient pods a node proxy serves, by uid (also the primary's view: primary.ts). */
-export function localAmbientPods(state: ProxyState, nodeName: string): Map<string, Workload> {
-  const desired = new Map<string, Workload>();
-  for (const w of state.allWorkloads()) {
-    // Waypoints (nativeTunnel) terminate HBONE themselves: no listeners for them here.
-    if (w.node === nodeName && w.tunnelProtocol === 'HBONE' && !w.nativeTunnel && w.addresses.length > 0)
-      desired.set(w.uid, w);
-  }
-  return desired;
 }
