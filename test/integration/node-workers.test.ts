@@ -202,3 +202,28 @@ spec:
     expect(out.get(1) ?? 0).toBeGreaterThan(0);
   });
 });
+
+describe('node proxy workers without the native addon', () => {
+  it('runs one worker and logs why', { timeout: 15_000 }, async () => {
+    const { spawn } = await import('node:child_process');
+    const { mkdtemp } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const state = await mkdtemp(path.join(tmpdir(), 'ambit-workers-'));
+    // AMBIT_NATIVE_DIR at a folder without the addon: nativeStatus() says why; the state dir has
+    // no CA root, so the proxy stops right after choosing its worker count (exit 1).
+    const p = spawn(
+      process.execPath,
+      ['dist/cli/main.js', 'node', '--name', 'n1', '--ip', ip(1), '--state', state, '--workers', '2'],
+      { env: { ...process.env, AMBIT_NATIVE_DIR: path.join(state, 'no-addon'), AMBIT_LOG_FORMAT: 'json' } },
+    );
+    let out = '';
+    p.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    p.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    const code = await new Promise<number | null>((r) => p.once('exit', r));
+    expect(code).toBe(1);
+    expect(out).toMatch(/running 1 worker/);
+    expect(out).toMatch(/SO_REUSEPORT listeners from the native addon: addon not built/);
+    expect(out).not.toMatch(/node proxy worker started/);
+    await (await import('node:fs/promises')).rm(state, { recursive: true, force: true });
+  });
+});
