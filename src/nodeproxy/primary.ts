@@ -89,10 +89,13 @@ export class NodeProxyPrimary {
       },
       onMessage: (index, msg, reply) => {
         if (msg.t !== 'cert?') return;
-        this.certs.get(msg.identity).then(
-          (cert) => reply({ t: 'cert', id: msg.id, cert }),
-          (err: unknown) => reply({ t: 'cert', id: msg.id, error: errorMessage(err) }),
-        );
+        // Promise.resolve().then: a get() that throws synchronously is answered, not a crash.
+        Promise.resolve()
+          .then(() => this.certs.get(msg.identity))
+          .then(
+            (cert) => reply({ t: 'cert', id: msg.id, cert }),
+            (err: unknown) => reply({ t: 'cert', id: msg.id, error: errorMessage(err) }),
+          );
       },
       onStatus: () => {
         if (this.isReady().ready) for (const r of this.readyWaiters.splice(0)) r();

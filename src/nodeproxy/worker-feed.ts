@@ -51,6 +51,7 @@ export class WorkerFeed extends EventEmitter implements CertSource {
   ) {
     super();
     ipc.on('message', (m) => this.onMessage(m as ToWorker));
+    this.send({ t: 'hello' });
   }
 
   attach(state: ProxyState, policies: PolicyStore): void {

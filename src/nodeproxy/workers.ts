@@ -80,6 +80,8 @@ export class WorkersError extends Error {
 interface Slot {
   index: number;
   proc?: ChildProcess;
+  /** The worker said hello: it has its listener and has been sent the full state. */
+  hello: boolean;
   status?: WorkerStatus;
   restarts: number;
   startedAt: number;
@@ -105,7 +107,12 @@ export class NodeWorkers {
   private nextMetricsId = 1;
 
   constructor(private readonly opts: NodeWorkersOptions) {
-    this.slots = Array.from({ length: opts.count }, (_, index) => ({ index, restarts: 0, startedAt: 0 }));
+    this.slots = Array.from({ length: opts.count }, (_, index) => ({
+      index,
+      restarts: 0,
+      startedAt: 0,
+      hello: false,
+    }));
   }
 
   start(): void {
@@ -127,7 +134,7 @@ export class NodeWorkers {
   async collectMetrics(timeoutMs = 1000): Promise<unknown[][]> {
     const asks = this.slots.map((s) => {
       const p = s.proc;
-      if (!p?.connected) return Promise.resolve(undefined);
+      if (!p?.connected || !s.hello) return Promise.resolve(undefined);
       const id = this.nextMetricsId++;
       return new Promise<unknown[] | undefined>((resolve) => {
         const timer = setTimeout(() => done(undefined), timeoutMs);
@@ -163,7 +170,9 @@ export class NodeWorkers {
         const p = s.proc;
         if (!p || p.exitCode !== null || p.signalCode !== null) return;
         const exited = new Promise<void>((r) => p.once('exit', () => r()));
-        this.send(s, { t: 'stop', graceMs });
+        // A worker that has not said hello has no state, hence no listeners or connections yet.
+        if (s.hello) this.send(s, { t: 'stop', graceMs });
+        else p.kill('SIGKILL');
         const kill = setTimeout(() => p.kill('SIGKILL'), graceMs + 2000);
         await exited;
         clearTimeout(kill);
@@ -173,21 +182,27 @@ export class NodeWorkers {
 
   private send(s: Slot, msg: ToWorker): void {
     const p = s.proc;
-    if (p?.connected) p.send(msg);
+    // Before hello, nothing: the snapshot sent at hello holds every update until then.
+    if (p?.connected && s.hello) p.send(msg);
   }
 
   private spawn(s: Slot): void {
     const init: WorkerInit = { ...this.opts.init, index: s.index };
     const p = fork(ENTRY, [JSON.stringify(init)], { serialization: 'advanced', stdio: 'inherit' });
     s.proc = p;
+    s.hello = false;
     s.status = undefined;
     s.startedAt = Date.now();
     this.opts.logger.info({ worker: s.index, pid: p.pid }, 'node proxy worker started');
-    for (const m of this.opts.initialMessages()) this.send(s, m);
     p.on('message', (m: unknown) => {
       const msg = m as FromWorker;
       if (!msg || typeof msg !== 'object' || typeof msg.t !== 'string') {
         this.opts.logger.warn({ worker: s.index }, 'worker: message without a type ignored');
+        return;
+      }
+      if (msg.t === 'hello') {
+        s.hello = true;
+        for (const out of this.opts.initialMessages()) this.send(s, out);
         return;
       }
       if (msg.t === 'metrics') return; // answered in collectMetrics

@@ -37,6 +37,9 @@ export interface WorkerStatus {
 
 /** Worker → primary. */
 export type FromWorker =
+  /** The worker listens for messages: only now does the primary send it the state (a message
+   * sent before the child has a 'message' listener would be dropped). */
+  | { t: 'hello' }
   | { t: 'cert?'; id: number; identity: Identity }
   | { t: 'status'; status: WorkerStatus }
   | { t: 'metrics'; id: number; metrics: unknown[] };
