@@ -154,9 +154,12 @@ spec:
     const { rm } = await import('node:fs/promises');
     const from2 = m.logs.length;
     for (let i = 0; i < 10; i++) await expect(roundTrip(TARGETS[i % TARGETS.length]!)).rejects.toThrow();
+    // New CONNECTs ride node-1's pooled HBONE connections, so which node-2 worker sees them is
+    // decided by where those few pooled connections landed, not per request: count the node's
+    // denials (every one refused), and rely on the close above for "every worker enforces".
     const denied = countBy('node/node-2', 'connection denied by policy', from2);
-    expect(denied.get(0) ?? 0).toBeGreaterThan(0);
-    expect(denied.get(1) ?? 0).toBeGreaterThan(0);
+    console.log(`denied per worker ${JSON.stringify([...denied])}`);
+    expect((denied.get(0) ?? 0) + (denied.get(1) ?? 0)).toBeGreaterThanOrEqual(10);
     const from3 = m.logs.length;
     await rm(path.join(m.configDir, 'deny-target.yaml'));
     await m.waitForLog(
