@@ -39,7 +39,7 @@ const targets = value('--targets') ? value('--targets').split(',') : all;
 
 if (!(seconds > 0)) usage(`bad duration`);
 for (const t of targets) if (!all.includes(t)) usage(`unknown target ${t} (have: ${all.join(', ')})`);
-if (!existsSync(path.join(root, 'dist', 'node', 'socks5.js')))
+if (!existsSync(path.join(root, 'dist', 'nodeproxy', 'socks5.js')))
   infra('dist/ is not built: run `npm run build` (npm run fuzz does it first)');
 
 // A parser may warn through process.emitWarning (yaml on collection keys): counted, not printed

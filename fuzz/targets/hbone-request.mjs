@@ -5,7 +5,7 @@
 // this pod on a non-mesh port 1–65535, is a finding.
 import net from 'node:net';
 import { parseSocketAddr } from '../../dist/common/addr.js';
-import { FORBIDDEN_TARGET_PORTS } from '../../dist/hbone/constants.js';
+import { FORBIDDEN_TARGET_PORTS } from '../../dist/common/ports.js';
 
 const POD_IP = '127.0.180.12';
 const METHODS = ['CONNECT', 'GET', 'connect', 'POST', ''];

@@ -15,11 +15,11 @@ import type { XdsTypeStatus } from '../xds/client.js';
 import { spiffeIdOf, DEFAULT_TRUST_DOMAIN } from '../xds/resources.js';
 import type { ProxyState } from '../proxy/state.js';
 import type { PolicyStore } from '../proxy/policy-store.js';
-import { ProxyStartup } from '../proxy/startup.js';
+import type { ProxyStartup } from '../proxy/startup.js';
 import { AddressMirror, policySnapshot, type ToWorker } from '../proxy/fan-out.js';
 import type { AuthzCounters } from '../proxy/inbound-gate.js';
 import { NodeTelemetry, nodeAdminDefaults } from '../telemetry/node-telemetry.js';
-import type { NodeProxyOptions } from './proxy.js';
+import { nodeProxyStartup, type NodeProxyOptions } from './proxy.js';
 import { localAmbientPods } from './local-pods.js';
 import { NodeWorkers } from './workers.js';
 
@@ -45,14 +45,7 @@ export class NodeProxyPrimary {
       { ...nodeAdminDefaults(opts.stateDir, false, this.log), ...opts.telemetry },
       this.log,
     );
-    this.startup = new ProxyStartup({
-      controlPlane: opts.controlPlane,
-      stateDir: opts.stateDir,
-      controlPlaneServerName: opts.controlPlaneServerName,
-      certTtlSeconds: opts.certTtlSeconds,
-      keyAlgorithm: opts.keyAlgorithm,
-      logger: this.log,
-    });
+    this.startup = nodeProxyStartup(opts, this.log);
     this.state = this.startup.state;
     this.policies = this.startup.policies;
   }

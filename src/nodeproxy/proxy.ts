@@ -103,14 +103,7 @@ export class NodeProxy {
       { ...nodeAdminDefaults(opts.stateDir, !!opts.netnsCapture, this.log), ...opts.telemetry },
       this.log,
     );
-    this.startup = new ProxyStartup({
-      controlPlane: opts.controlPlane,
-      stateDir: opts.stateDir,
-      controlPlaneServerName: opts.controlPlaneServerName,
-      certTtlSeconds: opts.certTtlSeconds,
-      keyAlgorithm: opts.keyAlgorithm,
-      logger: this.log,
-    });
+    this.startup = nodeProxyStartup(opts, this.log);
     this.state = this.startup.state;
     this.policies = this.startup.policies;
   }
@@ -393,4 +386,16 @@ export class NodeProxy {
       this.log.error({ pod, ip, err: errorMessage(err) }, 'could not set up pod listeners; will retry');
     }
   }
+}
+
+/** The shared start-up (proxy/startup.ts) as a node proxy configures it; the workers' primary uses it too. */
+export function nodeProxyStartup(opts: NodeProxyOptions, logger: Logger): ProxyStartup {
+  return new ProxyStartup({
+    controlPlane: opts.controlPlane,
+    stateDir: opts.stateDir,
+    controlPlaneServerName: opts.controlPlaneServerName,
+    certTtlSeconds: opts.certTtlSeconds,
+    keyAlgorithm: opts.keyAlgorithm,
+    logger,
+  });
 }
