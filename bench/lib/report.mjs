@@ -62,6 +62,14 @@ export function costMarkdown(r) {
  * for every L4 test, the added p99 at 1 000 req/s, and the cost per proxy role. No goals: Istio's
  * own node proxy is the reference, not a threshold. Empty when no ztunnel pair ran.
  */
+/** A figure for the comparison tables: '–' when missing, fewer decimals as it grows. */
+const v = (x) =>
+  x === undefined ? '–' : Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 1 ? x.toFixed(2) : x.toFixed(3);
+
+/** a ÷ b as "1.23×"; no ratio for a missing figure or one at or below zero (an added latency can be, in a noisy run). */
+const div = (a, b) =>
+  a === undefined || b === undefined || !(a > 0 && b > 0) ? '–' : `${(a / b).toFixed(2)}×`;
+
 export function ztunnelComparisonMarkdown(r) {
   const zts = [
     ...new Set(
@@ -102,17 +110,6 @@ export function ztunnelComparisonMarkdown(r) {
       zts.map((z) => cost(z, 'rssMbAt1kRps')),
     ]);
   }
-  const v = (x) =>
-    x === undefined
-      ? '–'
-      : Math.abs(x) >= 100
-        ? x.toFixed(0)
-        : Math.abs(x) >= 1
-          ? x.toFixed(2)
-          : x.toFixed(3);
-  // An added latency can come out at or below zero in a noisy run: no ratio then.
-  const div = (a, b) =>
-    a === undefined || b === undefined || !(a > 0 && b > 0) ? '–' : `${(a / b).toFixed(2)}×`;
   return [
     'ambit next to ztunnel (same run, medians):',
     '',
@@ -158,17 +155,6 @@ export function peerComparisonMarkdown(r) {
     rows.push(['vCPU per 1 000 req/s per proxy role (lower is better)', (p) => cost(p, 'vcpuPer1kRps')]);
     rows.push(['RSS MB per role at 1 000 req/s (lower is better)', (p) => cost(p, 'rssMbAt1kRps')]);
   }
-  const v = (x) =>
-    x === undefined
-      ? '–'
-      : Math.abs(x) >= 100
-        ? x.toFixed(0)
-        : Math.abs(x) >= 1
-          ? x.toFixed(2)
-          : x.toFixed(3);
-  // No ratio for a figure at or below zero (an added latency can be, in a noisy run).
-  const div = (a, b) =>
-    a === undefined || b === undefined || !(a > 0 && b > 0) ? '–' : `${(a / b).toFixed(2)}×`;
   return [
     'ambit next to the C tunnel pairs (same run, medians):',
     '',
